@@ -1,0 +1,5 @@
+"""``python -m pixdrop``: the command line."""
+
+from pixdrop.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""The command line: ``pixdrop serve`` (thin: flags → settings → uvicorn)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+import uvicorn
+
+from pixdrop import __version__
+from pixdrop.config import ENV_PREFIX, ConfigError, Settings, load_settings
+
+
+def _setting_options(func: Any) -> Any:
+    """One ``--flag`` per setting, with the setting's description as help, so they never drift."""
+    for name, field in reversed(list(Settings.model_fields.items())):
+        flag = "--" + name.replace("_", "-")
+        default = field.default
+        shown = f" [default: {default}]" if default is not None else ""
+        env = f" [env: {ENV_PREFIX}{name.upper()}]"
+        if field.annotation is bool:
+            func = click.option(
+                f"{flag}/--no-{name.replace('_', '-')}",
+                name,
+                default=None,
+                help=(field.description or "") + shown + env,
+            )(func)
+        else:
+            func = click.option(
+                flag, name, default=None, help=(field.description or "") + shown + env
+            )(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pixdrop")
+def main() -> None:
+    """pixdrop: upload and serve images over HTTP, in one request or in resumable chunks."""
+
+
+@main.command()
+@_setting_options
+def serve(**flags: Any) -> None:
+    """Run the HTTP service (local disk + SQLite under --data-dir unless told otherwise).
+
+    Every flag can also be set with a PIXDROP_* environment variable; sizes take units
+    such as 8MiB or 2GiB.
+    """
+    try:
+        settings = load_settings(**flags)
+    except ConfigError as exc:
+        click.echo(f"pixdrop: {exc}", err=True)
+        sys.exit(2)
+    _configure_logging(settings)
+    _prepare(settings)
+    click.echo(
+        f"pixdrop {__version__} serving on http://{settings.host}:{settings.port} "
+        f"(data: {settings.data_dir}, workers: {settings.workers})",
+        err=True,
+    )
+    if settings.workers == 1:
+        from pixdrop.http.app import create_app
+
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log=False,
+            log_level="warning",
+        )
+        return
+    # Worker processes rebuild the same settings from the environment.
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[ENV_PREFIX + name.upper()] = str(value)
+    uvicorn.run(
+        "pixdrop.http.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if not settings.access_log:
+        logging.getLogger("pixdrop.access").setLevel(logging.WARNING)
+
+
+def _prepare(settings: Settings) -> None:
+    """Create the data directory and migrate the database once, before any worker starts."""
+    from pixdrop.metadata import migrate
+
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate(settings.resolved_database_url)
+    except Exception as exc:
+        click.echo(f"pixdrop: cannot prepare storage: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""The HTTP edge: one module per wire protocol, plus the composition root (``app.py``)."""

@@ -1,0 +1,117 @@
+"""The composition root: ``create_app(settings)`` is the only code that picks concrete backends."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import anyio
+from anyio import to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from pixdrop import __version__
+from pixdrop.config import Settings, load_settings
+from pixdrop.http import chunks, errors, serve, simple
+from pixdrop.http.access_log import AccessLogMiddleware
+from pixdrop.http.state import Runtime, runtime
+from pixdrop.imaging import HeaderProber
+from pixdrop.locking import FileLocker, PostgresLocker
+from pixdrop.metadata import database_url, open_metadata_store
+from pixdrop.metadata.sql import make_engine
+from pixdrop.services import ImageService, UploadLimits, UploadService
+from pixdrop.storage.local import LocalBlobStore
+
+log = logging.getLogger("pixdrop")
+
+DESCRIPTION = """\
+Upload images over plain HTTP, in one request (`POST /v1/images`) or in chunks that may arrive
+in any order and in parallel (`/v1/uploads`). After a failure, `GET /v1/uploads/{id}` says
+exactly which chunks are missing. Every error is an RFC 9457 `application/problem+json` body.
+"""
+
+
+def _open_locker(settings: Settings) -> FileLocker | PostgresLocker:
+    url = database_url(settings.resolved_database_url)
+    if url.get_backend_name() == "postgresql":
+        # Several nodes may share this database: their locks must live in it too.
+        return PostgresLocker(make_engine(url, pool_size=32, max_overflow=64))
+    return FileLocker(settings.data_dir / "locks")
+
+
+async def _build_runtime(settings: Settings) -> tuple[Runtime, FileLocker | PostgresLocker]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    meta = await to_thread.run_sync(open_metadata_store, settings.resolved_database_url)
+    locker = _open_locker(settings)
+    images = ImageService(
+        blobs=LocalBlobStore(settings.data_dir),
+        meta=meta,
+        locker=locker,
+        prober=HeaderProber(),
+        max_request_size=int(settings.max_request_size),
+    )
+    limits = UploadLimits(
+        max_image_size=int(settings.max_image_size),
+        default_chunk_size=int(settings.default_chunk_size),
+        min_chunk_size=int(settings.min_chunk_size),
+        max_chunk_size=int(settings.max_chunk_size),
+        max_chunks=settings.max_chunks,
+        ttl=timedelta(seconds=settings.upload_ttl),
+    )
+    uploads = UploadService(images=images, limits=limits)
+    return Runtime(settings, images, uploads, meta), locker
+
+
+async def _sweep_forever(uploads: UploadService, interval: float) -> None:
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await uploads.sweep()
+        except Exception:  # a failed sweep must not end the sweeper; the next one retries
+            log.exception("sweeping expired uploads failed")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    rt, locker = await _build_runtime(settings)
+    app.state.runtime = rt
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_sweep_forever, rt.uploads, settings.sweep_interval)
+            yield
+            tasks.cancel_scope.cancel()
+    finally:
+        await rt.meta.close()
+        locker.close()
+
+
+async def _healthz(request: Request) -> JSONResponse:
+    await runtime(request).meta.ping()
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the ASGI app for *settings*; stores open when the app starts (lifespan)."""
+    app = FastAPI(
+        title="pixdrop",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(simple.router)
+    app.include_router(chunks.router)
+    app.include_router(serve.router)
+    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
+    if settings.access_log:
+        app.add_middleware(AccessLogMiddleware)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """App factory for worker processes: settings come from ``PIXDROP_*`` variables."""
+    return create_app(load_settings())

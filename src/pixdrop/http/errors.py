@@ -1,0 +1,82 @@
+"""The one place errors become responses: RFC 9457 ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pixdrop.errors import BadRequest, InvalidUploadRequest, NotFound, PixdropError
+from pixdrop.protocols.problem import MEDIA_TYPE, problem_body
+
+log = logging.getLogger("pixdrop.errors")
+
+
+def problem_response(error: PixdropError, request: Request) -> JSONResponse:
+    body = problem_body(error, instance=request.url.path)
+    return JSONResponse(body, status_code=error.status, headers=error.headers, media_type=MEDIA_TYPE)
+
+
+async def _pixdrop_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PixdropError)
+    return problem_response(exc, request)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"field": ".".join(str(p) for p in err["loc"][1:]) or "body", "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+    error = InvalidUploadRequest(f"The request is invalid: {summary}.", errors=problems)
+    return problem_response(error, request)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Router-level errors (unknown path, wrong method) in the same problem format."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code in (400, 404):
+        error = (
+            NotFound(f"Nothing is at {request.url.path}.")
+            if exc.status_code == 404
+            else BadRequest(str(exc.detail))
+        )
+        error.headers.update(exc.headers or {})
+        return problem_response(error, request)
+    body = {
+        "type": "about:blank",
+        "title": str(exc.detail),
+        "status": exc.status_code,
+        "detail": f"{exc.detail}: {request.method} {request.url.path}.",
+    }
+    return JSONResponse(
+        body, status_code=exc.status_code, headers=exc.headers, media_type=MEDIA_TYPE
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
+    log.error("unhandled error, request id %s", request_id, exc_info=exc)
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": "Internal server error",
+        "status": 500,
+        "detail": f"The server failed on this request; quote request id {request_id} "
+        "when reporting it.",
+        "request_id": request_id,
+    }
+    return JSONResponse(body, status_code=500, media_type=MEDIA_TYPE)
+
+
+def install(app: FastAPI) -> None:
+    """Register the problem+json handlers on *app*."""
+    app.add_exception_handler(PixdropError, _pixdrop_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

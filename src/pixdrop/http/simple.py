@@ -1,0 +1,67 @@
+"""One-request uploads: ``POST /v1/images`` with the image as the body or a multipart field."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from pixdrop.errors import PayloadTooLarge
+from pixdrop.http.multipart import MultipartFile
+from pixdrop.http.state import base_url, runtime
+from pixdrop.http.views import stored_image_json
+from pixdrop.http.wire import RAW_BODY, content_length, expected_digests
+
+router = APIRouter(tags=["images"])
+
+ONE_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The image's bytes (any Content-Type), or multipart/form-data with the "
+        "image in the field 'file'.",
+        "content": {
+            **RAW_BODY["requestBody"]["content"],  # type: ignore[index]
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/images",
+    status_code=201,
+    summary="Upload an image in one request",
+    openapi_extra=ONE_REQUEST_BODY,
+)
+async def create_image(request: Request, filename: str | None = None) -> JSONResponse:
+    """Store the request body as an image. ``Content-Digest``/``Repr-Digest`` are verified."""
+    rt = runtime(request)
+    limit = rt.settings.max_request_size
+    length = content_length(request)
+    if length is not None and length > limit:
+        # Refused from the headers alone: not one byte of the body is read.
+        raise PayloadTooLarge(
+            f"The body is {length} bytes; one request may carry at most {limit}. "
+            "Use a chunked upload (POST /v1/uploads) for large images.",
+            limit="max_request_size",
+            value=length,
+            allowed=limit,
+        )
+    expected = expected_digests(request)
+    content_type = request.headers.get("content-type", "")
+    body = request.stream()
+    if content_type.lower().startswith("multipart/form-data"):
+        form = MultipartFile(body, content_type)
+        await form.open()
+        body, filename = form.stream(), form.filename or filename
+    stored = await rt.images.put_single(body, expected=expected, filename=filename)
+    return JSONResponse(
+        stored_image_json(stored, base_url(request)),
+        status_code=201,
+        headers={"Location": f"/v1/images/{stored.image.id}"},
+    )

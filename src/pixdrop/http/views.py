@@ -1,0 +1,51 @@
+"""JSON representations of uploads and images (the public field names are fixed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pixdrop.models import Image
+from pixdrop.services import StoredImage, UploadStatus
+
+
+def image_json(image: Image, base: str, delete_token: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": image.id,
+        "url": f"{base}/v1/images/{image.id}/original",
+        "sha256": image.sha256,
+        "size": image.size,
+        "content_type": image.content_type,
+        "format": image.format,
+        "width": image.width,
+        "height": image.height,
+        "created_at": image.created_at.isoformat(),
+        "filename": image.filename,
+    }
+    if delete_token:
+        body["delete_token"] = delete_token
+    return body
+
+
+def stored_image_json(stored: StoredImage, base: str) -> dict[str, Any]:
+    return image_json(stored.image, base, stored.delete_token)
+
+
+def upload_json(status: UploadStatus, base: str) -> dict[str, Any]:
+    upload = status.upload
+    return {
+        "id": upload.id,
+        "url": f"{base}/v1/uploads/{upload.id}",
+        "size": upload.size,
+        "chunk_size": upload.chunk_size,
+        "chunk_count": upload.chunk_count,
+        "received": status.received,
+        "missing": status.missing,
+        "state": upload.state.value,
+        "created_at": upload.created_at.isoformat(),
+        "expires_at": upload.expires_at.isoformat(),
+        "sha256": upload.sha256,
+        "filename": upload.filename,
+        "content_type": upload.content_type,
+        "image_id": upload.image_id,
+        "image_url": f"{base}/v1/images/{upload.image_id}" if upload.image_id else None,
+    }

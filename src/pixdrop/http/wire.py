@@ -1,0 +1,36 @@
+"""Request-side helpers shared by the protocol modules: lengths, digests and bodies."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from pixdrop.errors import BadRequest
+from pixdrop.protocols.digest import ExpectedDigests, merge, parse_digest_field
+
+
+def content_length(request: Request) -> int | None:
+    """The declared body length, or None (chunked transfer); ``BadRequest`` if malformed."""
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise BadRequest(f"Content-Length {value!r} is not a byte count.")
+    return int(value)
+
+
+def expected_digests(request: Request) -> ExpectedDigests:
+    """Digests the client announced in ``Content-Digest`` and ``Repr-Digest`` (RFC 9530)."""
+    fields = [
+        parse_digest_field(request.headers[name], name)
+        for name in ("Content-Digest", "Repr-Digest")
+        if name in request.headers
+    ]
+    return merge(*fields)
+
+
+RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}

@@ -1,0 +1,133 @@
+"""The ports: small Protocols that services use and backends implement.
+
+Bytes (``BlobStore``) and metadata (``MetadataStore``) are separate ports; so are locks
+(``Locker``) and the image prober. Only the composition root (``http/app.py``) picks concrete
+implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from pixdrop.models import Image, ImageInfo, Part, Upload, UploadState
+
+
+class BlobStore(Protocol):
+    """Where bytes live: a staging area for uploads in progress and content-addressed blobs.
+
+    Staging objects are named by upload id; blobs by key (the sha256 of their bytes).
+    """
+
+    async def create_staging(self, upload_id: str) -> None:
+        """Make an empty staging object for *upload_id* (idempotent)."""
+
+    async def write_at(self, upload_id: str, offset: int, data: AsyncIterator[bytes]) -> int:
+        """Write *data* into the staging object at *offset* and return the bytes written.
+
+        The bytes are durable when this returns. If *data* raises, the exception propagates and
+        whatever reached storage is left unrecorded (the caller records nothing). If the staging
+        object does not exist, raise ``FileNotFoundError``.
+        """
+
+    def read_staging(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of the staging object."""
+
+    async def commit(self, upload_id: str, key: str) -> None:
+        """Make blob *key* from the staging object without copying its bytes.
+
+        The staging object stays until ``discard``, so a completion interrupted by a crash can
+        run again. Idempotent: if the blob already exists (identical content) nothing changes.
+        """
+
+    async def discard(self, upload_id: str) -> None:
+        """Remove the staging object of *upload_id*, if any."""
+
+    async def blob_size(self, key: str) -> int:
+        """Size of blob *key*; raise ``FileNotFoundError`` if there is none."""
+
+    def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of blob *key*."""
+
+    async def delete(self, key: str) -> None:
+        """Remove blob *key*, if present."""
+
+    async def staging_ids(self, older_than: float) -> list[str]:
+        """Ids of staging objects untouched for *older_than* seconds (orphan sweeping)."""
+
+
+class MetadataStore(Protocol):
+    """Upload and image records. Every method is atomic."""
+
+    async def create_upload(self, upload: Upload) -> None:
+        """Record a new upload."""
+
+    async def get_upload(self, upload_id: str) -> Upload:
+        """Return the upload; if none exists, raise ``UploadNotFound``."""
+
+    async def list_parts(self, upload_id: str) -> list[Part]:
+        """The recorded parts of an upload, ordered by start offset."""
+
+    async def get_part(self, upload_id: str, start: int) -> Part | None:
+        """The part recorded at *start*, or ``None``."""
+
+    async def add_part(self, upload_id: str, part: Part) -> bool:
+        """Record *part*; return False if a part at the same start already exists.
+
+        If the upload does not exist (any more), raise ``UploadNotFound``.
+        """
+
+    async def transition(
+        self, upload_id: str, from_states: Collection[UploadState], to: UploadState
+    ) -> bool:
+        """Move the upload to *to* if it is in one of *from_states*; True if it moved."""
+
+    async def complete_upload(self, upload_id: str, image: Image) -> None:
+        """In one transaction: record *image* and mark the upload completed with its id."""
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """Delete the upload and its parts (no error if absent)."""
+
+    async def expired_uploads(self, now: datetime, limit: int) -> list[Upload]:
+        """Uploads whose ``expires_at`` is before *now*, oldest first, at most *limit*."""
+
+    async def get_image(self, image_id: str) -> Image:
+        """Return the image; if none exists, raise ``ImageNotFound``."""
+
+    async def create_image(self, image: Image) -> None:
+        """Record a new image."""
+
+    async def delete_image(self, image_id: str) -> None:
+        """Delete the image record (no error if absent)."""
+
+    async def count_images_with_sha256(self, sha256: str) -> int:
+        """How many image records reference the blob *sha256*."""
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class LockBusy(Exception):
+    """Raised by a ``Locker`` when the key is held by someone else."""
+
+
+class Locker(Protocol):
+    """Exclusive, non-blocking locks that die with their holder (connection or process)."""
+
+    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
+        """Hold *key* for the duration of the block; raise ``LockBusy`` if already held."""
+
+
+class ImageProber(Protocol):
+    """Tells what an image is from its first bytes, without decoding pixels."""
+
+    #: How many leading bytes ``probe`` wants to see.
+    head_size: int
+
+    def probe(self, head: bytes) -> ImageInfo:
+        """Sniff format and dimensions; raise ``UnprocessableImage`` if it is not an image."""

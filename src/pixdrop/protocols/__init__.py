@@ -1,0 +1,1 @@
+"""Sans-I/O protocol helpers: pure functions over header values, no Starlette, no storage."""

@@ -1,0 +1,179 @@
+"""ImageService: the one ingest path every upload ends in, and stored images' life cycle.
+
+Ingest = probe the bytes (format and header dimensions), link the staged bytes into the
+content-addressed blob store, then record the image. Identical bytes share one blob; the blob
+is removed when the last image using it is deleted. Both steps run under a per-blob lock so a
+delete and an ingest of the same bytes cannot interleave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import unicodedata
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pixdrop.errors import (
+    Forbidden,
+    ImageNotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnprocessableImage,
+)
+from pixdrop.models import Image, ImageInfo, is_valid_id, new_id
+from pixdrop.ports import BlobStore, ImageProber, Locker, MetadataStore
+from pixdrop.protocols.digest import ExpectedDigests
+from pixdrop.services.locks import hold_waiting
+from pixdrop.services.streams import MeteredStream
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def clean_filename(name: str | None) -> str | None:
+    """A client's file name reduced to a harmless base name (no path, no control characters)."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
+    return base[:255] or None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image, plus its delete token when it was created by this call."""
+
+    image: Image
+    delete_token: str | None
+
+
+class ImageService:
+    """Ingest, look up, stream and delete images."""
+
+    def __init__(
+        self,
+        *,
+        blobs: BlobStore,
+        meta: MetadataStore,
+        locker: Locker,
+        prober: ImageProber,
+        max_request_size: int,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.blobs = blobs
+        self.meta = meta
+        self.locker = locker
+        self.prober = prober
+        self.max_request_size = max_request_size
+        self.clock = clock
+
+    async def ingest(
+        self,
+        staging_id: str,
+        *,
+        sha256: str,
+        size: int,
+        head: bytes,
+        filename: str | None,
+        record: Callable[[Image], Awaitable[None]],
+    ) -> StoredImage:
+        """Probe the staged bytes, store them as a blob and ``record`` the new image.
+
+        Raise ``UnprocessableImage`` if the bytes are not an acceptable image.
+        """
+        info: ImageInfo = self.prober.probe(head)
+        token = secrets.token_urlsafe(32)
+        image = Image(
+            id=new_id(),
+            sha256=sha256,
+            size=size,
+            content_type=info.content_type,
+            format=info.format,
+            width=info.width,
+            height=info.height,
+            created_at=self.clock(),
+            delete_token_hash=token_hash(token),
+            filename=clean_filename(filename),
+        )
+        async with hold_waiting(self.locker, f"blob/{sha256}"):
+            await self.blobs.commit(staging_id, sha256)
+            await record(image)
+        await self.blobs.discard(staging_id)
+        return StoredImage(image, token)
+
+    async def put_single(
+        self,
+        body: AsyncIterator[bytes],
+        *,
+        expected: ExpectedDigests,
+        filename: str | None,
+    ) -> StoredImage:
+        """Store a whole image sent in one request body, streaming it to a staging object."""
+        staging_id = new_id()
+        await self.blobs.create_staging(staging_id)
+        try:
+            stream = MeteredStream(
+                body,
+                limit=self.max_request_size,
+                too_long=self._too_large,
+                expected=expected,
+                head_size=self.prober.head_size,
+            )
+            await self.blobs.write_at(staging_id, 0, stream)
+            stream.verify("request body")
+            if stream.length == 0:
+                raise UnprocessableImage(
+                    "The request body is empty; send the image's bytes.", reason="empty"
+                )
+            return await self.ingest(
+                staging_id,
+                sha256=stream.sha256,
+                size=stream.length,
+                head=stream.head,
+                filename=filename,
+                record=self.meta.create_image,
+            )
+        finally:
+            await self.blobs.discard(staging_id)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The body is larger than the one-request limit of {self.max_request_size} bytes; "
+            "use a chunked upload (POST /v1/uploads) for large images.",
+            limit="max_request_size",
+            allowed=self.max_request_size,
+        )
+
+    async def get(self, image_id: str) -> Image:
+        """The image; raise ``ImageNotFound`` (also for strings that cannot be ids)."""
+        if not is_valid_id(image_id):
+            raise ImageNotFound(f"There is no image with id {image_id!r}.")
+        return await self.meta.get_image(image_id)
+
+    def read(self, image: Image, start: int, end: int) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of the image's original."""
+        return self.blobs.read(image.blob_key, start, end)
+
+    async def delete(self, image_id: str, token: str | None) -> None:
+        """Delete an image given its delete token; the blob goes with its last image."""
+        image = await self.get(image_id)
+        if not token:
+            raise Unauthorized(
+                "Deleting an image needs its delete token: send 'Authorization: Bearer <token>'."
+            )
+        if not hmac.compare_digest(token_hash(token), image.delete_token_hash):
+            raise Forbidden("That delete token does not belong to this image.")
+        async with hold_waiting(self.locker, f"blob/{image.sha256}"):
+            await self.meta.delete_image(image.id)
+            if await self.meta.count_images_with_sha256(image.sha256) == 0:
+                await self.blobs.delete(image.blob_key)

@@ -1,0 +1,139 @@
+"""Shared fixtures: real servers on ephemeral ports, real SQLite files, real PostgreSQL.
+
+PostgreSQL is taken from ``PG_TEST_URL`` (default: the local server on 127.0.0.1,
+database ``test``). When ``CI=true`` a missing PostgreSQL fails the run; elsewhere the
+PostgreSQL variants are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from pixdrop.config import Settings
+from pixdrop.http.app import create_app
+
+DATA = Path(__file__).parent / "data"
+PG_ADMIN_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _pg_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    try:
+        admin = _pg_connect(PG_ADMIN_URL)
+    except Exception as exc:
+        message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(message + " (required when CI=true)")
+        pytest.skip(message)
+    name = "pixdrop_test_" + secrets.token_hex(6)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which metadata backend a test runs on: every HTTP test runs on both."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'pixdrop.db'}"
+
+
+@dataclass
+class LiveServer:
+    """A pixdrop app served by uvicorn in a thread on 127.0.0.1 and an ephemeral port."""
+
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_server(settings: Settings) -> LiveServer:
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    return LiveServer(f"http://127.0.0.1:{port}", settings, server, thread)
+
+
+ServerFactory = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path, database_url: str) -> Iterator[ServerFactory]:
+    """Start servers with settings overrides; each is stopped at the end of the test."""
+    started: list[LiveServer] = []
+
+    def make(**overrides: Any) -> LiveServer:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "database_url": database_url,
+            "access_log": False,
+        }
+        values.update(overrides)
+        live = start_server(Settings(**values))
+        started.append(live)
+        return live
+
+    yield make
+    for live in started:
+        live.stop()
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> LiveServer:
+    """A server with default settings on the current metadata backend."""
+    return server_factory()
+
+
+@pytest.fixture(scope="session")
+def photo_png() -> bytes:
+    return (DATA / "chelsea.png").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def photo_jpeg() -> bytes:
+    return (DATA / "rocket.jpg").read_bytes()
