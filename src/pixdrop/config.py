@@ -70,7 +70,9 @@ class Settings(BaseSettings):
         if self.min_chunk_size > self.max_chunk_size:
             raise ValueError("min_chunk_size must not exceed max_chunk_size")
         if not self.min_chunk_size <= self.default_chunk_size <= self.max_chunk_size:
-            raise ValueError("default_chunk_size must lie between min_chunk_size and max_chunk_size")
+            raise ValueError(
+                "default_chunk_size must lie between min_chunk_size and max_chunk_size"
+            )
         return self
 
     @property

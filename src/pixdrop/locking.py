@@ -15,6 +15,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+
 from anyio import to_thread
 from sqlalchemy import Connection, Engine, text
 

@@ -7,7 +7,7 @@ implementations.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterable, AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -24,7 +24,7 @@ class BlobStore(Protocol):
     async def create_staging(self, upload_id: str) -> None:
         """Make an empty staging object for *upload_id* (idempotent)."""
 
-    async def write_at(self, upload_id: str, offset: int, data: AsyncIterator[bytes]) -> int:
+    async def write_at(self, upload_id: str, offset: int, data: AsyncIterable[bytes]) -> int:
         """Write *data* into the staging object at *offset* and return the bytes written.
 
         The bytes are durable when this returns. If *data* raises, the exception propagates and

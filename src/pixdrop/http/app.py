@@ -11,6 +11,7 @@ import anyio
 from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import create_engine
 
 from pixdrop import __version__
 from pixdrop.config import Settings, load_settings
@@ -20,7 +21,6 @@ from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.locking import FileLocker, PostgresLocker
 from pixdrop.metadata import database_url, open_metadata_store
-from pixdrop.metadata.sql import make_engine
 from pixdrop.services import ImageService, UploadLimits, UploadService
 from pixdrop.storage.local import LocalBlobStore
 
@@ -37,7 +37,8 @@ def _open_locker(settings: Settings) -> FileLocker | PostgresLocker:
     url = database_url(settings.resolved_database_url)
     if url.get_backend_name() == "postgresql":
         # Several nodes may share this database: their locks must live in it too.
-        return PostgresLocker(make_engine(url, pool_size=32, max_overflow=64))
+        # Each held lock keeps a connection for as long as its chunk takes to arrive.
+        return PostgresLocker(create_engine(url, pool_size=16, max_overflow=64, pool_pre_ping=True))
     return FileLocker(settings.data_dir / "locks")
 
 

@@ -47,7 +47,9 @@ async def create_upload(request: Request, spec: CreateUpload) -> JSONResponse:
 @router.get("/v1/uploads/{upload_id}", summary="Which chunks are received and missing")
 async def get_upload(request: Request, upload_id: str) -> JSONResponse:
     status = await runtime(request).uploads.status(upload_id)
-    return JSONResponse(upload_json(status, base_url(request)), headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        upload_json(status, base_url(request)), headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.put(

@@ -19,7 +19,9 @@ log = logging.getLogger("pixdrop.errors")
 
 def problem_response(error: PixdropError, request: Request) -> JSONResponse:
     body = problem_body(error, instance=request.url.path)
-    return JSONResponse(body, status_code=error.status, headers=error.headers, media_type=MEDIA_TYPE)
+    return JSONResponse(
+        body, status_code=error.status, headers=error.headers, media_type=MEDIA_TYPE
+    )
 
 
 async def _pixdrop_error(request: Request, exc: Exception) -> JSONResponse:

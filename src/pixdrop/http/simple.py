@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -9,7 +11,7 @@ from pixdrop.errors import PayloadTooLarge
 from pixdrop.http.multipart import MultipartFile
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import stored_image_json
-from pixdrop.http.wire import RAW_BODY, content_length, expected_digests
+from pixdrop.http.wire import BINARY, content_length, expected_digests
 
 router = APIRouter(tags=["images"])
 
@@ -19,7 +21,7 @@ ONE_REQUEST_BODY = {
         "description": "The image's bytes (any Content-Type), or multipart/form-data with the "
         "image in the field 'file'.",
         "content": {
-            **RAW_BODY["requestBody"]["content"],  # type: ignore[index]
+            "application/octet-stream": BINARY,
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -54,7 +56,7 @@ async def create_image(request: Request, filename: str | None = None) -> JSONRes
         )
     expected = expected_digests(request)
     content_type = request.headers.get("content-type", "")
-    body = request.stream()
+    body: AsyncIterator[bytes] = request.stream()
     if content_type.lower().startswith("multipart/form-data"):
         form = MultipartFile(body, content_type)
         await form.open()

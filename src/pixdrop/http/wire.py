@@ -28,9 +28,5 @@ def expected_digests(request: Request) -> ExpectedDigests:
     return merge(*fields)
 
 
-RAW_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+RAW_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": BINARY}}}

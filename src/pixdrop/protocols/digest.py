@@ -51,7 +51,9 @@ def parse_digest_field(value: str, header: str = "Content-Digest") -> ExpectedDi
         try:
             raw = base64.b64decode(encoded, validate=True)
         except binascii.Error as exc:
-            raise InvalidDigest(f"{header} {algorithm} is not valid base64.", header=header) from exc
+            raise InvalidDigest(
+                f"{header} {algorithm} is not valid base64.", header=header
+            ) from exc
         expected_len = hashlib.new(SUPPORTED[algorithm]).digest_size
         if len(raw) != expected_len:
             raise InvalidDigest(

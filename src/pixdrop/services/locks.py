@@ -9,17 +9,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import anyio
 
 from pixdrop.errors import Conflict
-from pixdrop.ports import Locker, LockBusy
+from pixdrop.ports import LockBusy, Locker
 
 
 @asynccontextmanager
-async def hold_waiting(locker: Locker, key: str, timeout: float = 30.0) -> AsyncIterator[None]:
-    """Hold *key*, retrying while someone else holds it; raise ``Conflict`` after *timeout*.
+async def hold_waiting(locker: Locker, key: str, patience: float = 30.0) -> AsyncIterator[None]:
+    """Hold *key*, retrying while it is held elsewhere; ``Conflict`` after *patience* seconds.
 
     Only for sections that take milliseconds (linking a blob, recording a row): a chunk write,
     which lasts as long as its request body, is refused at once instead (``ChunkBusy``).
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience
     delay = 0.005
     async with AsyncExitStack() as stack:
         while True:

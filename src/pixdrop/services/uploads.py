@@ -33,7 +33,7 @@ from pixdrop.errors import (
 from pixdrop.models import Image, Part, Upload, UploadState, is_valid_id, new_id
 from pixdrop.ports import LockBusy
 from pixdrop.protocols.digest import ExpectedDigests
-from pixdrop.services.images import ImageService, StoredImage, utcnow
+from pixdrop.services.images import ImageService, StoredImage
 from pixdrop.services.streams import MeteredStream
 
 log = logging.getLogger("pixdrop.uploads")

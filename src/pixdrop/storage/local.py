@@ -17,7 +17,7 @@ import errno
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 from anyio import to_thread
@@ -86,7 +86,7 @@ class LocalBlobStore:
 
         await to_thread.run_sync(create)
 
-    async def write_at(self, upload_id: str, offset: int, data: AsyncIterator[bytes]) -> int:
+    async def write_at(self, upload_id: str, offset: int, data: AsyncIterable[bytes]) -> int:
         path = self._staging(upload_id)
         # No O_CREAT: a chunk for an upload that was aborted meanwhile must not resurrect it.
         fd = await to_thread.run_sync(os.open, path, os.O_WRONLY)

@@ -1,0 +1,23 @@
+# Sourced by scripts/serve and scripts/test: make (once) and activate the project's venv.
+# PIXDROP_VENV overrides where it lives; the default is .venv in the project root.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${PIXDROP_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "pixdrop needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+stamp="$venv/.pixdrop-installed-$1"
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+fi
+# Reinstall when pyproject.toml changed since the last install.
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  if [ "$1" = serve ]; then spec="$root"; else spec="$root[$1]"; fi
+  "$venv/bin/python" -m pip install --quiet -e "$spec"
+  touch "$stamp"
+fi
+export PATH="$venv/bin:$PATH"
+cd "$root"

@@ -1,0 +1,379 @@
+"""``SqlMetadataStore``: the metadata port on SQLite or PostgreSQL, through SQLAlchemy Core.
+
+The store drives a *synchronous* SQLAlchemy engine from worker threads
+(``anyio.to_thread.run_sync``): both drivers (sqlite3, psycopg) are blocking, and a pooled
+connection per thread is the simplest correct way to run them without stalling the event loop.
+Every method is exactly one transaction.
+
+The dialect differences are kept here and commented where they matter:
+
+* SQLite connections are tuned when opened (:func:`_tune_sqlite_connection`), and SQLAlchemy,
+  not the sqlite3 module, emits ``BEGIN`` (:func:`_begin_sqlite_transaction`).
+* "Insert unless present" is spelled per dialect (:func:`_insert_unless_present`).
+* Foreign key violations are recognised per driver (:func:`_is_foreign_key_violation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from anyio import to_thread
+from sqlalchemy import (
+    URL,
+    Connection,
+    Engine,
+    Insert,
+    Row,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from pixdrop.errors import ImageNotFound, UploadNotFound
+from pixdrop.metadata.tables import images, upload_parts, uploads
+from pixdrop.models import Image, Part, Upload, UploadState
+
+__all__ = ["SQLITE_BEGIN_OPTION", "SqlMetadataStore", "make_engine"]
+
+T = TypeVar("T")
+
+#: Execution option naming the statement that opens a SQLite transaction (default ``BEGIN``).
+#: Migrations ask for ``BEGIN IMMEDIATE`` so that concurrent starters queue up behind one writer.
+SQLITE_BEGIN_OPTION = "pixdrop_sqlite_begin"
+
+#: How long a SQLite connection waits for another writer before failing with "database is
+#: locked". Writers hold the lock for one short transaction; 30 s only bites when stuck.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(url: URL) -> Engine:
+    """A synchronous engine for *url* (``sqlite`` or ``postgresql+psycopg``), tuned per dialect.
+
+    Raise ``ValueError`` for any other backend.
+    """
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url)
+        event.listen(engine, "connect", _tune_sqlite_connection)
+        event.listen(engine, "begin", _begin_sqlite_transaction)
+        return engine
+    if url.get_backend_name() == "postgresql":
+        # pre_ping: a connection the server dropped (restart, failover, idle timeout) is replaced
+        # instead of failing the next request.
+        return create_engine(url, pool_pre_ping=True)
+    raise ValueError(f"unsupported database backend {url.get_backend_name()!r}")
+
+
+def _tune_sqlite_connection(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy emit BEGIN itself (see _begin_sqlite_transaction): the sqlite3 module's
+    # legacy mode starts transactions only before INSERT/UPDATE/DELETE, so reads and DDL
+    # would otherwise run outside the transaction they are written in.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # First, so that the pragmas below already wait for a lock rather than fail at once when
+    # several processes open the file together.
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    # WAL: readers never block the writer nor the writer the readers, and a commit is one
+    # append to the log. The mode is stored in the file; setting it again is a no-op.
+    cursor.execute("PRAGMA journal_mode = WAL")
+    # FULL syncs the log on every commit. WAL's usual NORMAL could lose the last commits on
+    # power loss, and a record we acknowledged to a client must survive that.
+    cursor.execute("PRAGMA synchronous = FULL")
+    # SQLite ignores foreign keys unless asked, per connection; parts rely on ON DELETE CASCADE
+    # and on the reference to their upload.
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _begin_sqlite_transaction(conn: Connection) -> None:
+    # A deferred BEGIN takes no lock until the first statement. Store methods that write do so
+    # in their first statement, which waits for the write lock (busy_timeout) instead of
+    # failing: only a transaction that has already *read* cannot wait for it.
+    conn.exec_driver_sql(conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "BEGIN"))
+
+
+def _insert_unless_present(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """Insert *values* unless a row with the same primary key exists; True if inserted.
+
+    A plain INSERT would raise on the duplicate key, and on PostgreSQL that error aborts the
+    whole transaction, so "insert, catch, carry on" cannot work. ``ON CONFLICT DO NOTHING``
+    (same SQL on both dialects, but each SQLAlchemy dialect has its own ``insert``) skips the
+    row inside the statement instead, and the row count tells which way it went. Any other
+    constraint (such as a foreign key) still raises.
+    """
+    statement: Insert
+    if conn.dialect.name == "postgresql":
+        statement = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif conn.dialect.name == "sqlite":
+        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:
+        raise NotImplementedError(conn.dialect.name)
+    # SQLAlchemy keeps the row count of an INSERT only when asked (psycopg's would be lost).
+    return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount == 1
+
+
+def _is_foreign_key_violation(exc: IntegrityError) -> bool:
+    # psycopg exposes the SQLSTATE (23503 = foreign_key_violation); sqlite3 (Python >= 3.11)
+    # the extended result code name.
+    return (
+        getattr(exc.orig, "sqlstate", None) == "23503"
+        or getattr(exc.orig, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_FOREIGNKEY"
+    )
+
+
+def _upload_from_row(row: Row[Any]) -> Upload:
+    return Upload(
+        id=row.id,
+        size=row.size,
+        chunk_size=row.chunk_size,
+        state=UploadState(row.state),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        sha256=row.sha256,
+        filename=row.filename,
+        content_type=row.content_type,
+        image_id=row.image_id,
+    )
+
+
+def _image_from_row(row: Row[Any]) -> Image:
+    return Image(
+        id=row.id,
+        sha256=row.sha256,
+        size=row.size,
+        content_type=row.content_type,
+        format=row.format,
+        width=row.width,
+        height=row.height,
+        created_at=row.created_at,
+        delete_token_hash=row.delete_token_hash,
+        filename=row.filename,
+    )
+
+
+def _upload_values(upload: Upload) -> dict[str, Any]:
+    return {
+        "id": upload.id,
+        "size": upload.size,
+        "chunk_size": upload.chunk_size,
+        "state": upload.state.value,
+        "created_at": upload.created_at,
+        "expires_at": upload.expires_at,
+        "sha256": upload.sha256,
+        "filename": upload.filename,
+        "content_type": upload.content_type,
+        "image_id": upload.image_id,
+    }
+
+
+def _image_values(image: Image) -> dict[str, Any]:
+    return {
+        "id": image.id,
+        "sha256": image.sha256,
+        "size": image.size,
+        "content_type": image.content_type,
+        "format": image.format,
+        "width": image.width,
+        "height": image.height,
+        "created_at": image.created_at,
+        "delete_token_hash": image.delete_token_hash,
+        "filename": image.filename,
+    }
+
+
+def _part_from_row(row: Row[Any]) -> Part:
+    return Part(start=row.start, end=row.end, sha256=row.sha256)
+
+
+# --- One function per store method: each runs inside the transaction it is given. ---
+
+
+def _get_upload(conn: Connection, upload_id: str) -> Upload:
+    row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one_or_none()
+    if row is None:
+        raise UploadNotFound(f"No upload {upload_id}")
+    return _upload_from_row(row)
+
+
+def _list_parts(conn: Connection, upload_id: str) -> list[Part]:
+    query = (
+        select(upload_parts)
+        .where(upload_parts.c.upload_id == upload_id)
+        .order_by(upload_parts.c.start)
+    )
+    return [_part_from_row(row) for row in conn.execute(query)]
+
+
+def _get_part(conn: Connection, upload_id: str, start: int) -> Part | None:
+    query = select(upload_parts).where(
+        upload_parts.c.upload_id == upload_id, upload_parts.c.start == start
+    )
+    row = conn.execute(query).one_or_none()
+    return None if row is None else _part_from_row(row)
+
+
+def _add_part(conn: Connection, upload_id: str, part: Part) -> bool:
+    values = {"upload_id": upload_id, "start": part.start, "end": part.end, "sha256": part.sha256}
+    # Insert first, without checking that the upload exists: on SQLite a transaction that reads
+    # before it writes cannot wait for the write lock. The foreign key does the check, and on
+    # PostgreSQL it also locks the upload row against a concurrent delete until we commit.
+    try:
+        return _insert_unless_present(conn, upload_parts, values)
+    except IntegrityError as exc:
+        if _is_foreign_key_violation(exc):
+            raise UploadNotFound(f"No upload {upload_id}") from exc
+        raise
+
+
+def _transition(
+    conn: Connection, upload_id: str, from_states: Collection[UploadState], to: UploadState
+) -> bool:
+    # One conditional UPDATE: the check and the move are atomic, so of two racing callers
+    # exactly one sees its row change.
+    statement = (
+        update(uploads)
+        .where(uploads.c.id == upload_id, uploads.c.state.in_([s.value for s in from_states]))
+        .values(state=to.value)
+    )
+    return conn.execute(statement).rowcount == 1
+
+
+def _complete_upload(conn: Connection, upload_id: str, image: Image) -> None:
+    conn.execute(insert(images).values(_image_values(image)))
+    statement = (
+        update(uploads)
+        .where(uploads.c.id == upload_id)
+        .values(state=UploadState.COMPLETED.value, image_id=image.id)
+    )
+    if conn.execute(statement).rowcount != 1:
+        # Raising rolls the image insert back: no image is recorded for a vanished upload.
+        raise UploadNotFound(f"No upload {upload_id}")
+
+
+def _expired_uploads(conn: Connection, now: datetime, limit: int) -> list[Upload]:
+    query = (
+        select(uploads)
+        .where(uploads.c.expires_at < now)
+        .order_by(uploads.c.expires_at, uploads.c.id)
+        .limit(limit)
+    )
+    return [_upload_from_row(row) for row in conn.execute(query)]
+
+
+def _get_image(conn: Connection, image_id: str) -> Image:
+    row = conn.execute(select(images).where(images.c.id == image_id)).one_or_none()
+    if row is None:
+        raise ImageNotFound(f"No image {image_id}")
+    return _image_from_row(row)
+
+
+def _count_images_with_sha256(conn: Connection, sha256: str) -> int:
+    query = select(func.count()).select_from(images).where(images.c.sha256 == sha256)
+    return int(conn.execute(query).scalar_one())
+
+
+class SqlMetadataStore:
+    """``MetadataStore`` on a SQLAlchemy engine (SQLite or PostgreSQL); see the module docstring.
+
+    Build it with :func:`pixdrop.metadata.open_metadata_store`, which also migrates the schema.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, for components that share the database (e.g. PostgreSQL locks)."""
+        return self._engine
+
+    async def _run(self, operation: Callable[[Connection], T]) -> T:
+        def in_transaction() -> T:
+            with self._engine.begin() as conn:
+                return operation(conn)
+
+        # Not abandoned on cancellation: the caller waits for the thread, so it never walks
+        # away from a transaction whose outcome (committed or not) it cannot know.
+        return await to_thread.run_sync(in_transaction)
+
+    async def create_upload(self, upload: Upload) -> None:
+        """Record a new upload; raise ``IntegrityError`` if its id is taken."""
+        await self._run(lambda conn: conn.execute(insert(uploads).values(_upload_values(upload))))
+
+    async def get_upload(self, upload_id: str) -> Upload:
+        """Return the upload; raise ``UploadNotFound`` if there is none."""
+        return await self._run(partial(_get_upload, upload_id=upload_id))
+
+    async def list_parts(self, upload_id: str) -> list[Part]:
+        """The recorded parts of an upload, ordered by start offset (empty if none)."""
+        return await self._run(partial(_list_parts, upload_id=upload_id))
+
+    async def get_part(self, upload_id: str, start: int) -> Part | None:
+        """The part recorded at *start*, or ``None``."""
+        return await self._run(partial(_get_part, upload_id=upload_id, start=start))
+
+    async def add_part(self, upload_id: str, part: Part) -> bool:
+        """Record *part*; False if one already starts there (kept as it was).
+
+        Raise ``UploadNotFound`` if the upload does not exist.
+        """
+        return await self._run(partial(_add_part, upload_id=upload_id, part=part))
+
+    async def transition(
+        self, upload_id: str, from_states: Collection[UploadState], to: UploadState
+    ) -> bool:
+        """Move the upload to *to* if it is in one of *from_states*; True if it moved."""
+        operation = partial(_transition, upload_id=upload_id, from_states=from_states, to=to)
+        return await self._run(operation)
+
+    async def complete_upload(self, upload_id: str, image: Image) -> None:
+        """Record *image* and mark the upload completed with its id, in one transaction.
+
+        Raise ``UploadNotFound`` (recording nothing) if the upload does not exist.
+        """
+        await self._run(partial(_complete_upload, upload_id=upload_id, image=image))
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """Delete the upload and, by cascade, its parts (no error if absent)."""
+        await self._run(lambda conn: conn.execute(delete(uploads).where(uploads.c.id == upload_id)))
+
+    async def expired_uploads(self, now: datetime, limit: int) -> list[Upload]:
+        """Uploads that expire before *now*, soonest first, at most *limit*.
+
+        Raise ``ValueError`` if *now* is naive.
+        """
+        return await self._run(partial(_expired_uploads, now=now, limit=limit))
+
+    async def get_image(self, image_id: str) -> Image:
+        """Return the image; raise ``ImageNotFound`` if there is none."""
+        return await self._run(partial(_get_image, image_id=image_id))
+
+    async def create_image(self, image: Image) -> None:
+        """Record a new image; raise ``IntegrityError`` if its id is taken."""
+        await self._run(lambda conn: conn.execute(insert(images).values(_image_values(image))))
+
+    async def delete_image(self, image_id: str) -> None:
+        """Delete the image record (no error if absent)."""
+        await self._run(lambda conn: conn.execute(delete(images).where(images.c.id == image_id)))
+
+    async def count_images_with_sha256(self, sha256: str) -> int:
+        """How many image records reference the blob *sha256*."""
+        return await self._run(partial(_count_images_with_sha256, sha256=sha256))
+
+    async def ping(self) -> None:
+        """Raise (``sqlalchemy.exc.OperationalError``) if the database cannot be reached."""
+        await self._run(lambda conn: conn.execute(text("SELECT 1")))
+
+    async def close(self) -> None:
+        """Close every pooled connection; the store must not be used afterwards."""
+        await to_thread.run_sync(self._engine.dispose)

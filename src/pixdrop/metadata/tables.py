@@ -1,0 +1,139 @@
+"""The one SQLAlchemy Core schema, shared by SQLite and PostgreSQL.
+
+Three tables::
+
+    uploads       one row per upload in progress (or completed, until swept)
+    upload_parts  the byte ranges of an upload that are durable and recorded
+    images        one row per stored image; several may share a blob (same sha256)
+
+The migrations in ``migrations/versions`` create exactly this schema; a contract test compares
+the two, so a change here needs a new migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+__all__ = ["NAMING_CONVENTION", "UtcDateTime", "images", "metadata", "upload_parts", "uploads"]
+
+#: Deterministic constraint names, so later migrations can refer to them by name on both
+#: dialects (SQLite would otherwise leave them anonymous and batch mode could not drop them).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Ids and hex digests are made by us, so their length is known. Strings a client sends
+# (file names, declared content types) are Text: VARCHAR(n) rejects overflow on PostgreSQL
+# but not on SQLite, and the backends must behave alike.
+ID = 22
+SHA256_HEX = 64
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC and always read back as aware UTC.
+
+    PostgreSQL keeps the instant (``timestamptz``) but returns it in the session's time zone;
+    SQLite has no time zone at all and would silently drop ``tzinfo`` on write. Converting to UTC
+    on the way in and re-attaching UTC on the way out makes both dialects round-trip alike.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Raise ``ValueError`` for naive datetimes: their instant is ambiguous."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(ID), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("chunk_size", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("sha256", String(SHA256_HEX), nullable=True),
+    Column("filename", Text, nullable=True),
+    Column("content_type", Text, nullable=True),
+    # No foreign key to images: an image may be deleted while its (completed) upload record
+    # waits for the sweeper, and that must not be refused.
+    Column("image_id", String(ID), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("id"),
+    CheckConstraint("state IN ('receiving', 'completing', 'completed')", name="state"),
+    CheckConstraint("size >= 0", name="size"),
+    CheckConstraint("chunk_size > 0", name="chunk_size"),
+    # The sweeper asks for the oldest expired uploads first.
+    Index(None, "expires_at"),
+)
+
+upload_parts = Table(
+    "upload_parts",
+    metadata,
+    Column(
+        "upload_id",
+        String(ID),
+        ForeignKey("uploads.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("start", BigInteger, nullable=False),
+    Column("end", BigInteger, nullable=False),
+    Column("sha256", String(SHA256_HEX), nullable=False),
+    # One part per start offset: the key that makes a second record of a chunk detectable.
+    PrimaryKeyConstraint("upload_id", "start"),
+    CheckConstraint('"end" >= start', name="range"),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", String(ID), nullable=False),
+    Column("sha256", String(SHA256_HEX), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delete_token_hash", String(SHA256_HEX), nullable=False),
+    Column("filename", Text, nullable=True),
+    PrimaryKeyConstraint("id"),
+    # Blobs are shared by content: deleting an image must count the other references.
+    Index(None, "sha256"),
+)

@@ -1,0 +1,146 @@
+"""BlobStore contract, run on every blob store backend (today: local disk)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from pixdrop.models import new_id
+from pixdrop.ports import BlobStore
+from pixdrop.storage.local import LocalBlobStore
+
+
+@pytest.fixture(params=["local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    yield LocalBlobStore(tmp_path / "blobs")
+
+
+def run(fn: Callable[[], object]) -> object:
+    return anyio.run(fn)  # type: ignore[arg-type]
+
+
+async def blocks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def collect(it: AsyncIterator[bytes]) -> bytes:
+    return b"".join([b async for b in it])
+
+
+def test_chunks_written_out_of_order_land_at_their_offsets(store: BlobStore) -> None:
+    uid = new_id()
+
+    async def go() -> bytes:
+        await store.create_staging(uid)
+        assert await store.write_at(uid, 6, blocks(b"world")) == 5
+        assert await store.write_at(uid, 0, blocks(b"hel", b"lo ")) == 6
+        return await collect(store.read_staging(uid, 0, 11))
+
+    assert run(go) == b"hello world"
+
+
+def test_big_write_in_many_blocks(store: BlobStore) -> None:
+    uid = new_id()
+    payload = os.urandom(3 * 1024 * 1024 + 123)
+    pieces = [payload[i : i + 65536] for i in range(0, len(payload), 65536)]
+
+    async def go() -> bytes:
+        await store.create_staging(uid)
+        await store.write_at(uid, 0, blocks(*pieces))
+        return await collect(store.read_staging(uid, 0, len(payload)))
+
+    assert run(go) == payload
+
+
+def test_write_to_missing_staging_raises(store: BlobStore) -> None:
+    async def go() -> None:
+        await store.write_at(new_id(), 0, blocks(b"x"))
+
+    with pytest.raises(FileNotFoundError):
+        run(go)
+
+
+def test_commit_is_idempotent_and_shares_identical_content(store: BlobStore) -> None:
+    a, b = new_id(), new_id()
+    data = b"same bytes"
+    key = hashlib.sha256(data).hexdigest()
+
+    async def go() -> tuple[int, bytes, bytes]:
+        for uid in (a, b):
+            await store.create_staging(uid)
+            await store.write_at(uid, 0, blocks(data))
+            await store.commit(uid, key)
+            await store.commit(uid, key)  # a retried completion
+            await store.discard(uid)
+        await store.commit(a, key)  # staging gone, blob there: nothing to do
+        return (
+            await store.blob_size(key),
+            await collect(store.read(key, 0, len(data))),
+            await collect(store.read(key, 5, 7)),
+        )
+
+    assert run(go) == (len(data), data, b"by")
+
+
+def test_delete_and_missing_blob(store: BlobStore) -> None:
+    key = hashlib.sha256(b"gone").hexdigest()
+    uid = new_id()
+
+    async def go() -> None:
+        await store.create_staging(uid)
+        await store.write_at(uid, 0, blocks(b"gone"))
+        await store.commit(uid, key)
+        await store.delete(key)
+        await store.delete(key)
+        await store.blob_size(key)
+
+    with pytest.raises(FileNotFoundError):
+        run(go)
+
+
+def test_an_aborted_stream_propagates(store: BlobStore) -> None:
+    uid = new_id()
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"part"
+        raise ConnectionResetError("client went away")
+
+    async def go() -> None:
+        await store.create_staging(uid)
+        await store.write_at(uid, 0, broken())
+
+    with pytest.raises(ConnectionResetError):
+        run(go)
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "a/b", "", "x" * 22 + "/"])
+def test_keys_and_ids_cannot_escape(store: BlobStore, bad: str) -> None:
+    async def go() -> None:
+        await store.create_staging(bad)
+
+    with pytest.raises(ValueError, match="not an upload id"):
+        run(go)
+
+    async def read() -> None:
+        await store.blob_size(bad)
+
+    with pytest.raises(ValueError, match="not a blob key"):
+        run(read)
+
+
+def test_staging_ids_lists_only_old_ones(store: BlobStore) -> None:
+    uid = new_id()
+
+    async def go() -> tuple[list[str], list[str]]:
+        await store.create_staging(uid)
+        return await store.staging_ids(older_than=3600), await store.staging_ids(older_than=-1)
+
+    old, everything = run(go)  # type: ignore[misc]
+    assert uid not in old
+    assert uid in everything
