@@ -16,7 +16,8 @@ router = APIRouter(tags=["uploads"])
 class CreateUpload(BaseModel):
     """Body of ``POST /v1/uploads``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "100" or true for a size is a client bug worth reporting, not coercing.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     size: int = Field(ge=1, description="Total size of the image in bytes.")
     chunk_size: int | None = Field(None, ge=1, description="Bytes per chunk (default 8 MiB).")

@@ -26,11 +26,14 @@ async def get_image(request: Request, image_id: str) -> JSONResponse:
     return JSONResponse(image_json(image, base_url(request)))
 
 
-@router.api_route(
-    "/v1/images/{image_id}/original",
-    methods=["GET", "HEAD"],
+ORIGINAL = "/v1/images/{image_id}/original"
+
+
+@router.get(
+    ORIGINAL,
     summary="The original bytes, with ETag, conditional and Range support",
     response_class=Response,
+    operation_id="get_original",
 )
 async def get_original(request: Request, image_id: str) -> Response:
     images = runtime(request).images
@@ -63,6 +66,16 @@ async def get_original(request: Request, image_id: str) -> Response:
         headers=headers,
         media_type=image.content_type,
     )
+
+
+router.add_api_route(
+    ORIGINAL,
+    get_original,
+    methods=["HEAD"],
+    summary="The original's headers only",
+    response_class=Response,
+    operation_id="head_original",
+)
 
 
 @router.delete("/v1/images/{image_id}", status_code=204, summary="Delete with the delete token")

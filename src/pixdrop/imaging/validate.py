@@ -307,6 +307,8 @@ def _looks_like(head: bytes) -> tuple[str, str] | None:
             return name, phrase
     sample = head[:1024].removeprefix(b"\xef\xbb\xbf")
     markup = _markup(sample.lstrip().lower())
+    if markup == "SVG":  # XML that browsers run scripts from: never served back to anyone
+        return "svg", "SVG, which is not accepted because it can carry scripts; send a PNG"
     if markup is not None:
         return markup.lower(), markup
     return ("text", "plain text") if _is_text(sample) else None
@@ -369,13 +371,6 @@ class HeaderProber:
 
     def _unknown(self, head: bytes) -> UnprocessableImage:
         seen = _looks_like(head)
-        if seen is not None and seen[0] == "svg":
-            return UnprocessableImage(
-                "SVG images are not accepted: an SVG can carry scripts that would run in the "
-                "browsers of people who view it. Convert it to PNG and upload that.",
-                reason="unknown-format",
-                looks_like="svg",
-            )
         hint = f" (they look like {seen[1]})" if seen else ""
         return UnprocessableImage(
             f"The bytes are not {self._either} image{hint}.",
@@ -393,8 +388,9 @@ class HeaderProber:
                 format=fmt,
             )
         return UnprocessableImage(
-            f"The {_NAMES[fmt]} {what} is not within the first {self.head_size} bytes, which is "
-            "all that is examined; re-save the image without large embedded metadata.",
+            f"The {_NAMES[fmt]} image's {what} is not within its first {self.head_size} "
+            "bytes, which is all that is examined; re-save it with its header first and less "
+            "metadata.",
             reason="header-too-large",
             format=fmt,
             limit=self.head_size,

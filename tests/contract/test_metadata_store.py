@@ -1,0 +1,538 @@
+"""The ``MetadataStore`` contract, run on every backend (SQLite file, PostgreSQL).
+
+On PostgreSQL every test of the session shares one database, so each test makes its own
+random ids and never assumes the tables are empty. Tests that need a virgin schema get one
+from ``fresh_database_url`` (a new SQLite file, or a new PostgreSQL schema).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import anyio
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from pixdrop.errors import ImageNotFound, UploadNotFound
+from pixdrop.metadata import (
+    SqlMetadataStore,
+    database_url,
+    migrate,
+    open_metadata_store,
+)
+from pixdrop.metadata.sql import make_engine
+from pixdrop.metadata.tables import metadata
+from pixdrop.models import Image, Part, Upload, UploadState, new_id
+
+T = TypeVar("T")
+
+RECEIVING, COMPLETING, COMPLETED = UploadState
+
+
+def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run one store coroutine to completion from a plain test function."""
+    return anyio.run(function, *args)
+
+
+def sha() -> str:
+    return secrets.token_hex(32)
+
+
+def make_upload(**overrides: Any) -> Upload:
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "size": 10_000,
+        "chunk_size": 1_000,
+        "state": RECEIVING,
+        "created_at": now,
+        "expires_at": now + timedelta(hours=1),
+    }
+    values.update(overrides)
+    return Upload(**values)
+
+
+def make_image(**overrides: Any) -> Image:
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "sha256": sha(),
+        "size": 123_456,
+        "content_type": "image/png",
+        "format": "png",
+        "width": 640,
+        "height": 480,
+        "created_at": datetime.now(UTC),
+        "delete_token_hash": sha(),
+        "filename": "cat.png",
+    }
+    values.update(overrides)
+    return Image(**values)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlMetadataStore]:
+    opened = open_metadata_store(database_url)
+    yield opened
+    run(opened.close)
+
+
+@pytest.fixture
+def fresh_database_url(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A database URL with no schema yet: a new SQLite file or a new PostgreSQL schema."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh' / 'nested' / 'pixdrop.db'}"
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    schema = "s_" + secrets.token_hex(6)
+    admin = make_engine(database_url(base))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+# --- Uploads ---
+
+
+def test_upload_round_trips_every_field(store: SqlMetadataStore) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    upload = make_upload(
+        size=5 * 2**40,  # beyond 32 bits
+        chunk_size=64 * 2**20,
+        state=COMPLETING,
+        created_at=datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=plus_two),
+        expires_at=datetime(2024, 5, 7, 7, 8, 9, 654321, tzinfo=plus_two),
+        sha256=sha(),
+        filename="Crème brûlée 🍮.png",
+        content_type="image/png",
+        image_id=new_id(),
+    )
+    run(store.create_upload, upload)
+    got = run(store.get_upload, upload.id)
+    assert got == upload
+    for moment in (got.created_at, got.expires_at):
+        assert moment.utcoffset() == timedelta(0)
+    assert got.created_at == datetime(2024, 5, 6, 5, 8, 9, 123456, tzinfo=UTC)
+    assert isinstance(got.state, UploadState)
+
+
+def test_upload_optional_fields_stay_none(store: SqlMetadataStore) -> None:
+    upload = make_upload()
+    run(store.create_upload, upload)
+    got = run(store.get_upload, upload.id)
+    assert (got.sha256, got.filename, got.content_type, got.image_id) == (None,) * 4
+    assert got == upload
+
+
+def test_get_missing_upload_raises(store: SqlMetadataStore) -> None:
+    with pytest.raises(UploadNotFound):
+        run(store.get_upload, new_id())
+
+
+def test_naive_datetimes_are_refused(store: SqlMetadataStore) -> None:
+    naive = make_upload(created_at=datetime(2024, 1, 1))
+    with pytest.raises(Exception, match="naive datetime"):
+        run(store.create_upload, naive)
+    with pytest.raises(UploadNotFound):
+        run(store.get_upload, naive.id)
+
+
+# --- Parts ---
+
+
+def test_add_part_records_once_and_keeps_the_first(store: SqlMetadataStore) -> None:
+    upload = make_upload()
+    run(store.create_upload, upload)
+    first = Part(0, 1_000, sha())
+    assert run(store.add_part, upload.id, first) is True
+    assert run(store.add_part, upload.id, Part(0, 1_000, sha())) is False
+    assert run(store.get_part, upload.id, 0) == first
+    assert run(store.list_parts, upload.id) == [first]
+
+
+def test_add_part_after_a_duplicate_still_works(store: SqlMetadataStore) -> None:
+    # On PostgreSQL a failed statement would poison the transaction: prove none is left behind.
+    upload = make_upload()
+    run(store.create_upload, upload)
+    run(store.add_part, upload.id, Part(0, 1_000, sha()))
+    assert run(store.add_part, upload.id, Part(0, 1_000, sha())) is False
+    assert run(store.add_part, upload.id, Part(1_000, 2_000, sha())) is True
+    assert [p.start for p in run(store.list_parts, upload.id)] == [0, 1_000]
+
+
+def test_add_part_to_missing_upload_raises(store: SqlMetadataStore) -> None:
+    missing = new_id()
+    with pytest.raises(UploadNotFound):
+        run(store.add_part, missing, Part(0, 10, sha()))
+    assert run(store.list_parts, missing) == []
+
+
+def test_list_parts_is_ordered_by_start(store: SqlMetadataStore) -> None:
+    upload = make_upload(size=10 * 2**32, chunk_size=2**32)
+    run(store.create_upload, upload)
+    parts = [Part(i * 2**32, (i + 1) * 2**32, sha()) for i in range(10)]
+    for index in (7, 0, 9, 3, 1, 8, 2, 6, 4, 5):
+        assert run(store.add_part, upload.id, parts[index])
+    assert run(store.list_parts, upload.id) == parts
+
+
+def test_get_part(store: SqlMetadataStore) -> None:
+    upload = make_upload()
+    run(store.create_upload, upload)
+    part = Part(3_000, 4_000, sha())
+    run(store.add_part, upload.id, part)
+    assert run(store.get_part, upload.id, 3_000) == part
+    assert run(store.get_part, upload.id, 0) is None
+    assert run(store.get_part, new_id(), 3_000) is None
+
+
+def test_parts_belong_to_their_upload(store: SqlMetadataStore) -> None:
+    one, two = make_upload(), make_upload()
+    run(store.create_upload, one)
+    run(store.create_upload, two)
+    run(store.add_part, one.id, Part(0, 1_000, sha()))
+    assert run(store.add_part, two.id, Part(0, 1_000, sha())) is True
+    assert len(run(store.list_parts, one.id)) == len(run(store.list_parts, two.id)) == 1
+
+
+def test_parallel_add_part_on_distinct_starts_records_all(store: SqlMetadataStore) -> None:
+    upload = make_upload(size=64_000)
+    run(store.create_upload, upload)
+    parts = [Part(i * 1_000, (i + 1) * 1_000, sha()) for i in range(64)]
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def add(part: Part) -> None:
+        try:
+            results.append(run(store.add_part, upload.id, part))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(part,)) for part in parts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert results == [True] * len(parts)
+    assert run(store.list_parts, upload.id) == parts
+
+
+def test_parallel_add_part_on_one_start_records_exactly_one(store: SqlMetadataStore) -> None:
+    upload = make_upload()
+    run(store.create_upload, upload)
+    candidates = [Part(0, 1_000, sha()) for _ in range(24)]
+    results: dict[str, bool] = {}
+
+    async def race() -> None:
+        async def add(part: Part) -> None:
+            results[part.sha256] = await store.add_part(upload.id, part)
+
+        async with anyio.create_task_group() as tasks:
+            for part in candidates:
+                tasks.start_soon(add, part)
+
+    run(race)
+    winners = [digest for digest, added in results.items() if added]
+    assert len(winners) == 1
+    assert run(store.list_parts, upload.id) == [Part(0, 1_000, winners[0])]
+
+
+# --- State transitions and completion ---
+
+
+def test_transition_moves_only_from_allowed_states(store: SqlMetadataStore) -> None:
+    upload = make_upload()
+    run(store.create_upload, upload)
+    assert run(store.transition, upload.id, [COMPLETING], COMPLETED) is False
+    assert run(store.get_upload, upload.id).state is RECEIVING
+    assert run(store.transition, upload.id, [RECEIVING], COMPLETING) is True
+    assert run(store.get_upload, upload.id).state is COMPLETING
+    assert run(store.transition, upload.id, {RECEIVING}, COMPLETING) is False
+    assert run(store.transition, upload.id, (RECEIVING, COMPLETING), RECEIVING) is True
+    assert run(store.get_upload, upload.id).state is RECEIVING
+
+
+def test_transition_of_missing_upload_is_false(store: SqlMetadataStore) -> None:
+    assert run(store.transition, new_id(), [RECEIVING], COMPLETING) is False
+
+
+def test_concurrent_transitions_have_one_winner(store: SqlMetadataStore) -> None:
+    upload = make_upload()
+    run(store.create_upload, upload)
+    outcomes: list[bool] = []
+
+    async def race() -> None:
+        async def move() -> None:
+            outcomes.append(await store.transition(upload.id, [RECEIVING], COMPLETING))
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(16):
+                tasks.start_soon(move)
+
+    run(race)
+    assert sorted(outcomes) == [False] * 15 + [True]
+
+
+def test_complete_upload_records_image_and_completes(store: SqlMetadataStore) -> None:
+    upload = make_upload(state=COMPLETING)
+    run(store.create_upload, upload)
+    image = make_image()
+    run(store.complete_upload, upload.id, image)
+    assert run(store.get_image, image.id) == image
+    done = run(store.get_upload, upload.id)
+    assert (done.state, done.image_id) == (COMPLETED, image.id)
+    assert done == replace(upload, state=COMPLETED, image_id=image.id)
+
+
+def test_complete_missing_upload_records_nothing(store: SqlMetadataStore) -> None:
+    image = make_image()
+    with pytest.raises(UploadNotFound):
+        run(store.complete_upload, new_id(), image)
+    with pytest.raises(ImageNotFound):
+        run(store.get_image, image.id)
+
+
+def test_complete_upload_with_taken_image_id_changes_nothing(store: SqlMetadataStore) -> None:
+    upload = make_upload(state=COMPLETING)
+    run(store.create_upload, upload)
+    taken = make_image()
+    run(store.create_image, taken)
+    with pytest.raises(IntegrityError):
+        run(store.complete_upload, upload.id, make_image(id=taken.id))
+    assert run(store.get_upload, upload.id) == upload
+    assert run(store.get_image, taken.id) == taken
+
+
+# --- Deletion and expiry ---
+
+
+def test_delete_upload_cascades_to_parts(store: SqlMetadataStore) -> None:
+    upload = make_upload()
+    run(store.create_upload, upload)
+    for start in (0, 1_000, 2_000):
+        run(store.add_part, upload.id, Part(start, start + 1_000, sha()))
+    run(store.delete_upload, upload.id)
+    with pytest.raises(UploadNotFound):
+        run(store.get_upload, upload.id)
+    assert run(store.list_parts, upload.id) == []
+    assert run(store.get_part, upload.id, 0) is None
+    run(store.delete_upload, upload.id)  # absent: no error
+
+
+def test_add_part_after_delete_raises(store: SqlMetadataStore) -> None:
+    upload = make_upload()
+    run(store.create_upload, upload)
+    run(store.delete_upload, upload.id)
+    with pytest.raises(UploadNotFound):
+        run(store.add_part, upload.id, Part(0, 1_000, sha()))
+
+
+def test_expired_uploads_oldest_first_limited_strictly_before(store: SqlMetadataStore) -> None:
+    # Deep in the past, so that uploads of other tests sharing the database never qualify.
+    base = datetime(1901, 1, 1, tzinfo=UTC) + timedelta(seconds=secrets.randbelow(10**6))
+    first, second, third = (make_upload(expires_at=base + timedelta(seconds=s)) for s in (1, 2, 3))
+    later = make_upload(expires_at=base + timedelta(days=1))
+    for upload in (third, later, first, second):
+        run(store.create_upload, upload)
+    cutoff = base + timedelta(seconds=10)
+    assert run(store.expired_uploads, cutoff, 10) == [first, second, third]
+    assert run(store.expired_uploads, cutoff, 2) == [first, second]
+    assert run(store.expired_uploads, base + timedelta(seconds=2), 10) == [first]
+    assert run(store.expired_uploads, base, 10) == []
+    eastern = base.astimezone(timezone(timedelta(hours=-5))) + timedelta(seconds=10)
+    assert run(store.expired_uploads, eastern, 10) == [first, second, third]
+
+
+def test_expired_uploads_skips_live_ones(store: SqlMetadataStore) -> None:
+    live = make_upload(expires_at=datetime.now(UTC) + timedelta(days=365))
+    run(store.create_upload, live)
+    expired = run(store.expired_uploads, datetime.now(UTC), 10_000)
+    assert live.id not in {u.id for u in expired}
+    assert all(u.expires_at < datetime.now(UTC) for u in expired)
+
+
+# --- Images ---
+
+
+def test_image_round_trip_and_delete(store: SqlMetadataStore) -> None:
+    image = make_image(
+        created_at=datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=9)))
+    )
+    run(store.create_image, image)
+    got = run(store.get_image, image.id)
+    assert got == image
+    assert got.created_at.utcoffset() == timedelta(0)
+    run(store.delete_image, image.id)
+    with pytest.raises(ImageNotFound):
+        run(store.get_image, image.id)
+    run(store.delete_image, image.id)  # absent: no error
+
+
+def test_image_without_filename(store: SqlMetadataStore) -> None:
+    image = make_image(filename=None)
+    run(store.create_image, image)
+    assert run(store.get_image, image.id).filename is None
+
+
+def test_get_missing_image_raises(store: SqlMetadataStore) -> None:
+    with pytest.raises(ImageNotFound):
+        run(store.get_image, new_id())
+
+
+def test_count_images_with_sha256(store: SqlMetadataStore) -> None:
+    digest = sha()
+    assert run(store.count_images_with_sha256, digest) == 0
+    one, two = make_image(sha256=digest), make_image(sha256=digest)
+    run(store.create_image, one)
+    run(store.create_image, two)
+    run(store.create_image, make_image())
+    assert run(store.count_images_with_sha256, digest) == 2
+    run(store.delete_image, one.id)
+    assert run(store.count_images_with_sha256, digest) == 1
+
+
+# --- Lifecycle: migrations, restarts, health ---
+
+
+def test_ping(store: SqlMetadataStore) -> None:
+    run(store.ping)
+
+
+def test_reopened_store_sees_the_data(database_url: str) -> None:
+    upload, image = make_upload(), make_image()
+    first = open_metadata_store(database_url)
+    run(first.create_upload, upload)
+    run(first.add_part, upload.id, Part(0, 1_000, sha()))
+    run(first.create_image, image)
+    run(first.close)
+
+    second = open_metadata_store(database_url)
+    try:
+        assert run(second.get_upload, upload.id) == upload
+        assert len(run(second.list_parts, upload.id)) == 1
+        assert run(second.get_image, image.id) == image
+    finally:
+        run(second.close)
+
+
+def test_migrate_twice_is_a_no_op(fresh_database_url: str) -> None:
+    migrate(fresh_database_url)
+    store = open_metadata_store(fresh_database_url)
+    try:
+        upload = make_upload()
+        run(store.create_upload, upload)
+        migrate(fresh_database_url)
+        assert run(store.get_upload, upload.id) == upload
+        with store.engine.connect() as conn:
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        assert [v for (v,) in versions] == ["0001"]
+    finally:
+        run(store.close)
+
+
+def test_concurrent_migrations_on_a_new_database(fresh_database_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            migrate(fresh_database_url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    store = open_metadata_store(fresh_database_url)
+    try:
+        run(store.create_upload, make_upload())
+    finally:
+        run(store.close)
+
+
+def test_migrations_build_exactly_the_declared_schema(fresh_database_url: str) -> None:
+    store = open_metadata_store(fresh_database_url)
+    try:
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        run(store.close)
+
+
+def test_datetimes_come_back_in_utc_whatever_the_session_zone(
+    backend: str, database_url: str
+) -> None:
+    url = database_url
+    if backend == "postgres":
+        url += "?options=" + quote("-ctimezone=Pacific/Kiritimati")
+    store = open_metadata_store(url)
+    try:
+        upload = make_upload(created_at=datetime(2020, 1, 1, 12, tzinfo=UTC))
+        run(store.create_upload, upload)
+        got = run(store.get_upload, upload.id)
+        assert got.created_at == upload.created_at
+        assert got.created_at.tzinfo is UTC
+    finally:
+        run(store.close)
+
+
+# --- URLs (no database needed) ---
+
+
+def test_sqlite_parent_directory_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "meta.db"
+    store = open_metadata_store(f"sqlite:///{path}")
+    run(store.close)
+    assert path.is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgres://u:p%40ss@db.example:5433/pix", "postgresql+psycopg"),
+        ("postgresql://u@db.example/pix", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@db.example/pix", "postgresql+psycopg"),
+        ("sqlite:///relative/pixdrop.db", "sqlite"),
+    ],
+)
+def test_database_url_normalises_the_driver(url: str, driver: str) -> None:
+    parsed = database_url(url)
+    assert parsed.drivername == driver
+    if driver != "sqlite":
+        assert (parsed.host, parsed.database) == ("db.example", "pix")
+    assert parsed.password in (None, "p@ss")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://u@h/db", "postgresql+psycopg2://u@h/db", "redis://h", "not a url", "file:///x.db"],
+)
+def test_unknown_schemes_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"sqlite:///PATH.*postgresql://"):
+        open_metadata_store(url)
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_sqlite_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="in-memory"):
+        database_url(url)

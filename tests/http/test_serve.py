@@ -1,0 +1,262 @@
+"""Serving images: metadata, originals (caching, conditional and range requests), deletion.
+
+Also the small fixed endpoints: ``/healthz``, ``/openapi.json`` and ``/docs``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.http.helpers import assert_problem, media_type, post_image, sha256_hex
+
+CACHE_CONTROL = {"public", "max-age=31536000", "immutable"}
+
+
+@pytest.fixture
+def client(server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def stored(client, photo_png) -> dict[str, Any]:
+    """The create response for ``photo_png``, uploaded as a raw body claiming to be JPEG."""
+    return post_image(client, photo_png, content_type="image/jpeg")
+
+
+def original(image: dict[str, Any]) -> str:
+    return f"/v1/images/{image['id']}/original"
+
+
+def directives(value: str) -> set[str]:
+    return {part.strip().lower() for part in value.split(",") if part.strip()}
+
+
+def get_etag(client: httpx.Client, image: dict[str, Any]) -> str:
+    etag = client.head(original(image)).headers["etag"]
+    return str(etag)
+
+
+def test_image_metadata(client, stored) -> None:
+    response = client.get(f"/v1/images/{stored['id']}")
+    assert response.status_code == 200, response.text
+    assert media_type(response) == "application/json"
+    expected = {k: v for k, v in stored.items() if k != "delete_token"}
+    assert response.json() == expected
+
+
+def test_original_bytes_and_headers(client, stored, photo_png) -> None:
+    response = client.get(original(stored))
+    assert response.status_code == 200
+    assert response.content == photo_png
+    assert sha256_hex(response.content) == stored["sha256"]
+    headers = response.headers
+    assert media_type(response) == "image/png"
+    assert headers["content-length"] == str(len(photo_png))
+    etag = headers["etag"]
+    assert re.fullmatch(r'"[\x21\x23-\x7e\x80-\xff]+"', etag), etag  # strong: no W/
+    assert not etag.startswith("W/"), etag
+    assert directives(headers["cache-control"]) == CACHE_CONTROL
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["accept-ranges"] == "bytes"
+
+
+def test_head_original(client, stored, photo_png) -> None:
+    got = client.get(original(stored))
+    response = client.head(original(stored))
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-length"] == str(len(photo_png))
+    assert media_type(response) == "image/png"
+    for name in ("etag", "cache-control", "x-content-type-options", "accept-ranges"):
+        assert response.headers[name] == got.headers[name], name
+
+
+def test_etag_is_stable(client, stored) -> None:
+    etags = {client.get(original(stored)).headers["etag"] for _ in range(3)}
+    assert len(etags) == 1
+
+
+@dataclass(frozen=True)
+class Case:
+    """A conditional or range GET of the original, and what must come back.
+
+    ``{etag}`` in a header value is replaced by the image's ETag; ``body`` is a slice of the
+    photo (``None``: no body at all); ``content_range`` uses ``{size}``.
+    """
+
+    name: str
+    headers: dict[str, str]
+    status: int
+    body: slice | None = field(default_factory=lambda: slice(None))
+    content_range: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def conditional_cases() -> list[Case]:
+    return [
+        Case("If-None-Match: the ETag", {"If-None-Match": "{etag}"}, 304, None),
+        Case("If-None-Match: a list", {"If-None-Match": '"nope", {etag}, "other"'}, 304, None),
+        Case("If-None-Match: *", {"If-None-Match": "*"}, 304, None),
+        Case("If-None-Match: another ETag", {"If-None-Match": '"nope"'}, 200),
+    ]
+
+
+def test_conditional_get(client, stored, photo_png, subtests) -> None:
+    etag = get_etag(client, stored)
+    for case in conditional_cases():
+        with subtests.test(case.name):
+            headers = {k: v.replace("{etag}", etag) for k, v in case.headers.items()}
+            response = client.get(original(stored), headers=headers)
+            assert response.status_code == case.status
+            assert response.headers["etag"] == etag
+            if case.body is None:
+                assert response.content == b""
+            else:
+                assert response.content == photo_png[case.body]
+
+
+def range_cases(size: int) -> list[Case]:
+    last = size - 1
+    return [
+        Case("first 100 bytes", {"Range": "bytes=0-99"}, 206, slice(0, 100), f"bytes 0-99/{size}"),
+        Case(
+            "suffix",
+            {"Range": "bytes=-100"},
+            206,
+            slice(size - 100, None),
+            f"bytes {size - 100}-{last}/{size}",
+        ),
+        Case(
+            "open ended", {"Range": "bytes=100-"}, 206, slice(100, None), f"bytes 100-{last}/{size}"
+        ),
+        Case(
+            "middle",
+            {"Range": "bytes=1000-1999"},
+            206,
+            slice(1000, 2000),
+            f"bytes 1000-1999/{size}",
+        ),
+        Case(
+            "last byte",
+            {"Range": f"bytes={last}-{last}"},
+            206,
+            slice(last, None),
+            f"bytes {last}-{last}/{size}",
+        ),
+        Case(
+            "end past the end is clipped",
+            {"Range": f"bytes=0-{size + 5000}"},
+            206,
+            slice(None),
+            f"bytes 0-{last}/{size}",
+        ),
+        Case("starts at the end", {"Range": f"bytes={size}-"}, 416, None, f"bytes */{size}"),
+        Case(
+            "starts past the end",
+            {"Range": f"bytes={size + 10}-{size + 20}"},
+            416,
+            None,
+            f"bytes */{size}",
+        ),
+        Case(
+            "If-Range with the ETag",
+            {"Range": "bytes=0-99", "If-Range": "{etag}"},
+            206,
+            slice(0, 100),
+            f"bytes 0-99/{size}",
+        ),
+        Case("If-Range with another ETag", {"Range": "bytes=0-99", "If-Range": '"stale"'}, 200),
+    ]
+
+
+def test_range_requests(client, stored, photo_png, subtests) -> None:
+    etag = get_etag(client, stored)
+    for case in range_cases(len(photo_png)):
+        with subtests.test(case.name):
+            headers = {k: v.replace("{etag}", etag) for k, v in case.headers.items()}
+            response = client.get(original(stored), headers=headers)
+            if case.status == 416:
+                assert_problem(response, 416, "range-not-satisfiable")
+            else:
+                assert response.status_code == case.status, response.headers
+                assert media_type(response) == "image/png"
+                assert response.headers["etag"] == etag
+                expected = photo_png[case.body] if case.body is not None else b""
+                assert response.content == expected
+                assert response.headers["content-length"] == str(len(expected))
+            assert response.headers.get("content-range") == case.content_range
+
+
+def test_delete_needs_the_token(client, stored, photo_png) -> None:
+    path = f"/v1/images/{stored['id']}"
+    token = stored["delete_token"]
+
+    response = client.delete(path)
+    assert_problem(response, 401, "unauthorized")
+    assert response.headers["www-authenticate"].split()[0].lower() == "bearer"
+
+    wrong = "x" * len(token) if token != "x" * len(token) else "y" * len(token)
+    assert_problem(
+        client.delete(path, headers={"Authorization": f"Bearer {wrong}"}), 403, "forbidden"
+    )
+
+    other = post_image(client, photo_png)
+    response = client.delete(path, headers={"Authorization": f"Bearer {other['delete_token']}"})
+    assert_problem(response, 403, "forbidden")
+
+    still = client.get(original(stored))
+    assert still.status_code == 200
+    assert still.content == photo_png
+
+    response = client.delete(path, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 204
+    assert response.content == b""
+
+    assert_problem(client.get(path), 404, "image-not-found")
+    assert_problem(client.get(original(stored)), 404, "image-not-found")
+    assert client.head(original(stored)).status_code == 404
+    again = client.delete(path, headers={"Authorization": f"Bearer {token}"})
+    assert_problem(again, 404, "image-not-found")
+
+
+def test_same_bytes_twice_are_two_images(client, photo_jpeg) -> None:
+    first = post_image(client, photo_jpeg)
+    second = post_image(client, photo_jpeg)
+    assert first["id"] != second["id"]
+    assert first["sha256"] == second["sha256"] == sha256_hex(photo_jpeg)
+
+    response = client.delete(
+        f"/v1/images/{first['id']}", headers={"Authorization": f"Bearer {first['delete_token']}"}
+    )
+    assert response.status_code == 204
+
+    assert_problem(client.get(original(first)), 404, "image-not-found")
+    kept = client.get(original(second))
+    assert kept.status_code == 200
+    assert kept.content == photo_jpeg
+    assert media_type(kept) == "image/jpeg"
+
+
+def test_healthz(client) -> None:
+    assert client.get("/healthz").status_code == 200
+
+
+def test_openapi_lists_the_endpoints(client) -> None:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/v1/images" in paths
+    assert "/v1/uploads" in paths
+
+
+def test_docs_page(client) -> None:
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert media_type(response) == "text/html"
