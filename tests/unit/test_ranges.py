@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,7 +23,7 @@ def covered(rs: list[tuple[int, int]], size: int) -> set[int]:
 def test_normalize_is_sorted_disjoint_and_same_bytes(rs: list[tuple[int, int]]) -> None:
     merged = ranges.normalize(rs)
     assert covered(merged, 100) == covered(rs, 100)
-    for (_, end), (start, _) in zip(merged, merged[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(merged):
         assert end < start  # touching ranges are merged too
 
 
