@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,16 @@ import pytest
 from tests.e2e import ServerProcess, pixdrop_command, pixdrop_env
 from tests.http.helpers import free_port, poll, post_image, tiny_image
 
+#: The ``pixdrop`` console script installed next to this Python (``[project.scripts]``).
+SCRIPT = Path(sys.executable).parent / "pixdrop"
 
-def run_pixdrop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+
+def run_pixdrop(
+    *args: str, env: dict[str, str] | None = None, script: bool = False
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion; a server that starts when it should refuse times out here."""
     return subprocess.run(
-        pixdrop_command(*args),
+        [str(SCRIPT), *args] if script else pixdrop_command(*args),
         capture_output=True,
         text=True,
         timeout=30,
@@ -58,10 +64,15 @@ class BadConfig:
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     needles: tuple[str, ...] = ()
+    script: bool = False  # run the ``pixdrop`` console script instead of ``python -m pixdrop``
 
 
 BAD_CONFIGS = [
     BadConfig("port not a number", ("--port", "notanumber"), needles=("port",)),
+    BadConfig(
+        "port not a number (script)", ("--port", "notanumber"), needles=("port",), script=True
+    ),
+    BadConfig("port out of range", ("--port", "70000"), needles=("port",)),
     BadConfig(
         "negative max chunk size (env)",
         env={"PIXDROP_MAX_CHUNK_SIZE": "-5"},
@@ -76,9 +87,9 @@ BAD_CONFIGS = [
 def test_bad_settings_are_refused(tmp_path: Path, subtests) -> None:
     for case in BAD_CONFIGS:
         with subtests.test(case.name):
-            port = str(free_port())
-            args = ("serve", "--port", port, "--data-dir", str(tmp_path / "d"), *case.args)
-            result = run_pixdrop(*args, env=case.env)
+            port = () if "--port" in case.args else ("--port", str(free_port()))
+            args = ("serve", *port, "--data-dir", str(tmp_path / "d"), *case.args)
+            result = run_pixdrop(*args, env=case.env, script=case.script)
             assert result.returncode != 0, result.stderr
             assert "Traceback" not in result.stderr, result.stderr
             normalized = result.stderr.lower().replace("-", "_")

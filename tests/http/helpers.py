@@ -46,6 +46,8 @@ UPLOAD_FIELDS = {
     "state",
     "expires_at",
 }
+#: Accepted spellings of an image object's ``format`` (compared lower-cased).
+FORMAT_NAMES = {"png": {"png"}, "jpeg": {"jpeg", "jpg"}, "gif": {"gif"}, "webp": {"webp"}}
 DB_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".sqlite", ".sqlite3")
 T = TypeVar("T")
 
@@ -166,9 +168,6 @@ def assert_image(
     assert body["filename"] == filename
 
 
-FORMAT_NAMES = {"png": {"png"}, "jpeg": {"jpeg", "jpg"}, "gif": {"gif"}, "webp": {"webp"}}
-
-
 # --- requests --------------------------------------------------------------------------------
 
 
@@ -194,7 +193,7 @@ def put_chunk(
     client: httpx.Client,
     upload_id: str,
     index: int | str,
-    data: bytes,
+    data: bytes | Iterable[bytes],
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     return client.put(

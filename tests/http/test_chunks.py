@@ -357,6 +357,27 @@ def test_chunk_checks(client, upload, chunks, photo_png, subtests) -> None:
     assert done.json()["sha256"] == sha256_hex(photo_png)
 
 
+def pieces(data: bytes, size: int = 10_000) -> Iterator[bytes]:
+    """*data* as an iterator, which httpx sends with ``Transfer-Encoding: chunked``."""
+    yield from split_chunks(data, size)
+
+
+def test_streamed_chunk_bodies(client, upload, chunks, photo_png) -> None:
+    """Without Content-Length, the body's real length decides: exact, long or short."""
+    uid = upload["id"]
+    long = put_chunk(client, uid, 1, pieces(chunks[1] + b"x"))
+    assert_problem(long, 400, "chunk-size-mismatch")
+    short = put_chunk(client, uid, 1, pieces(chunks[1][:-1]))
+    assert_problem(short, 400, "chunk-size-mismatch")
+    assert get_upload(client, uid)["received"] == []
+    for index, chunk in enumerate(chunks):
+        response = put_chunk(client, uid, index, pieces(chunk))
+        assert response.status_code == 201, response.text
+    done = client.post(f"/v1/uploads/{uid}/complete")
+    assert done.status_code == 201, done.text
+    assert done.json()["sha256"] == sha256_hex(photo_png)
+
+
 BAD_INDICES = ["4", "5", "-1", "abc", "1.5", "0x1", "99999999999999999999999", "%20"]
 
 

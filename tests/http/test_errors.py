@@ -100,6 +100,14 @@ def test_body_under_the_limit_is_accepted(small_server) -> None:
     assert response.status_code == 201, response.text
 
 
+def test_limit_is_inclusive(server_factory) -> None:
+    data = tiny_image("PNG", 4, 3)
+    exact = server_factory(max_request_size=len(data))
+    assert httpx.post(exact.url + "/v1/images", content=data).status_code == 201
+    below = server_factory(max_request_size=len(data) - 1)
+    assert_problem(httpx.post(below.url + "/v1/images", content=data), 413, "payload-too-large")
+
+
 def test_body_over_the_limit_is_refused(small_server) -> None:
     response = httpx.post(small_server.url + "/v1/images", content=b"\x89PNG" + b"\0" * LIMIT)
     assert_problem(response, 413, "payload-too-large")

@@ -17,6 +17,7 @@ from tests.http.helpers import (
     create_upload,
     files_containing,
     get_upload,
+    parse_time,
     poll,
     post_image,
     put_chunk,
@@ -30,7 +31,7 @@ SMALL_CHUNKS = {"min_chunk_size": KiB, "default_chunk_size": CHUNK}
 
 
 def wait_past(expires_at: str, margin: float = 0.3) -> None:
-    deadline = datetime.fromisoformat(expires_at)
+    deadline = parse_time(expires_at)
     remaining = (deadline - datetime.now(UTC)).total_seconds() + margin
     assert remaining < 5, f"expires_at {expires_at} is too far away for upload_ttl=1"
     if remaining > 0:

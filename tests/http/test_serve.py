@@ -104,6 +104,8 @@ def conditional_cases() -> list[Case]:
         Case("If-None-Match: the ETag", {"If-None-Match": "{etag}"}, 304, None),
         Case("If-None-Match: a list", {"If-None-Match": '"nope", {etag}, "other"'}, 304, None),
         Case("If-None-Match: *", {"If-None-Match": "*"}, 304, None),
+        # RFC 9110 §13.1.2: If-None-Match uses the weak comparison
+        Case("If-None-Match: the weak form", {"If-None-Match": "W/{etag}"}, 304, None),
         Case("If-None-Match: another ETag", {"If-None-Match": '"nope"'}, 200),
     ]
 
@@ -173,6 +175,8 @@ def range_cases(size: int) -> list[Case]:
             f"bytes 0-99/{size}",
         ),
         Case("If-Range with another ETag", {"Range": "bytes=0-99", "If-Range": '"stale"'}, 200),
+        # RFC 9110 §14.2: a range unit the server does not understand MUST be ignored
+        Case("unknown range unit", {"Range": "items=0-9"}, 200),
     ]
 
 
