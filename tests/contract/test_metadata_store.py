@@ -8,6 +8,8 @@ from ``fresh_database_url`` (a new SQLite file, or a new PostgreSQL schema).
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -447,12 +449,43 @@ def test_migrate_twice_is_a_no_op(fresh_database_url: str) -> None:
         run(store.close)
 
 
-def test_concurrent_migrations_on_a_new_database(fresh_database_url: str) -> None:
+def assert_schema_usable(url: str) -> None:
+    store = open_metadata_store(url)
+    try:
+        upload = make_upload()
+        run(store.create_upload, upload)
+        assert run(store.get_upload, upload.id) == upload
+    finally:
+        run(store.close)
+
+
+def test_processes_starting_together_migrate_once(fresh_database_url: str) -> None:
+    # Several server processes opening a new database at once: one migrates, the others wait
+    # on the database lock (SQLite write lock / PostgreSQL advisory lock) and find it done.
+    script = "import sys; from pixdrop.metadata import migrate; migrate(sys.argv[1])"
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, fresh_database_url],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    failures = []
+    for starter in starters:
+        _, stderr = starter.communicate(timeout=60)
+        if starter.returncode != 0:
+            failures.append(stderr)
+    assert failures == []
+    assert_schema_usable(fresh_database_url)
+
+
+def test_threads_opening_stores_together_migrate_once(fresh_database_url: str) -> None:
     errors: list[BaseException] = []
 
     def start() -> None:
         try:
-            migrate(fresh_database_url)
+            run(open_metadata_store(fresh_database_url).close)
         except BaseException as exc:
             errors.append(exc)
 
@@ -460,13 +493,9 @@ def test_concurrent_migrations_on_a_new_database(fresh_database_url: str) -> Non
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
     assert errors == []
-    store = open_metadata_store(fresh_database_url)
-    try:
-        run(store.create_upload, make_upload())
-    finally:
-        run(store.close)
+    assert_schema_usable(fresh_database_url)
 
 
 def test_migrations_build_exactly_the_declared_schema(fresh_database_url: str) -> None:

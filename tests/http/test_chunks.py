@@ -531,3 +531,23 @@ def test_cut_connection_records_nothing(server, client, upload, chunks, photo_pn
     assert done.json()["sha256"] == sha256_hex(photo_png)
     served = client.get(f"/v1/images/{done.json()['id']}/original")
     assert served.content == photo_png
+
+
+def test_create_body_is_bounded(client) -> None:
+    """The JSON that creates an upload is small; a huge one is refused, not buffered."""
+    padding = " " * (100 * 1024)
+    response = client.post(
+        "/v1/uploads",
+        content=f'{{"size": 10,{padding}"chunk_size": 65536}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(response, 413, "payload-too-large", limit="max_json_body")
+
+    def streamed() -> Iterator[bytes]:  # no Content-Length: cut off while reading
+        yield b'{"size": 10,'
+        for _ in range(100):
+            yield b" " * 1024
+        yield b"}"
+
+    response = client.post("/v1/uploads", content=streamed())
+    assert_problem(response, 413, "payload-too-large")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pixdrop.http.errors import invalid_request
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import stored_image_json, upload_json
-from pixdrop.http.wire import RAW_BODY, content_length, expected_digests
+from pixdrop.http.wire import RAW_BODY, content_length, expected_digests, read_json_body
 
 router = APIRouter(tags=["uploads"])
 
@@ -28,8 +29,27 @@ class CreateUpload(BaseModel):
     content_type: str | None = Field(None, max_length=255)
 
 
-@router.post("/v1/uploads", status_code=201, summary="Start a chunked upload")
-async def create_upload(request: Request, spec: CreateUpload) -> JSONResponse:
+def _parse_create(raw: bytes) -> CreateUpload:
+    try:
+        return CreateUpload.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        raise invalid_request(exc.errors()) from None
+
+
+CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": CreateUpload.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/v1/uploads", status_code=201, summary="Start a chunked upload", openapi_extra=CREATE_BODY
+)
+async def create_upload(request: Request) -> JSONResponse:
+    # The body is read by hand, not by FastAPI, so that it is bounded (MAX_JSON_BODY).
+    spec = _parse_create(await read_json_body(request))
     rt = runtime(request)
     status = await rt.uploads.create(
         size=spec.size,

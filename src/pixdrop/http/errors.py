@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,15 +30,20 @@ async def _pixdrop_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc, request)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def invalid_request(errors: Sequence[Any], skip: int = 0) -> InvalidUploadRequest:
+    """A 400 problem listing pydantic's field errors (``skip`` drops leading location parts)."""
     problems = [
-        {"field": ".".join(str(p) for p in err["loc"][1:]) or "body", "message": err["msg"]}
-        for err in exc.errors()
+        {"field": ".".join(str(p) for p in err["loc"][skip:]) or "body", "message": err["msg"]}
+        for err in errors
     ]
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-    error = InvalidUploadRequest(f"The request is invalid: {summary}.", errors=problems)
-    return problem_response(error, request)
+    return InvalidUploadRequest(f"The request is invalid: {summary}.", errors=problems)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI locations start with where the value was ("query", "body"): drop that.
+    return problem_response(invalid_request(exc.errors(), skip=1), request)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

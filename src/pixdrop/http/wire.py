@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from pixdrop.errors import BadRequest
+from pixdrop.errors import BadRequest, PayloadTooLarge
 from pixdrop.protocols.digest import ExpectedDigests, merge, parse_digest_field
 
 
@@ -26,6 +26,28 @@ def expected_digests(request: Request) -> ExpectedDigests:
         if name in request.headers
     ]
     return merge(*fields)
+
+
+#: JSON control bodies (e.g. creating an upload) are tiny; anything bigger is a mistake or abuse.
+MAX_JSON_BODY = 64 * 1024
+
+
+async def read_json_body(request: Request) -> bytes:
+    """The request body, at most ``MAX_JSON_BODY`` bytes (``PayloadTooLarge`` beyond)."""
+    length = content_length(request)
+    too_large = PayloadTooLarge(
+        f"A JSON request body may be at most {MAX_JSON_BODY} bytes.",
+        limit="max_json_body",
+        allowed=MAX_JSON_BODY,
+    )
+    if length is not None and length > MAX_JSON_BODY:
+        raise too_large
+    body = bytearray()
+    async for block in request.stream():
+        body += block
+        if len(body) > MAX_JSON_BODY:
+            raise too_large
+    return bytes(body)
 
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}

@@ -12,6 +12,7 @@ and a lock makes sure one does the work while the others wait and then find noth
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -95,17 +96,23 @@ def _engine_for(url: URL) -> Engine:
     return make_engine(url)
 
 
+#: Alembic keeps the running migration in module globals (``alembic.context``, ``alembic.op``),
+#: so two threads migrating at once, even different databases, would mix up their connections.
+_ALEMBIC_IN_USE = threading.Lock()
+
+
 def _upgrade(engine: Engine) -> None:
-    with engine.connect() as conn:
+    # The thread lock serialises this process; the database lock below, other processes.
+    with _ALEMBIC_IN_USE, engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             # BEGIN IMMEDIATE takes SQLite's write lock up front; DDL is transactional, so a
             # second process waits (busy_timeout) and then finds the schema at head.
-            pass
+            conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
         with conn.begin():
             if conn.dialect.name == "postgresql":
                 # Held until this transaction ends, i.e. until the upgrade is committed.
                 conn.execute(
-                    text("SELECT 1 WHERE :a <> :b"),
+                    text("SELECT pg_advisory_xact_lock(:a, :b)"),
                     {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]},
                 )
             _alembic_upgrade(conn)
