@@ -264,3 +264,9 @@ def test_docs_page(client) -> None:
     response = client.get("/docs")
     assert response.status_code == 200
     assert media_type(response) == "text/html"
+    # Everything the page loads comes from pixdrop itself: /docs works offline.
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert assets
+    for asset in assets:
+        assert asset.startswith("/"), asset
+        assert client.get(asset).status_code == 200, asset

@@ -11,6 +11,7 @@ import anyio
 from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import create_engine
 
 from pixdrop import __version__
@@ -96,7 +97,9 @@ async def _healthz(request: Request) -> JSONResponse:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the ASGI app for *settings*; stores open when the app starts (lifespan)."""
-    app = FastAPI(
+    # FastAPIOffline serves the Swagger UI and ReDoc assets from the package instead of a CDN,
+    # so /docs works on machines without internet access.
+    app = FastAPIOffline(
         title="pixdrop",
         version=__version__,
         description=DESCRIPTION,
