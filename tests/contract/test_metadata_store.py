@@ -498,6 +498,40 @@ def test_threads_opening_stores_together_migrate_once(fresh_database_url: str) -
     assert_schema_usable(fresh_database_url)
 
 
+THREADED_MIGRATIONS = """
+import sys, threading
+from pixdrop.metadata import migrate
+errors = []
+def start(url):
+    try:
+        migrate(url)
+    except BaseException as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=start, args=(url,)) for url in sys.argv[1:]]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+sys.exit("\\n".join(errors) or None)
+"""
+
+
+def test_threads_migrating_different_databases_at_once(tmp_path: Path) -> None:
+    # Alembic's ``context`` is process-global: unserialised, this crashes the interpreter
+    # (two threads end up on one sqlite3 connection), hence a child process.
+    urls = [f"sqlite:///{tmp_path / f'db{i}.sqlite'}" for i in range(8)]
+    child = subprocess.run(
+        [sys.executable, "-c", THREADED_MIGRATIONS, *urls],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (child.returncode, child.stderr) == (0, "")
+    for url in urls:
+        assert_schema_usable(url)
+
+
 def test_migrations_build_exactly_the_declared_schema(fresh_database_url: str) -> None:
     store = open_metadata_store(fresh_database_url)
     try:
