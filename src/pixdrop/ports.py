@@ -128,6 +128,10 @@ class ImageProber(Protocol):
 
     #: How many leading bytes ``probe`` wants to see.
     head_size: int
+    #: Format names (``jpeg``, ``png``, ...) this prober accepts.
+    allowed_formats: tuple[str, ...]
+    #: Media type of each accepted format.
+    content_types: dict[str, str]
 
     def probe(self, head: bytes) -> ImageInfo:
         """Sniff format and dimensions; raise ``UnprocessableImage`` if it is not an image."""

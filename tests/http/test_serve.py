@@ -270,3 +270,17 @@ def test_docs_page(client) -> None:
     for asset in assets:
         assert asset.startswith("/"), asset
         assert client.get(asset).status_code == 200, asset
+
+
+def test_limits_are_published(server_factory) -> None:
+    live = server_factory(max_request_size="1MiB", min_chunk_size=4096, max_chunks=50)
+    with httpx.Client(base_url=live.url) as c:
+        response = c.get("/v1/limits")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["max_request_size"] == 1024 * 1024
+    assert body["min_chunk_size"] == 4096
+    assert body["max_chunks"] == 50
+    assert body["default_chunk_size"] == 8 * 1024 * 1024
+    assert body["formats"] == ["jpeg", "png", "gif", "webp", "avif", "tiff"]
+    assert "image/png" in body["content_types"]

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine
 
 from pixdrop import __version__
 from pixdrop.config import Settings, load_settings
-from pixdrop.http import chunks, errors, serve, simple
+from pixdrop.http import chunks, errors, limits, serve, simple
 from pixdrop.http.access_log import AccessLogMiddleware
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
@@ -110,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(simple.router)
     app.include_router(chunks.router)
     app.include_router(serve.router)
+    app.include_router(limits.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)

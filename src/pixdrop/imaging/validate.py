@@ -325,6 +325,7 @@ class HeaderProber:
             raise ValueError(f"allowed_formats must be some of {list(CONTENT_TYPES)}: {allowed}")
         #: Allowed formats in the canonical order, for stable messages and problem fields.
         self.allowed_formats: tuple[str, ...] = tuple(f for f in CONTENT_TYPES if f in allowed)
+        self.content_types = {f: CONTENT_TYPES[f] for f in self.allowed_formats}
         self.head_size = head_size
         names = [_NAMES[f] for f in self.allowed_formats]
         listed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]

@@ -1,10 +1,11 @@
-"""The command line: ``pixdrop serve`` (thin: flags → settings → uvicorn)."""
+"""``pixdrop serve``: flags → settings → uvicorn (thin)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,34 +15,36 @@ from pixdrop import __version__
 from pixdrop.config import ENV_PREFIX, ConfigError, Settings, load_settings
 
 
+def _metavar(name: str, annotation: Any) -> str:
+    if name.endswith("_size"):
+        return "SIZE"
+    if name.endswith("_url"):
+        return "URL"
+    if annotation is Path:
+        return "DIR"
+    return {int: "INTEGER", float: "SECONDS"}.get(annotation, "TEXT")
+
+
 def _setting_options(func: Any) -> Any:
-    """One ``--flag`` per setting, with the setting's description as help, so they never drift."""
+    """One ``--flag`` per setting, with the setting's description as help, so they never drift.
+
+    Values stay strings here: pydantic validates them, with the same messages as for
+    ``PIXDROP_*`` variables.
+    """
     for name, field in reversed(list(Settings.model_fields.items())):
         flag = "--" + name.replace("_", "-")
-        default = field.default
-        shown = f" [default: {default}]" if default is not None else ""
-        env = f" [env: {ENV_PREFIX}{name.upper()}]"
+        shown = f" [default: {field.default}]" if field.default is not None else ""
+        text = (field.description or "") + shown + f" [env: {ENV_PREFIX}{name.upper()}]"
         if field.annotation is bool:
-            func = click.option(
-                f"{flag}/--no-{name.replace('_', '-')}",
-                name,
-                default=None,
-                help=(field.description or "") + shown + env,
-            )(func)
+            decls = [f"{flag}/--no-{name.replace('_', '-')}", name]
+            func = click.option(*decls, default=None, help=text)(func)
         else:
-            func = click.option(
-                flag, name, default=None, help=(field.description or "") + shown + env
-            )(func)
+            metavar = _metavar(name, field.annotation)
+            func = click.option(flag, name, default=None, metavar=metavar, help=text)(func)
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="pixdrop")
-def main() -> None:
-    """pixdrop: upload and serve images over HTTP, in one request or in resumable chunks."""
-
-
-@main.command()
+@click.command()
 @_setting_options
 def serve(**flags: Any) -> None:
     """Run the HTTP service (local disk + SQLite under --data-dir unless told otherwise).

@@ -1,0 +1,19 @@
+"""The command line. Each command lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+import click
+
+from pixdrop import __version__
+from pixdrop.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pixdrop")
+def main() -> None:
+    """pixdrop: upload and serve images over HTTP, in one request or in resumable chunks."""
+
+
+main.add_command(serve)
+
+__all__ = ["main"]

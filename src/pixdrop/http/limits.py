@@ -1,0 +1,31 @@
+"""``GET /v1/limits``: the limits a client can check before it sends anything."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from pixdrop.http.state import runtime
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/v1/limits", summary="Size limits and accepted formats")
+async def get_limits(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    s = rt.settings
+    prober = rt.images.prober
+    return JSONResponse(
+        {
+            "max_request_size": int(s.max_request_size),
+            "max_image_size": int(s.max_image_size),
+            "default_chunk_size": int(s.default_chunk_size),
+            "min_chunk_size": int(s.min_chunk_size),
+            "max_chunk_size": int(s.max_chunk_size),
+            "max_chunks": s.max_chunks,
+            "upload_ttl": s.upload_ttl,
+            "formats": list(prober.allowed_formats),
+            "content_types": list(prober.content_types.values()),
+        },
+        headers={"Cache-Control": "public, max-age=60"},
+    )
