@@ -101,16 +101,18 @@ def payload(workdir: Path) -> Iterator[Payload]:
     path = workdir / "payload.bin"
     header = SAMPLE_PNG.read_bytes()[:PNG_HEADER_SIZE]
     hasher = hashlib.sha256(header)
-    with path.open("wb") as out:
-        out.write(header)
-        left = PAYLOAD_SIZE - len(header)
-        while left:
-            block = os.urandom(min(CHUNK_SIZE, left))
-            hasher.update(block)
-            out.write(block)
-            left -= len(block)
-    yield Payload(path, PAYLOAD_SIZE, hasher.hexdigest())
-    path.unlink(missing_ok=True)  # pytest keeps old temp dirs: do not leave 512 MiB in them
+    try:
+        with path.open("wb") as out:
+            out.write(header)
+            left = PAYLOAD_SIZE - len(header)
+            while left:
+                block = os.urandom(min(CHUNK_SIZE, left))
+                hasher.update(block)
+                out.write(block)
+                left -= len(block)
+        yield Payload(path, PAYLOAD_SIZE, hasher.hexdigest())
+    finally:
+        path.unlink(missing_ok=True)  # pytest keeps old temp dirs: leave no 512 MiB in them
 
 
 @pytest.fixture(scope="module")
