@@ -7,12 +7,15 @@ implementations.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Collection
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pixdrop.models import Image, ImageInfo, Part, Upload, UploadState
+
+#: Sees each batch of blocks a ``BlobStore`` writes (see ``BlobStore.write_at``).
+Observer = Callable[[Sequence[bytes]], None]
 
 
 class BlobStore(Protocol):
@@ -24,8 +27,17 @@ class BlobStore(Protocol):
     async def create_staging(self, upload_id: str) -> None:
         """Make an empty staging object for *upload_id* (idempotent)."""
 
-    async def write_at(self, upload_id: str, offset: int, data: AsyncIterable[bytes]) -> int:
+    async def write_at(
+        self,
+        upload_id: str,
+        offset: int,
+        data: AsyncIterable[bytes],
+        observe: Observer | None = None,
+    ) -> int:
         """Write *data* into the staging object at *offset* and return the bytes written.
+
+        ``observe``, if given, is called with each batch of blocks, in order, on the thread
+        that writes them (so digests are computed off the event loop, beside the I/O).
 
         The bytes are durable when this returns. If *data* raises, the exception propagates and
         whatever reached storage is left unrecorded (the caller records nothing). If the staging
@@ -56,6 +68,14 @@ class BlobStore(Protocol):
 
     async def staging_ids(self, older_than: float) -> list[str]:
         """Ids of staging objects untouched for *older_than* seconds (orphan sweeping)."""
+
+
+@runtime_checkable
+class DigestsStaging(Protocol):
+    """Optional ``BlobStore`` capability: hash a staging object where it lies."""
+
+    async def digest_staging(self, upload_id: str, size: int, head_size: int) -> tuple[str, bytes]:
+        """The sha256 (hex) of bytes ``[0, size)`` and their first *head_size* bytes."""
 
 
 class MetadataStore(Protocol):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import anyio
 import pytest
 
 from pixdrop.models import new_id
-from pixdrop.ports import BlobStore
+from pixdrop.ports import BlobStore, DigestsStaging
 from pixdrop.storage.local import LocalBlobStore
 
 
@@ -144,3 +144,35 @@ def test_staging_ids_lists_only_old_ones(store: BlobStore) -> None:
     old, everything = run(go)  # type: ignore[misc]
     assert uid not in old
     assert uid in everything
+
+
+def test_observer_sees_every_byte_in_order(store: BlobStore) -> None:
+    uid = new_id()
+    seen = hashlib.sha256()
+    pieces = [os.urandom(70_000) for _ in range(40)]  # several write batches
+
+    def observe(blocks: Sequence[bytes]) -> None:
+        for block in blocks:
+            seen.update(block)
+
+    async def go() -> None:
+        await store.create_staging(uid)
+        await store.write_at(uid, 0, blocks(*pieces), observe)
+
+    run(go)
+    assert seen.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def test_digest_staging_where_supported(store: BlobStore) -> None:
+    if not isinstance(store, DigestsStaging):
+        pytest.skip("this store has no digest_staging capability")
+    uid = new_id()
+    payload = os.urandom(5 * 1024 * 1024 + 7)
+
+    async def go() -> tuple[str, bytes]:
+        await store.create_staging(uid)
+        await store.write_at(uid, 0, blocks(payload))
+        assert isinstance(store, DigestsStaging)
+        return await store.digest_staging(uid, len(payload), 1000)
+
+    assert run(go) == (hashlib.sha256(payload).hexdigest(), payload[:1000])

@@ -129,7 +129,7 @@ class ImageService:
                 expected=expected,
                 head_size=self.prober.head_size,
             )
-            await self.blobs.write_at(staging_id, 0, stream)
+            await self.blobs.write_at(staging_id, 0, stream, stream.observe)
             stream.verify("request body")
             if stream.length == 0:
                 raise UnprocessableImage(

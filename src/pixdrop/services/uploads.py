@@ -31,7 +31,7 @@ from pixdrop.errors import (
     UploadNotReceiving,
 )
 from pixdrop.models import Image, Part, Upload, UploadState, is_valid_id, new_id
-from pixdrop.ports import LockBusy
+from pixdrop.ports import DigestsStaging, LockBusy
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.services.images import ImageService, StoredImage
 from pixdrop.services.streams import MeteredStream
@@ -226,7 +226,7 @@ class UploadService:
     async def _write_chunk(self, upload: Upload, index: int, stream: MeteredStream) -> ChunkReceipt:
         start, end = upload.chunk_range(index)
         try:
-            await self.blobs.write_at(upload.id, start, stream)
+            await self.blobs.write_at(upload.id, start, stream, stream.observe)
         except FileNotFoundError:
             raise UploadNotFound(f"Upload {upload.id} was deleted.") from None
         if stream.length != end - start:
@@ -319,9 +319,11 @@ class UploadService:
         )
 
     async def _hash_staged(self, upload: Upload) -> tuple[str, bytes]:
+        want = self.images.prober.head_size
+        if isinstance(self.blobs, DigestsStaging):
+            return await self.blobs.digest_staging(upload.id, upload.size, want)
         hasher = hashlib.sha256()
         head = bytearray()
-        want = self.images.prober.head_size
         async for block in self.blobs.read_staging(upload.id, 0, upload.size):
             hasher.update(block)
             if len(head) < want:

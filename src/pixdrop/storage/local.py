@@ -14,6 +14,7 @@ completion can simply run again) and the caller ``discard``s the staging name af
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import time
@@ -23,12 +24,14 @@ from pathlib import Path
 from anyio import to_thread
 
 from pixdrop.models import is_valid_id
+from pixdrop.ports import Observer
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 #: Gather this many bytes of request body before one pwritev: few syscalls and thread hops,
 #: and no copy (pwritev takes the received buffers as they are).
 WRITE_BATCH = 1024 * 1024
 READ_BLOCK = 1024 * 1024
+DIGEST_BLOCK = 4 * 1024 * 1024
 _IOV_MAX = 1024
 
 
@@ -86,8 +89,20 @@ class LocalBlobStore:
 
         await to_thread.run_sync(create)
 
-    async def write_at(self, upload_id: str, offset: int, data: AsyncIterable[bytes]) -> int:
+    async def write_at(
+        self,
+        upload_id: str,
+        offset: int,
+        data: AsyncIterable[bytes],
+        observe: Observer | None = None,
+    ) -> int:
         path = self._staging(upload_id)
+
+        def write(batch: list[bytes], position: int) -> int:
+            if observe is not None:
+                observe(batch)
+            return _pwrite_all(fd, batch, position)
+
         # No O_CREAT: a chunk for an upload that was aborted meanwhile must not resurrect it.
         fd = await to_thread.run_sync(os.open, path, os.O_WRONLY)
         try:
@@ -98,15 +113,39 @@ class LocalBlobStore:
                 batch.append(block)
                 pending += len(block)
                 if pending >= WRITE_BATCH:
-                    position += await to_thread.run_sync(_pwrite_all, fd, batch, position)
+                    position += await to_thread.run_sync(write, batch, position)
                     batch, pending = [], 0
             if batch:
-                position += await to_thread.run_sync(_pwrite_all, fd, batch, position)
+                position += await to_thread.run_sync(write, batch, position)
             # Durable before the caller records the range (DESIGN.md, durability rule 1).
             await to_thread.run_sync(os.fdatasync, fd)
             return position - offset
         finally:
             os.close(fd)
+
+    async def digest_staging(self, upload_id: str, size: int, head_size: int) -> tuple[str, bytes]:
+        path = self._staging(upload_id)
+
+        def digest() -> tuple[str, bytes]:
+            # One thread hop for the whole file, reading into one reused buffer. (mmap would
+            # save the copy, but mapped pages count as the process's RSS and look like a leak.)
+            hasher = hashlib.sha256()
+            buffer = bytearray(DIGEST_BLOCK)
+            view = memoryview(buffer)
+            head = b""
+            with open(path, "rb", buffering=0) as file:
+                remaining = size
+                while remaining > 0:
+                    got = file.readinto(view[: min(DIGEST_BLOCK, remaining)])
+                    if not got:
+                        raise OSError(f"staging file of {upload_id} is shorter than {size}")
+                    if not head:
+                        head = bytes(view[: min(got, head_size)])
+                    hasher.update(view[:got])
+                    remaining -= got
+            return hasher.hexdigest(), head
+
+        return await to_thread.run_sync(digest)
 
     def read_staging(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
         return self._read(self._staging(upload_id), start, end)
