@@ -81,8 +81,9 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
-def start_server(settings: Settings) -> LiveServer:
-    app = create_app(settings)
+def start_server(settings: Settings, app: Any = None) -> LiveServer:
+    """Serve *app* (default: ``create_app(settings)``) until ``stop()``."""
+    app = app if app is not None else create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine
 from pixdrop import __version__
 from pixdrop.config import Settings, load_settings
 from pixdrop.http import chunks, errors, limits, serve, simple
-from pixdrop.http.access_log import AccessLogMiddleware
+from pixdrop.http.middleware import RequestLogMiddleware
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.locking import FileLocker, PostgresLocker
@@ -112,8 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(serve.router)
     app.include_router(limits.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
-    if settings.access_log:
-        app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)
     return app
 
 
