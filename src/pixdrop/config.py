@@ -7,17 +7,24 @@ There is no module-level instance: the CLI (or a test) builds one and hands it t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import ByteSize, Field, ValidationError, model_validator
+from pydantic import ByteSize, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PIXDROP_"
 MiB = 1024 * 1024
 
 Size = Annotated[ByteSize, Field(gt=0)]
+
+#: Every format pixdrop knows; HEIC only where libheif has an HEVC decoder.
+KNOWN_FORMATS = ("jpeg", "png", "gif", "webp", "avif", "tiff", "heic")
+#: Presets whose names are paths: ``GET /v1/images/{id}/thumb``.
+DEFAULT_PRESETS = "thumb=256,small=512,medium=1024,large=2048"
+DEFAULT_VARIANT_SIZES = "64,128,160,256,320,480,512,640,800,1024,1280,1600,2048"
 
 
 class Settings(BaseSettings):
@@ -64,6 +71,59 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds between sweeps of expired uploads."
     )
     access_log: bool = Field(True, description="Log one line per request on stderr.")
+    formats: str | None = Field(
+        None,
+        description="Accepted image formats, comma-separated, of "
+        "jpeg,png,gif,webp,avif,tiff,heic (default: every one of them the decoder supports).",
+    )
+    max_width: int = Field(32_768, ge=1, description="Widest image accepted, in pixels.")
+    max_height: int = Field(32_768, ge=1, description="Tallest image accepted, in pixels.")
+    max_pixels: int = Field(
+        100_000_000, ge=1, description="Most pixels in one frame (width x height)."
+    )
+    max_frames: int = Field(
+        1000, ge=1, description="Most frames (of an animation) or pages (of a TIFF) in one image."
+    )
+    image_workers: int = Field(
+        2, ge=1, le=64, description="Decoder processes: how many images are decoded at once."
+    )
+    decode_timeout: float = Field(
+        30.0, gt=0, description="Seconds one image may take to decode or render."
+    )
+    strip_gps: bool = Field(
+        True, description="Serve originals without their GPS location to all but the uploader."
+    )
+    variant_presets: str = Field(
+        DEFAULT_PRESETS,
+        description="Named variant sizes, NAME=PIXELS (the longest side), comma-separated.",
+    )
+    variant_sizes: str = Field(
+        DEFAULT_VARIANT_SIZES,
+        description="Widths and heights a client may ask for with ?w= and ?h=, comma-separated.",
+    )
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = [n.strip().lower() for n in value.split(",") if n.strip()]
+        unknown = [n for n in names if n not in KNOWN_FORMATS]
+        if not names or unknown:
+            raise ValueError(f"name formats among {','.join(KNOWN_FORMATS)}")
+        return ",".join(dict.fromkeys(names))
+
+    @field_validator("variant_presets")
+    @classmethod
+    def _presets(cls, value: str) -> str:
+        parse_presets(value)
+        return value
+
+    @field_validator("variant_sizes")
+    @classmethod
+    def _sizes(cls, value: str) -> str:
+        parse_sizes(value)
+        return value
 
     @model_validator(mode="after")
     def _chunk_bounds(self) -> Settings:
@@ -82,6 +142,44 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{self.data_dir / 'pixdrop.db'}"
 
+    @property
+    def format_list(self) -> tuple[str, ...] | None:
+        """The formats asked for, or ``None`` for every one the decoder supports."""
+        return tuple(self.formats.split(",")) if self.formats else None
+
+    @property
+    def preset_sizes(self) -> dict[str, int]:
+        return parse_presets(self.variant_presets)
+
+    @property
+    def size_list(self) -> tuple[int, ...]:
+        return parse_sizes(self.variant_sizes)
+
+
+#: A preset's name is a path segment: lower-case letters, digits and dashes only.
+_PRESET_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+def parse_presets(value: str) -> dict[str, int]:
+    """``thumb=256,small=512`` → ``{"thumb": 256, "small": 512}``; raise ``ValueError``."""
+    presets: dict[str, int] = {}
+    for item in (part.strip() for part in value.split(",")):
+        name, _, size = item.partition("=")
+        if not _PRESET_NAME.fullmatch(name) or name == "original" or not size.isdigit():
+            raise ValueError(f"presets are NAME=PIXELS (lower-case name, not 'original'): {item!r}")
+        if not 1 <= int(size) <= 16_384:
+            raise ValueError(f"preset size must be 1 to 16384: {item!r}")
+        presets[name] = int(size)
+    return presets
+
+
+def parse_sizes(value: str) -> tuple[int, ...]:
+    """``64,128`` → ``(64, 128)``; raise ``ValueError``."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts or not all(p.isdigit() and 1 <= int(p) <= 16_384 for p in parts):
+        raise ValueError("sizes are whole numbers of pixels from 1 to 16384, comma-separated")
+    return tuple(sorted({int(p) for p in parts}))
+
 
 class ConfigError(Exception):
     """A setting has a bad value; the message says which and why."""
@@ -90,7 +188,8 @@ class ConfigError(Exception):
 def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
     """``PIXDROP_*`` variables that name no setting (pydantic-settings ignores them silently)."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    known.add(ENV_PREFIX + "SERVER")  # the client's server URL, read by client commands
+    # Read by the client commands, not the server.
+    known.update({ENV_PREFIX + "SERVER", ENV_PREFIX + "CLIENT_STATE_DIR"})
     return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
 
 

@@ -79,6 +79,101 @@ class ImageInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageLimits:
+    """How large an image may be, checked from its header before any pixel is decoded."""
+
+    max_width: int
+    max_height: int
+    #: Pixels of one frame (``width * height``).
+    max_pixels: int
+    max_frames: int
+
+    def breach(self, width: int, height: int, frames: int) -> tuple[str, int, int] | None:
+        """The first limit the image breaks, as (limit, value, allowed), or ``None``."""
+        for limit, value, allowed in (
+            ("max_width", width, self.max_width),
+            ("max_height", height, self.max_height),
+            ("max_pixels", width * height, self.max_pixels),
+            ("max_frames", frames, self.max_frames),
+        ):
+            if value > allowed:
+                return limit, value, allowed
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDetails:
+    """What the decoder learnt from the whole file, once it had proved that it decodes."""
+
+    width: int
+    height: int
+    #: Frames (animation frames, or pages of a TIFF / HEIF container); 1 for a still image.
+    frames: int
+    #: EXIF orientation, 1 (upright) to 8; variants are turned upright, originals never.
+    orientation: int
+    has_alpha: bool
+    #: A ThumbHash of the image, base64: a blurred preview of ~25 bytes for page layouts.
+    placeholder: str | None
+    #: Whether the file carries a GPS location (EXIF GPS IFD or XMP GPS properties).
+    has_gps: bool
+
+
+class Fit(StrEnum):
+    """How a variant fills its box: all of the image inside it, or the box filled and cropped."""
+
+    CONTAIN = "contain"
+    COVER = "cover"
+
+
+@dataclass(frozen=True, slots=True)
+class VariantSpec:
+    """A rendition of an image: bounding box, fit, output format and quality.
+
+    ``width`` or ``height`` may be ``None`` (free, follows the aspect ratio). Images are never
+    enlarged. The spec names the derived blob (``name``), so equal specs share one blob.
+    """
+
+    width: int | None
+    height: int | None
+    fit: Fit
+    format: str
+    quality: int
+
+    @property
+    def name(self) -> str:
+        """A file-name-safe slug, e.g. ``w256-h256-contain-q80.webp``."""
+        w = self.width if self.width is not None else "auto"
+        h = self.height if self.height is not None else "auto"
+        return f"w{w}-h{h}-{self.fit.value}-q{self.quality}.{self.format}"
+
+
+#: Media type of every format pixdrop reads or writes.
+MEDIA_TYPES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "avif": "image/avif",
+    "tiff": "image/tiff",
+    "heic": "image/heic",
+}
+
+
+def gps_free_format(fmt: str) -> str:
+    """The format of the GPS-free copy of a *fmt* original: the same where it can be written
+    (losslessly edited, or re-encoded), else JPEG."""
+    return fmt if fmt in ("jpeg", "png", "webp", "avif", "tiff") else "jpeg"
+
+
+def derived_key(source: str, name: str) -> str:
+    """The blob key of a rendition *name* of blob *source*: ``<sha256>/<name>``.
+
+    Derived blobs live beside their source and go with it when its last image is deleted.
+    """
+    return f"{source}/{name}"
+
+
+@dataclass(frozen=True, slots=True)
 class Image:
     """A stored image. ``delete_token_hash`` is the sha256 of the token handed out once."""
 
@@ -92,6 +187,11 @@ class Image:
     created_at: datetime
     delete_token_hash: str
     filename: str | None = None
+    frames: int = 1
+    orientation: int = 1
+    has_alpha: bool = False
+    placeholder: str | None = None
+    has_gps: bool = False
 
     @property
     def blob_key(self) -> str:

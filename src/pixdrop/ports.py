@@ -10,9 +10,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pixdrop.models import Image, ImageInfo, Part, Upload, UploadState
+from pixdrop.models import (
+    Image,
+    ImageDetails,
+    ImageInfo,
+    ImageLimits,
+    Part,
+    Upload,
+    UploadState,
+    VariantSpec,
+)
 
 #: Sees each batch of blocks a ``BlobStore`` writes (see ``BlobStore.write_at``).
 Observer = Callable[[Sequence[bytes]], None]
@@ -21,7 +31,9 @@ Observer = Callable[[Sequence[bytes]], None]
 class BlobStore(Protocol):
     """Where bytes live: a staging area for uploads in progress and content-addressed blobs.
 
-    Staging objects are named by upload id; blobs by key (the sha256 of their bytes).
+    Staging objects are named by upload id; blobs by key: the sha256 of their bytes, or, for
+    renditions derived from a blob (variants, a GPS-free original), ``<sha256>/<name>`` with a
+    file-name-safe *name* (``models.derived_key``).
     """
 
     async def create_staging(self, upload_id: str) -> None:
@@ -64,7 +76,13 @@ class BlobStore(Protocol):
         """Stream bytes ``[start, end)`` of blob *key*."""
 
     async def delete(self, key: str) -> None:
-        """Remove blob *key*, if present."""
+        """Remove blob *key*, if present; for a content key, also every blob derived from it."""
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Store the small derived blob *key* (``<sha256>/<name>``) atomically and durably.
+
+        Readers see either no blob or all of *data*. Storing the same key again replaces it.
+        """
 
     async def staging_ids(self, older_than: float) -> list[str]:
         """Ids of staging objects untouched for *older_than* seconds (orphan sweeping)."""
@@ -141,6 +159,54 @@ class Locker(Protocol):
 
     def hold(self, key: str) -> AbstractAsyncContextManager[None]:
         """Hold *key* for the duration of the block; raise ``LockBusy`` if already held."""
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """Optional capability of a ``BlobStore`` whose objects are files on this machine.
+
+    The image codec reads such files in place (the decoder maps them) instead of receiving
+    their bytes; for stores without it, the bytes are read and handed over.
+    """
+
+    def staging_path(self, upload_id: str) -> Path:
+        """The file of the staging object of *upload_id*."""
+
+    def blob_path(self, key: str) -> Path:
+        """The file of blob *key*."""
+
+
+#: What the codec decodes: a local file, or the bytes themselves.
+ImageSource = Path | bytes
+
+
+class ImageCodec(Protocol):
+    """Decodes, checks and renders images, away from the event loop, each under a deadline.
+
+    Every method raises ``UnprocessableImage`` for images that break a limit or do not decode,
+    naming the limit or the defect.
+    """
+
+    #: Formats it can decode (of ``jpeg png gif webp avif tiff heic``).
+    decodes: tuple[str, ...]
+    #: Formats it can write variants in (of ``webp avif jpeg png``).
+    encodes: tuple[str, ...]
+
+    async def inspect(self, source: ImageSource, fmt: str, limits: ImageLimits) -> ImageDetails:
+        """Check *limits* from the header, then prove the whole image decodes; describe it."""
+
+    async def render(self, source: ImageSource, fmt: str, spec: VariantSpec) -> bytes:
+        """The variant *spec* of the image: upright (EXIF orientation), metadata stripped."""
+
+    async def strip_gps(self, source: ImageSource, fmt: str) -> bytes | None:
+        """The image without its GPS location, or ``None`` if it has none.
+
+        Lossless where the file's structure allows, else re-encoded; either way in the format
+        ``models.gps_free_format(fmt)``.
+        """
+
+    async def close(self) -> None:
+        """Stop the workers."""
 
 
 class ImageProber(Protocol):

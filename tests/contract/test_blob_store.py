@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from pixdrop.models import new_id
-from pixdrop.ports import BlobStore, DigestsStaging
+from pixdrop.ports import BlobStore, DigestsStaging, LocalFiles
 from pixdrop.storage.local import LocalBlobStore
 
 
@@ -176,3 +176,56 @@ def test_digest_staging_where_supported(store: BlobStore) -> None:
         return await store.digest_staging(uid, len(payload), 1000)
 
     assert run(go) == (hashlib.sha256(payload).hexdigest(), payload[:1000])
+
+
+def test_derived_blobs_live_and_die_with_their_source(store: BlobStore) -> None:
+    uid, data = new_id(), b"source bytes"
+    key = hashlib.sha256(data).hexdigest()
+    thumb, other = f"{key}/w256-h256-contain-q80.webp", f"{key}/original-nogps.jpeg"
+
+    async def go() -> None:
+        await store.create_staging(uid)
+        await store.write_at(uid, 0, blocks(data))
+        await store.commit(uid, key)
+        await store.put(thumb, b"first")
+        await store.put(thumb, b"second rendition")  # replaced whole
+        await store.put(other, b"x")
+        assert await store.blob_size(thumb) == len(b"second rendition")
+        assert await collect(store.read(thumb, 7, 16)) == b"rendition"
+        await store.delete(key)
+        for gone in (key, thumb, other):
+            with pytest.raises(FileNotFoundError):
+                await store.blob_size(gone)
+
+    run(go)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "a" * 64 + "/../" + "b" * 64,
+        "a" * 64 + "/..",
+        "a" * 64 + "/.hidden",
+        "a" * 64 + "/sub/dir",
+        "a" * 64 + "/",
+        "a" * 63 + "/thumb.webp",
+        "a" * 64,  # a content key is not a derived one: put never overwrites an original
+    ],
+)
+def test_derived_keys_cannot_escape(store: BlobStore, bad: str) -> None:
+    async def go() -> None:
+        await store.put(bad, b"x")
+
+    with pytest.raises(ValueError, match="key"):
+        run(go)
+
+
+def test_local_files_capability(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    assert isinstance(store, LocalFiles)
+    uid = new_id()
+    assert store.staging_path(uid) == tmp_path / "staging" / uid
+    key = "ab" * 32
+    assert store.blob_path(key) == tmp_path / "blobs" / "ab" / "ab" / key
+    with pytest.raises(ValueError, match="key"):
+        store.blob_path("../etc/passwd")

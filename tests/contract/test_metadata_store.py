@@ -38,6 +38,9 @@ from pixdrop.models import Image, Part, Upload, UploadState, new_id
 
 T = TypeVar("T")
 
+#: The newest migration: a fresh database ends there.
+HEAD_REVISION = "0002"
+
 RECEIVING, COMPLETING, COMPLETED = UploadState
 
 
@@ -393,6 +396,50 @@ def test_image_without_filename(store: SqlMetadataStore) -> None:
     assert run(store.get_image, image.id).filename is None
 
 
+def test_image_details_round_trip(store: SqlMetadataStore) -> None:
+    image = make_image(
+        frames=12,
+        orientation=6,
+        has_alpha=True,
+        placeholder="3OcRJYB4d3h/iIeHeEh3eIhw+j3A",
+        has_gps=True,
+    )
+    run(store.create_image, image)
+    assert run(store.get_image, image.id) == image
+
+
+def test_image_details_default_for_old_rows(fresh_database_url: str) -> None:
+    """Rows written before migration 0002 read back with the documented defaults."""
+    migrate(fresh_database_url)
+    store = open_metadata_store(fresh_database_url)
+    try:
+        image = make_image()
+        columns = "id, sha256, size, content_type, format, width, height, created_at, "
+        columns += "delete_token_hash, filename"
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO images ({columns}) VALUES (:id, :sha256, :size, "
+                    ":content_type, :format, :width, :height, :created_at, "
+                    ":delete_token_hash, :filename)"
+                ),
+                {
+                    **{c.strip(): getattr(image, c.strip()) for c in columns.split(",")},
+                    "created_at": image.created_at.replace(tzinfo=None),
+                },
+            )
+        got = run(store.get_image, image.id)
+        assert (got.frames, got.orientation, got.has_alpha, got.placeholder, got.has_gps) == (
+            1,
+            1,
+            False,
+            None,
+            False,
+        )
+    finally:
+        run(store.close)
+
+
 def test_get_missing_image_raises(store: SqlMetadataStore) -> None:
     with pytest.raises(ImageNotFound):
         run(store.get_image, new_id())
@@ -444,7 +491,7 @@ def test_migrate_twice_is_a_no_op(fresh_database_url: str) -> None:
         assert run(store.get_upload, upload.id) == upload
         with store.engine.connect() as conn:
             versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
-        assert [v for (v,) in versions] == ["0001"]
+        assert [v for (v,) in versions] == [HEAD_REVISION]
     finally:
         run(store.close)
 

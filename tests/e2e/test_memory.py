@@ -6,7 +6,8 @@ again as 64 chunks of 8 MiB sent two at a time. Its resident memory (VmRSS, read
 ``/proc`` every 20 ms) never rises more than 96 MiB above idle, a small fraction of the
 payload, so neither path holds the image in memory. The stored sha256 and blob size must be
 the payload's, so every byte did arrive. The test process streams from a file as well, so it
-never holds the payload either.
+never holds the payload either. The server decodes the image to check it, in a separate
+worker process (``pixdrop.imaging.pool``) that streams the pixels; that process is not measured.
 
 There is no timing assertion: a slow machine makes this slower, not red. Linux only.
 """
@@ -15,13 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import shutil
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import pytest
@@ -36,9 +40,10 @@ PARALLEL = 2
 #: Far below the payload: a path that buffered the image, or many chunks, would cross it.
 MAX_GROWTH = 96 * MiB
 BODY_BLOCK = MiB
-#: The PNG signature and IHDR chunk: the server sniffs only the header, the rest is random.
+#: A small real image, to warm the server up.
 SAMPLE_PNG = Path(__file__).parents[1] / "data" / "chelsea.png"
-PNG_HEADER_SIZE = 33
+#: The payload's width: 8192 x ~10900 16-bit RGB pixels, 89 megapixels (under max_pixels).
+PNG_WIDTH = 8192
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc (Linux only)"
@@ -95,22 +100,55 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("memory")
 
 
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def write_png(out: BinaryIO, size: int) -> str:
+    """Write a real PNG of exactly *size* bytes to *out*; return its sha256.
+
+    16-bit RGB noise (seeded: the same bytes every run), deflated with level 0 (stored
+    blocks) so that it stays as big as its pixels, then a private ancillary chunk (which
+    decoders skip) pads it to the byte.
+    """
+    rng = random.Random(20240611)
+    hasher = hashlib.sha256()
+    written = 0
+
+    def emit(data: bytes) -> None:
+        nonlocal written
+        hasher.update(data)
+        out.write(data)
+        written += len(data)
+
+    width, row = PNG_WIDTH, 1 + PNG_WIDTH * 6  # filter byte + 3 samples of 2 bytes per pixel
+    height = (size - 1024) * 65535 // 65540 // row  # leave room for headers and block framing
+    emit(
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+    )
+    deflate = zlib.compressobj(0)
+    rows_per_block = max(1, CHUNK_SIZE // row)
+    for first in range(0, height, rows_per_block):
+        rows = min(rows_per_block, height - first)
+        raw = b"".join(b"\x00" + rng.randbytes(row - 1) for _ in range(rows))
+        emit(png_chunk(b"IDAT", deflate.compress(raw)))
+    emit(png_chunk(b"IDAT", deflate.flush()))
+    pad = size - written - 12 - 12  # this chunk's framing, then IEND's
+    emit(png_chunk(b"pdAd", bytes(pad)))
+    emit(png_chunk(b"IEND", b""))
+    assert written == size
+    return hasher.hexdigest()
+
+
 @pytest.fixture(scope="module")
 def payload(workdir: Path) -> Iterator[Payload]:
-    """512 MiB on disk: a real PNG header, then random bytes; removed after the module."""
-    path = workdir / "payload.bin"
-    header = SAMPLE_PNG.read_bytes()[:PNG_HEADER_SIZE]
-    hasher = hashlib.sha256(header)
+    """512 MiB on disk, a real PNG (the server decodes it); removed after the module."""
+    path = workdir / "payload.png"
     try:
         with path.open("wb") as out:
-            out.write(header)
-            left = PAYLOAD_SIZE - len(header)
-            while left:
-                block = os.urandom(min(CHUNK_SIZE, left))
-                hasher.update(block)
-                out.write(block)
-                left -= len(block)
-        yield Payload(path, PAYLOAD_SIZE, hasher.hexdigest())
+            digest = write_png(out, PAYLOAD_SIZE)
+        yield Payload(path, PAYLOAD_SIZE, digest)
     finally:
         path.unlink(missing_ok=True)  # pytest keeps old temp dirs: leave no 512 MiB in them
 

@@ -6,14 +6,25 @@ Also the small fixed endpoints: ``/healthz``, ``/openapi.json`` and ``/docs``.
 from __future__ import annotations
 
 import re
+import secrets
+import struct
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.http.helpers import assert_problem, media_type, post_image, sha256_hex
+from tests.http.helpers import (
+    assert_problem,
+    image_size,
+    media_type,
+    post_image,
+    sha256_hex,
+    tiny_image,
+)
+from tests.imaging.corpus import gps_jpeg
 
 CACHE_CONTROL = {"public", "max-age=31536000", "immutable"}
 
@@ -284,3 +295,165 @@ def test_limits_are_published(server_factory) -> None:
     assert body["default_chunk_size"] == 8 * 1024 * 1024
     assert body["formats"] == ["jpeg", "png", "gif", "webp", "avif", "tiff"]
     assert "image/png" in body["content_types"]
+
+
+# --- images: safe headers, GPS, variants, the blob check ----------------------------------------
+
+
+def test_every_image_response_is_locked_down(client, photo_png) -> None:
+    image = post_image_named(client, photo_png, 'holiday "<b>".html')
+    for path in (original(image), f"/v1/images/{image['id']}/thumb"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"] == "default-src 'none'"
+        disposition = response.headers["content-disposition"]
+        assert disposition.startswith("inline; "), disposition
+        # The quoted name is plain ASCII without quotes or markup, and whatever the upload
+        # was called, it ends with the served type's extension.
+        name = re.fullmatch(r'inline; filename="([^"]*)"(; filename\*=.*)?', disposition)
+        assert name is not None, disposition
+        assert re.fullmatch(r"[A-Za-z0-9._ -]+\.(png|webp|avif|jpg)", name[1]), disposition
+        assert "<" not in disposition
+
+
+def post_image_named(client: httpx.Client, data: bytes, name: str) -> dict[str, Any]:
+    response = client.post("/v1/images", content=data, params={"filename": name})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_gps_is_served_only_to_the_uploader(client) -> None:
+    data = gps_jpeg()
+    image = post_image(client, data)
+    public = client.get(original(image))
+    assert public.status_code == 200
+    assert public.content != data
+    assert len(public.content) == len(data)  # removed in place, losslessly
+    assert struct.pack("<II", 51, 1) not in public.content
+    assert "authorization" in public.headers["vary"].lower()
+    again = client.get(original(image))
+    assert again.headers["etag"] == public.headers["etag"] != f'"{image["sha256"]}"'
+    assert client.get(original(image), headers={"Range": "bytes=0-9"}).status_code == 206
+
+    token = {"Authorization": f"Bearer {image['delete_token']}"}
+    mine = client.get(original(image), headers=token)
+    assert mine.content == data
+    assert sha256_hex(mine.content) == image["sha256"]
+    assert mine.headers["etag"] == f'"{image["sha256"]}"'
+    assert "private" in directives(mine.headers["cache-control"])
+
+
+def test_gps_stripping_can_be_turned_off(server_factory) -> None:
+    live = server_factory(strip_gps=False)
+    data = gps_jpeg()
+    with httpx.Client(base_url=live.url) as c:
+        image = post_image(c, data)
+        assert c.get(original(image)).content == data
+
+
+def test_variant_presets_and_parameters(client, photo_jpeg) -> None:
+    image = post_image(client, photo_jpeg)
+    base = f"/v1/images/{image['id']}"
+    thumb = client.get(f"{base}/thumb", headers={"Accept": "image/webp,*/*"})
+    assert thumb.status_code == 200, thumb.text
+    assert media_type(thumb) == "image/webp"
+    assert thumb.headers["vary"] == "Accept"
+    assert directives(thumb.headers["cache-control"]) == CACHE_CONTROL
+    assert image_size(thumb.content) == (256, 171)
+    assert (
+        client.get(f"{base}/thumb", headers={"Accept": "*/*"}).headers["content-type"]
+        == "image/jpeg"
+    )
+    cover = client.get(
+        f"{base}/small", params={"w": 128, "h": 128, "fit": "cover", "format": "png"}
+    )
+    assert cover.status_code == 200, cover.text
+    assert media_type(cover) == "image/png"
+    assert "vary" not in cover.headers
+    assert image_size(cover.content) == (128, 128)
+    big = client.get(f"{base}/large", params={"format": "jpeg"})
+    assert image_size(big.content) == (640, 427)  # never enlarged
+    etag = thumb.headers["etag"]
+    again = client.get(f"{base}/thumb", headers={"Accept": "image/webp", "If-None-Match": etag})
+    assert again.status_code == 304
+
+
+def test_variant_refusals(client, photo_jpeg) -> None:
+    base = f"/v1/images/{post_image(client, photo_jpeg)['id']}"
+    assert_problem(client.get(f"{base}/huge"), 404, "not-found")
+    body = assert_problem(client.get(f"{base}/thumb", params={"w": 257}), 400, "bad-request")
+    assert body["limit"] == "variant_sizes"
+    assert 256 in body["allowed"]
+    assert_problem(client.get(f"{base}/thumb", params={"fit": "stretch"}), 400)
+    assert_problem(client.get(f"{base}/thumb", params={"format": "bmp"}), 400)
+    assert_problem(client.get(f"{base}/thumb", params={"q": "0"}), 400)
+
+
+def test_concurrent_requests_for_a_new_variant_get_one_rendition(server, photo_jpeg) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        image = post_image(c, photo_jpeg)
+    path = f"/v1/images/{image['id']}/medium"
+
+    def fetch(_: int) -> tuple[str, bytes]:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            response = c.get(path, params={"format": "webp"})
+            assert response.status_code == 200, response.text
+            return response.headers["etag"], response.content
+
+    with ThreadPoolExecutor(6) as pool:
+        results = set(pool.map(fetch, range(6)))
+    assert len(results) == 1
+    derived = server.settings.data_dir / "derived"
+    assert len([p for p in derived.rglob("*") if p.is_file()]) == 1
+
+
+def unique_png() -> bytes:
+    """Bytes no other test stored (PostgreSQL is shared by the whole session)."""
+    return tiny_image("PNG", 40, 30, seed=secrets.randbelow(1 << 30))
+
+
+def test_variants_go_with_the_last_image(client, server) -> None:
+    data = unique_png()
+    first, second = post_image(client, data), post_image(client, data)
+    assert client.get(f"/v1/images/{first['id']}/thumb").status_code == 200
+    for image in (first, second):
+        auth = {"Authorization": f"Bearer {image['delete_token']}"}
+        assert client.delete(f"/v1/images/{image['id']}", headers=auth).status_code == 204
+    derived = server.settings.data_dir / "derived"
+    assert not [p for p in derived.rglob("*") if p.is_file()]
+
+
+def test_blob_check(client) -> None:
+    photo_png = unique_png()
+    digest = sha256_hex(photo_png)
+    assert client.head(f"/v1/blobs/sha256/{digest}").status_code == 404
+    assert_problem(client.get(f"/v1/blobs/sha256/{digest}"), 404)
+    image = post_image(client, photo_png)
+    assert client.head(f"/v1/blobs/sha256/{digest.upper()}").status_code == 200
+    assert client.get(f"/v1/blobs/sha256/{digest}").json() == {
+        "sha256": digest,
+        "size": len(photo_png),
+    }
+    assert client.head("/v1/blobs/sha256/../../etc/passwd").status_code == 404
+    auth = {"Authorization": f"Bearer {image['delete_token']}"}
+    client.delete(f"/v1/images/{image['id']}", headers=auth)
+    assert client.head(f"/v1/blobs/sha256/{digest}").status_code == 404
+
+
+def test_image_limits_are_published(client) -> None:
+    body = client.get("/v1/limits").json()
+    assert body["max_pixels"] == 100_000_000
+    assert body["max_frames"] >= 1
+    assert body["variant_presets"]["thumb"] == 256
+    assert 256 in body["variant_sizes"]
+    assert "webp" in body["variant_formats"]
+
+
+def test_image_object_has_the_decoded_facts(client, photo_png) -> None:
+    image = post_image(client, photo_png)
+    assert image["frames"] == 1
+    assert image["orientation"] == 1
+    assert image["has_alpha"] is False
+    assert isinstance(image["placeholder"], str)

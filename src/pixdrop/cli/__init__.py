@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pixdrop import __version__
+from pixdrop.cli import transfer
 from pixdrop.cli.serve import serve
 
 
@@ -15,5 +16,6 @@ def main() -> None:
 
 
 main.add_command(serve)
+transfer.register(main)
 
 __all__ = ["main"]

@@ -15,14 +15,18 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import create_engine
 
 from pixdrop import __version__
-from pixdrop.config import Settings, load_settings
-from pixdrop.http import chunks, errors, limits, serve, simple
+from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
+from pixdrop.http import chunks, errors, limits, serve, simple, variants, web
 from pixdrop.http.middleware import RequestLogMiddleware
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
+from pixdrop.imaging.codec import VipsCodec
 from pixdrop.locking import FileLocker, PostgresLocker
-from pixdrop.metadata import database_url, open_metadata_store
+from pixdrop.metadata import SqlMetadataStore, database_url, open_metadata_store
+from pixdrop.models import ImageLimits
+from pixdrop.ports import ImageCodec, Locker
 from pixdrop.services import ImageService, UploadLimits, UploadService
+from pixdrop.services.renditions import RenditionService
 from pixdrop.storage.local import LocalBlobStore
 
 log = logging.getLogger("pixdrop")
@@ -43,16 +47,50 @@ def _open_locker(settings: Settings) -> FileLocker | PostgresLocker:
     return FileLocker(settings.data_dir / "locks")
 
 
-async def _build_runtime(settings: Settings) -> tuple[Runtime, FileLocker | PostgresLocker]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    meta = await to_thread.run_sync(open_metadata_store, settings.resolved_database_url)
-    locker = _open_locker(settings)
-    images = ImageService(
+def _accepted_formats(settings: Settings, codec: ImageCodec) -> list[str]:
+    """The formats asked for, each of which the codec must decode; by default, all it can."""
+    wanted = settings.format_list
+    if wanted is None:
+        return [f for f in codec.decodes if f in KNOWN_FORMATS]
+    missing = [f for f in wanted if f not in codec.decodes]
+    if missing:
+        raise ConfigError(f"formats: this server's decoder cannot read {', '.join(missing)}")
+    return list(wanted)
+
+
+def _build_images(
+    settings: Settings, meta: SqlMetadataStore, locker: Locker, codec: ImageCodec
+) -> ImageService:
+    return ImageService(
         blobs=LocalBlobStore(settings.data_dir),
         meta=meta,
         locker=locker,
-        prober=HeaderProber(),
+        prober=HeaderProber(_accepted_formats(settings, codec)),
+        codec=codec,
+        limits=ImageLimits(
+            max_width=settings.max_width,
+            max_height=settings.max_height,
+            max_pixels=settings.max_pixels,
+            max_frames=settings.max_frames,
+        ),
         max_request_size=int(settings.max_request_size),
+    )
+
+
+async def _build_runtime(
+    settings: Settings, codec: ImageCodec
+) -> tuple[Runtime, FileLocker | PostgresLocker]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    meta = await to_thread.run_sync(open_metadata_store, settings.resolved_database_url)
+    locker = _open_locker(settings)
+    images = _build_images(settings, meta, locker, codec)
+    renditions = RenditionService(
+        images=images,
+        codec=codec,
+        presets=settings.preset_sizes,
+        sizes=settings.size_list,
+        strip_gps=settings.strip_gps,
+        patience=settings.decode_timeout * 2 + 10,
     )
     limits = UploadLimits(
         max_image_size=int(settings.max_image_size),
@@ -63,7 +101,7 @@ async def _build_runtime(settings: Settings) -> tuple[Runtime, FileLocker | Post
         ttl=timedelta(seconds=settings.upload_ttl),
     )
     uploads = UploadService(images=images, limits=limits)
-    return Runtime(settings, images, uploads, meta), locker
+    return Runtime(settings, images, uploads, meta, renditions), locker
 
 
 async def _sweep_forever(uploads: UploadService, interval: float) -> None:
@@ -78,7 +116,14 @@ async def _sweep_forever(uploads: UploadService, interval: float) -> None:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    rt, locker = await _build_runtime(settings)
+    codec = await VipsCodec.start(
+        workers=settings.image_workers, decode_timeout=settings.decode_timeout
+    )
+    try:
+        rt, locker = await _build_runtime(settings, codec)
+    except BaseException:
+        await codec.close()
+        raise
     app.state.runtime = rt
     try:
         async with anyio.create_task_group() as tasks:
@@ -88,6 +133,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await rt.meta.close()
         locker.close()
+        await codec.close()
 
 
 async def _healthz(request: Request) -> JSONResponse:
@@ -110,7 +156,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(simple.router)
     app.include_router(chunks.router)
     app.include_router(serve.router)
+    app.include_router(variants.router)  # after serve: /original is not a variant
     app.include_router(limits.router)
+    app.include_router(web.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
     app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)
     return app

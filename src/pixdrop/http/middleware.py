@@ -17,6 +17,7 @@ import secrets
 import time
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixdrop.http.errors import internal_error
@@ -65,6 +66,11 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # The client went away mid-body: nothing was recorded and nobody is listening.
+            log.debug("client disconnected, request id %s", request_id)
+            if not status_sent:
+                status = 499  # nginx's "client closed request", for the access log
         except Exception as exc:
             if status_sent:
                 raise  # too late for a problem body: let the server drop the connection

@@ -1,6 +1,17 @@
-"""Serving images: metadata, original bytes (ETag, 304, Range) and deletion."""
+"""Serving images: metadata, original bytes (ETag, 304, Range) and deletion.
+
+Every image response carries the same guard rails (:func:`image_headers`): ``nosniff`` so a
+browser never takes the bytes for anything but their declared type, a ``default-src 'none'``
+Content-Security-Policy so that even a document rendered from them could load and run
+nothing, and an ``inline`` Content-Disposition whose file name is the sanitised original name
+with the extension of the type actually served (a download can never be saved as ``.html``).
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -13,11 +24,69 @@ from pixdrop.protocols.http_range import etag_matches, parse_range
 router = APIRouter(tags=["images"])
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+#: For the uploader's own view of an original that has a location: no shared cache keeps it.
+PRIVATE = "private, max-age=31536000, immutable"
+_EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+Reader = Callable[[int, int], AsyncIterator[bytes]]
 
 
-def _etag(image: Image) -> str:
-    # A strong validator: the bytes behind an image id never change, and the sha256 names them.
-    return f'"{image.sha256}"'
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def download_name(image: Image, fmt: str, suffix: str = "") -> str:
+    """The image's file name (or id) with *suffix* and the extension of *fmt*."""
+    stem = image.filename or image.id
+    if "." in stem.lstrip("."):
+        stem = stem.rsplit(".", 1)[0]
+    return f"{stem}{suffix}.{_EXTENSIONS.get(fmt, fmt)}"
+
+
+def image_headers(name: str) -> dict[str, str]:
+    """The headers every image response carries (see the module docstring)."""
+    ascii_name = _UNSAFE.sub("_", name).strip(" .") or "image"
+    disposition = f'inline; filename="{ascii_name}"'
+    if ascii_name != name:  # RFC 6266 §4.3: the exact name for clients that read filename*
+        disposition += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'",
+        "Content-Disposition": disposition,
+    }
+
+
+def send_blob(
+    request: Request,
+    *,
+    size: int,
+    media_type: str,
+    etag: str,
+    read: Reader,
+    headers: dict[str, str],
+) -> Response:
+    """Answer a GET or HEAD for bytes named by a strong *etag*: 304, 206 (one range) or 200."""
+    headers = {**headers, "ETag": etag, "Accept-Ranges": "bytes"}
+    inm = request.headers.get("if-none-match")
+    if inm is not None and etag_matches(inm, etag):
+        return Response(status_code=304, headers=headers)
+    start, end, status = 0, size, 200
+    range_header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    # If-Range (RFC 9110 §13.1.5): honour Range only while the validator still matches.
+    if range_header and (if_range is None or if_range.strip() == etag):
+        wanted = parse_range(range_header, size)
+        if wanted is not None:
+            (start, end), status = wanted, 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    return StreamingResponse(
+        read(start, end), status_code=status, headers=headers, media_type=media_type
+    )
 
 
 @router.get("/v1/images/{image_id}", summary="An image's metadata")
@@ -32,39 +101,43 @@ ORIGINAL = "/v1/images/{image_id}/original"
 @router.get(
     ORIGINAL,
     summary="The original bytes, with ETag, conditional and Range support",
+    description="The exact bytes uploaded. If they hold a GPS location and strip_gps is on, "
+    "anyone but the uploader (Authorization: Bearer <delete_token>) gets them without it.",
     response_class=Response,
     operation_id="get_original",
 )
 async def get_original(request: Request, image_id: str) -> Response:
-    images = runtime(request).images
-    image = await images.get(image_id)
-    etag = _etag(image)
-    headers = {
-        "ETag": etag,
-        "Cache-Control": IMMUTABLE,
-        "X-Content-Type-Options": "nosniff",
-        "Accept-Ranges": "bytes",
-    }
-    inm = request.headers.get("if-none-match")
-    if inm is not None and etag_matches(inm, etag):
-        return Response(status_code=304, headers=headers)
-    start, end, status = 0, image.size, 200
-    range_header = request.headers.get("range")
-    if_range = request.headers.get("if-range")
-    # If-Range (RFC 9110 §13.1.5): honour Range only while the validator still matches.
-    if range_header and (if_range is None or if_range.strip() == etag):
-        wanted = parse_range(range_header, image.size)
-        if wanted is not None:
-            (start, end), status = wanted, 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{image.size}"
-    headers["Content-Length"] = str(end - start)
-    if request.method == "HEAD":
-        return Response(status_code=status, headers=headers, media_type=image.content_type)
-    return StreamingResponse(
-        images.read(image, start, end),
-        status_code=status,
+    rt = runtime(request)
+    image = await rt.images.get(image_id)
+    headers = image_headers(download_name(image, image.format))
+    headers["Cache-Control"] = IMMUTABLE
+    public = None
+    if rt.renditions.strip_gps and image.has_gps:
+        # Two answers for one URL: caches must key them apart, and keep the uploader's private.
+        headers["Vary"] = "Authorization"
+        if rt.images.is_uploader(image, bearer_token(request)):
+            headers["Cache-Control"] = PRIVATE
+        else:
+            public = await rt.renditions.public_original(image)
+    if public is None:
+        return send_blob(
+            request,
+            size=image.size,
+            media_type=image.content_type,
+            etag=f'"{image.sha256}"',  # strong: the bytes behind an id never change
+            read=lambda start, end: rt.images.read(image, start, end),
+            headers=headers,
+        )
+    rendition = public
+    fmt = rendition.key.rsplit(".", 1)[-1]
+    headers.update(image_headers(download_name(image, fmt)))
+    return send_blob(
+        request,
+        size=rendition.size,
+        media_type=rendition.media_type,
+        etag=rendition.etag,
+        read=lambda start, end: rt.renditions.read(rendition, start, end),
         headers=headers,
-        media_type=image.content_type,
     )
 
 
@@ -80,9 +153,5 @@ router.add_api_route(
 
 @router.delete("/v1/images/{image_id}", status_code=204, summary="Delete with the delete token")
 async def delete_image(request: Request, image_id: str) -> Response:
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    await runtime(request).images.delete(
-        image_id, token.strip() if scheme.lower() == "bearer" else None
-    )
+    await runtime(request).images.delete(image_id, bearer_token(request))
     return Response(status_code=204)

@@ -9,6 +9,7 @@ from fastapi import Request
 from pixdrop.config import Settings
 from pixdrop.ports import MetadataStore
 from pixdrop.services import ImageService, UploadService
+from pixdrop.services.renditions import RenditionService
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class Runtime:
     images: ImageService
     uploads: UploadService
     meta: MetadataStore
+    renditions: RenditionService
 
 
 def runtime(request: Request) -> Runtime:

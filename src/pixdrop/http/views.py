@@ -20,6 +20,10 @@ def image_json(image: Image, base: str, delete_token: str | None = None) -> dict
         "height": image.height,
         "created_at": image.created_at.isoformat(),
         "filename": image.filename,
+        "frames": image.frames,
+        "orientation": image.orientation,
+        "has_alpha": image.has_alpha,
+        "placeholder": image.placeholder,
     }
     if delete_token:
         body["delete_token"] = delete_token

@@ -22,10 +22,14 @@ from pixdrop.models import ImageInfo
 
 __all__ = ["CONTENT_TYPES", "DEFAULT_HEAD_SIZE", "HeaderProber"]
 
-_NAMES: Final = dict(jpeg="JPEG", png="PNG", gif="GIF", webp="WebP", avif="AVIF", tiff="TIFF")
-#: The formats ``probe`` returns, in the order messages list them, and their IANA media types
-#: (for these six the registered type is ``image/`` plus the format's name).
-CONTENT_TYPES: Final = {fmt: f"image/{fmt}" for fmt in _NAMES}
+_NAMES: Final = dict(
+    jpeg="JPEG", png="PNG", gif="GIF", webp="WebP", avif="AVIF", tiff="TIFF", heic="HEIC"
+)
+#: The formats accepted by default, in the order messages list them, and their IANA media
+#: types (for these the registered type is ``image/`` plus the format's name).
+CONTENT_TYPES: Final = {fmt: f"image/{fmt}" for fmt in _NAMES if fmt != "heic"}
+#: Also known, accepted only when asked for (where the server has an HEVC decoder).
+_OPTIONAL: Final = {"heic": "image/heic"}
 
 #: 1 MiB: JPEG puts EXIF, ICC and XMP segments (up to 64 KiB each, often several) before the
 #: frame header, and AVIF may put ``meta`` after a small ``mdat``; 1 MiB reaches past both.
@@ -251,7 +255,10 @@ def _primary_properties(head: bytes, pitm: tuple[int, int], ipma: tuple[int, int
     return set()
 
 
-_PARSERS: Final = dict(jpeg=_jpeg, png=_png, gif=_gif, webp=_webp, avif=_avif, tiff=_tiff)
+# HEIC is the same HEIF container as AVIF, with HEVC instead of AV1 inside.
+_PARSERS: Final = dict(
+    jpeg=_jpeg, png=_png, gif=_gif, webp=_webp, avif=_avif, tiff=_tiff, heic=_avif
+)
 
 
 # --- Sniffing and naming ------------------------------------------------------------------------
@@ -268,12 +275,7 @@ def _sniff(head: bytes) -> str | None:
     if brands & _AVIF_BRANDS:
         return "avif"
     if brands & _HEIF_BRANDS:
-        raise UnprocessableImage(
-            "HEIC/HEIF images are not supported; convert the photo to JPEG or AVIF and upload "
-            "that (iPhones can save JPEG: Settings > Camera > Formats > Most Compatible).",
-            reason="unsupported-format",
-            format="heic",
-        )
+        return "heic"
     return None
 
 
@@ -320,12 +322,13 @@ class HeaderProber:
     def __init__(
         self, allowed_formats: Collection[str] | None = None, *, head_size: int = DEFAULT_HEAD_SIZE
     ) -> None:
+        known = CONTENT_TYPES | _OPTIONAL
         allowed = set(CONTENT_TYPES if allowed_formats is None else allowed_formats)
-        if not allowed or not allowed <= CONTENT_TYPES.keys():
-            raise ValueError(f"allowed_formats must be some of {list(CONTENT_TYPES)}: {allowed}")
+        if not allowed or not allowed <= known.keys() or isinstance(allowed_formats, str):
+            raise ValueError(f"allowed_formats must be some of {list(known)}: {allowed}")
         #: Allowed formats in the canonical order, for stable messages and problem fields.
-        self.allowed_formats: tuple[str, ...] = tuple(f for f in CONTENT_TYPES if f in allowed)
-        self.content_types = {f: CONTENT_TYPES[f] for f in self.allowed_formats}
+        self.allowed_formats: tuple[str, ...] = tuple(f for f in known if f in allowed)
+        self.content_types = {f: known[f] for f in self.allowed_formats}
         self.head_size = head_size
         names = [_NAMES[f] for f in self.allowed_formats]
         listed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
@@ -341,6 +344,14 @@ class HeaderProber:
         fmt = _sniff(head)
         if fmt is None:
             raise self._unknown(head)
+        if fmt == "heic" and fmt not in self.allowed_formats:
+            raise UnprocessableImage(
+                "HEIC/HEIF images are not supported; convert the photo to JPEG or AVIF and "
+                "upload that (iPhones can save JPEG: Settings > Camera > Formats > Most "
+                "Compatible).",
+                reason="unsupported-format",
+                format="heic",
+            )
         if fmt not in self.allowed_formats:
             raise UnprocessableImage(
                 f"{_NAMES[fmt]} images are not accepted here; send {self._either} image.",
@@ -368,7 +379,7 @@ class HeaderProber:
                 width=width,
                 height=height,
             )
-        return ImageInfo(fmt, CONTENT_TYPES[fmt], width, height)
+        return ImageInfo(fmt, self.content_types[fmt], width, height)
 
     def _unknown(self, head: bytes) -> UnprocessableImage:
         seen = _looks_like(head)

@@ -159,6 +159,11 @@ def _image_from_row(row: Row[Any]) -> Image:
         created_at=row.created_at,
         delete_token_hash=row.delete_token_hash,
         filename=row.filename,
+        frames=row.frames,
+        orientation=row.orientation,
+        has_alpha=bool(row.has_alpha),
+        placeholder=row.placeholder,
+        has_gps=bool(row.has_gps),
     )
 
 
@@ -189,6 +194,11 @@ def _image_values(image: Image) -> dict[str, Any]:
         "created_at": image.created_at,
         "delete_token_hash": image.delete_token_hash,
         "filename": image.filename,
+        "frames": image.frames,
+        "orientation": image.orientation,
+        "has_alpha": image.has_alpha,
+        "placeholder": image.placeholder,
+        "has_gps": image.has_gps,
     }
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 
 __all__ = ["NAMING_CONVENTION", "UtcDateTime", "images", "metadata", "upload_parts", "uploads"]
@@ -133,6 +135,12 @@ images = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("delete_token_hash", String(SHA256_HEX), nullable=False),
     Column("filename", Text, nullable=True),
+    # Added by migration 0002 (what the decoder learnt); rows from before it keep the defaults.
+    Column("frames", Integer, nullable=False, server_default="1"),
+    Column("orientation", Integer, nullable=False, server_default="1"),
+    Column("has_alpha", Boolean, nullable=False, server_default=false()),
+    Column("placeholder", Text, nullable=True),
+    Column("has_gps", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("id"),
     # Blobs are shared by content: deleting an image must count the other references.
     Index(None, "sha256"),

@@ -1,8 +1,16 @@
 """ImageService: the one ingest path every upload ends in, and stored images' life cycle.
 
-Ingest = probe the bytes (format and header dimensions), link the staged bytes into the
-content-addressed blob store, then record the image. Identical bytes share one blob; the blob
-is removed when the last image using it is deleted. Both steps run under a per-blob lock so a
+Ingest, whichever way the bytes came:
+
+1. sniff the format from the first bytes and check the header's dimensions against the
+   limits (``ImageProber``, in process, microseconds): a decompression bomb stops here;
+2. hand the staged file to the codec (``ImageCodec``, a worker process under a deadline),
+   which checks the limits again from libvips' own header read (frames too), then decodes
+   every pixel and describes the image (orientation, alpha, placeholder, GPS);
+3. link the staged bytes into the content-addressed blob store, then record the image.
+
+Identical bytes share one blob; the blob (and every rendition derived from it) is removed
+when the last image using it is deleted. Step 3 and deletion run under a per-blob lock so a
 delete and an ingest of the same bytes cannot interleave.
 """
 
@@ -23,13 +31,25 @@ from pixdrop.errors import (
     Unauthorized,
     UnprocessableImage,
 )
-from pixdrop.models import Image, ImageInfo, is_valid_id, new_id
-from pixdrop.ports import BlobStore, ImageProber, Locker, MetadataStore
+from pixdrop.models import Image, ImageInfo, ImageLimits, is_valid_id, new_id
+from pixdrop.ports import (
+    BlobStore,
+    ImageCodec,
+    ImageProber,
+    ImageSource,
+    LocalFiles,
+    Locker,
+    MetadataStore,
+)
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.services.locks import hold_waiting
 from pixdrop.services.streams import MeteredStream
 
 Clock = Callable[[], datetime]
+
+
+async def _collect(blocks: AsyncIterator[bytes]) -> bytes:
+    return b"".join([block async for block in blocks])
 
 
 def utcnow() -> datetime:
@@ -67,6 +87,8 @@ class ImageService:
         meta: MetadataStore,
         locker: Locker,
         prober: ImageProber,
+        codec: ImageCodec,
+        limits: ImageLimits,
         max_request_size: int,
         clock: Clock = utcnow,
     ) -> None:
@@ -74,6 +96,8 @@ class ImageService:
         self.meta = meta
         self.locker = locker
         self.prober = prober
+        self.codec = codec
+        self.limits = limits
         self.max_request_size = max_request_size
         self.clock = clock
 
@@ -91,7 +115,9 @@ class ImageService:
 
         Raise ``UnprocessableImage`` if the bytes are not an acceptable image.
         """
-        info: ImageInfo = self.prober.probe(head)
+        info = self._probe(head)
+        source = await self._staged_source(staging_id, size)
+        details = await self.codec.inspect(source, info.format, self.limits)
         token = secrets.token_urlsafe(32)
         image = Image(
             id=new_id(),
@@ -99,17 +125,65 @@ class ImageService:
             size=size,
             content_type=info.content_type,
             format=info.format,
-            width=info.width,
-            height=info.height,
+            width=details.width,
+            height=details.height,
             created_at=self.clock(),
             delete_token_hash=token_hash(token),
             filename=clean_filename(filename),
+            frames=details.frames,
+            orientation=details.orientation,
+            has_alpha=details.has_alpha,
+            placeholder=details.placeholder,
+            has_gps=details.has_gps,
         )
         async with hold_waiting(self.locker, f"blob/{sha256}"):
             await self.blobs.commit(staging_id, sha256)
             await record(image)
         await self.blobs.discard(staging_id)
         return StoredImage(image, token)
+
+    def _probe(self, head: bytes) -> ImageInfo:
+        """Sniff the format and check the header's dimensions, before any decoding."""
+        try:
+            info = self.prober.probe(head)
+        except UnprocessableImage as exc:
+            # A TIFF may put its directory anywhere, often after the pixels. The codec reads
+            # the header from the whole file, so a directory past the head is no refusal.
+            if exc.extra.get("reason") == "header-too-large" and exc.extra.get("format") == "tiff":
+                return ImageInfo("tiff", "image/tiff", 0, 0)
+            raise
+        breach = self.limits.breach(info.width, info.height, 1)
+        if breach is not None:
+            limit, value, allowed = breach
+            raise UnprocessableImage(
+                f"The image's header says it is {info.width}x{info.height} pixels, over the "
+                f"limit {limit} = {allowed} ({value}). Nothing was decoded; send a smaller image.",
+                reason="limit-exceeded",
+                limit=limit,
+                value=value,
+                allowed=allowed,
+            )
+        return info
+
+    async def _staged_source(self, staging_id: str, size: int) -> ImageSource:
+        if isinstance(self.blobs, LocalFiles):
+            return self.blobs.staging_path(staging_id)
+        return await _collect(self.blobs.read_staging(staging_id, 0, size))
+
+    async def blob_source(self, image: Image) -> ImageSource:
+        """The image's original, for the codec: its file where the store has one."""
+        if isinstance(self.blobs, LocalFiles):
+            return self.blobs.blob_path(image.blob_key)
+        return await _collect(self.blobs.read(image.blob_key, 0, image.size))
+
+    async def blob_size(self, sha256: str) -> int | None:
+        """Size of the stored bytes with this sha256, if an image uses them; else ``None``."""
+        if await self.meta.count_images_with_sha256(sha256) == 0:
+            return None
+        try:
+            return await self.blobs.blob_size(sha256)
+        except FileNotFoundError:
+            return None
 
     async def put_single(
         self,
@@ -163,6 +237,11 @@ class ImageService:
     def read(self, image: Image, start: int, end: int) -> AsyncIterator[bytes]:
         """Stream bytes ``[start, end)`` of the image's original."""
         return self.blobs.read(image.blob_key, start, end)
+
+    @staticmethod
+    def is_uploader(image: Image, token: str | None) -> bool:
+        """Whether *token* is the image's delete token: the mark of whoever uploaded it."""
+        return bool(token) and hmac.compare_digest(token_hash(token or ""), image.delete_token_hash)
 
     async def delete(self, image_id: str, token: str | None) -> None:
         """Delete an image given its delete token; the blob goes with its last image."""

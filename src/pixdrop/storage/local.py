@@ -4,6 +4,7 @@ Layout under the root directory::
 
     staging/<upload id>            one sparse file per upload in progress, chunks pwritten in place
     blobs/<ab>/<cd>/<sha256 hex>   finished images, content-addressed, read-only
+    derived/<ab>/<cd>/<sha256 hex>/<name>   renditions of that blob (variants, GPS-free copy)
 
 Chunks are written at their final offset with ``pwritev`` and made durable with ``fdatasync``
 before the call returns. ``commit`` hard-links the staging file into ``blobs/`` (no byte is
@@ -17,6 +18,8 @@ import errno
 import hashlib
 import os
 import re
+import secrets
+import shutil
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
@@ -27,6 +30,9 @@ from pixdrop.models import is_valid_id
 from pixdrop.ports import Observer
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
+#: ``<sha256>/<name>``: the name is one path segment that cannot be "." or ".." (it starts with
+#: a letter or digit) and has no separator, so the key maps to exactly one file under derived/.
+_DERIVED_KEY = re.compile(r"^([0-9a-f]{64})/([a-z0-9][a-z0-9._-]{0,99})$")
 #: Gather this many bytes of request body before one pwritev: few syscalls and thread hops,
 #: and no copy (pwritev takes the received buffers as they are).
 WRITE_BATCH = 1024 * 1024
@@ -65,6 +71,7 @@ class LocalBlobStore:
         self.root = root
         self.staging_dir = root / "staging"
         self.blob_dir = root / "blobs"
+        self.derived_dir = root / "derived"
         self.staging_dir.mkdir(parents=True, exist_ok=True)
         self.blob_dir.mkdir(parents=True, exist_ok=True)
 
@@ -75,9 +82,23 @@ class LocalBlobStore:
         return self.staging_dir / upload_id
 
     def _blob(self, key: str) -> Path:
-        if not _KEY.fullmatch(key):
+        if _KEY.fullmatch(key):
+            return self.blob_dir / key[:2] / key[2:4] / key
+        derived = _DERIVED_KEY.fullmatch(key)
+        if derived is None:
             raise ValueError(f"not a blob key: {key!r}")
-        return self.blob_dir / key[:2] / key[2:4] / key
+        return self._derived_dir(derived[1]) / derived[2]
+
+    def _derived_dir(self, source: str) -> Path:
+        return self.derived_dir / source[:2] / source[2:4] / source
+
+    def staging_path(self, upload_id: str) -> Path:
+        """``LocalFiles``: the staging file itself, for the image codec to read in place."""
+        return self._staging(upload_id)
+
+    def blob_path(self, key: str) -> Path:
+        """``LocalFiles``: the blob's file."""
+        return self._blob(key)
 
     async def create_staging(self, upload_id: str) -> None:
         path = self._staging(upload_id)
@@ -196,7 +217,36 @@ class LocalBlobStore:
 
     async def delete(self, key: str) -> None:
         path = self._blob(key)
-        await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+        def remove() -> None:
+            path.unlink(missing_ok=True)
+            if _KEY.fullmatch(key):  # a source takes its renditions with it
+                shutil.rmtree(self._derived_dir(key), ignore_errors=True)
+
+        await to_thread.run_sync(remove)
+
+    async def put(self, key: str, data: bytes) -> None:
+        if not _DERIVED_KEY.fullmatch(key):
+            raise ValueError(f"not a derived blob key: {key!r}")
+        path = self._blob(key)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Written aside, made durable, then renamed over: readers never see half a blob.
+            temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                _pwrite_all(fd, [data], 0)
+                os.fdatasync(fd)
+                os.replace(temporary, path)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+            finally:
+                os.close(fd)
+            _fsync_dir(path.parent)
+
+        await to_thread.run_sync(write)
 
     async def staging_ids(self, older_than: float) -> list[str]:
         def scan() -> list[str]:

@@ -1,0 +1,151 @@
+"""The work done inside a decode worker process: inspect, render, strip GPS.
+
+Each job is a plain function of picklable arguments returning a picklable value. A refusal
+the client must hear about is raised as ``Refusal(detail, fields)``; the pool turns it into
+an ``UnprocessableImage`` on the server's side (exceptions with keyword fields do not pickle).
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from pixdrop.imaging import gps, placeholder, vips
+from pixdrop.models import Fit, ImageDetails, ImageLimits, VariantSpec, gps_free_format
+
+#: Side of the image the placeholder is computed from (ThumbHash keeps at most 7 x 7 terms).
+PREVIEW_SIZE: Final = 32
+#: Markup that makes a file a polyglot: bytes a browser would run if it ever took the file
+#: for HTML or SVG. No image needs these; ``nosniff`` already stops the browser, this is the
+#: second lock on the same door.
+_MARKUP: Final = re.compile(
+    rb"<(?:script|html|body|iframe|object|embed|meta\s+http-equiv)[\s>/]"
+    # a bare "<svg" is only 4 bytes, common enough in megabytes of compressed data
+    rb"|<svg\s[^>]{0,200}xmlns|javascript:",
+    re.IGNORECASE,
+)
+_NAMES: Final = dict(
+    jpeg="JPEG", png="PNG", gif="GIF", webp="WebP", avif="AVIF", tiff="TIFF", heic="HEIC"
+)
+
+
+class Refusal(Exception):
+    """The image is refused; ``args`` are (detail, problem fields)."""
+
+    def __init__(self, detail: str, fields: dict[str, Any]) -> None:
+        super().__init__(detail, fields)
+        self.detail = detail
+        self.fields = fields
+
+
+@contextmanager
+def _bytes_of(source: Path | bytes) -> Iterator[bytes | mmap.mmap]:
+    """The file's bytes, mapped rather than read: scanning a 1 GiB TIFF copies nothing."""
+    if isinstance(source, bytes):
+        yield source
+        return
+    with open(source, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        yield mm
+
+
+def _check_limits(header: vips.Header, fmt: str, limits: ImageLimits) -> None:
+    breach = limits.breach(header.width, header.height, header.frames)
+    if breach is not None:
+        limit, value, allowed = breach
+        raise Refusal(
+            f"The {_NAMES[fmt]} image is {header.width}x{header.height} pixels in "
+            f"{header.frames} frame(s), over the limit {limit} = {allowed} ({value}). "
+            "Nothing was decoded; send a smaller image.",
+            {"reason": "limit-exceeded", "limit": limit, "value": value, "allowed": allowed},
+        )
+
+
+def _refuse_markup(data: bytes | mmap.mmap, fmt: str) -> None:
+    found = _MARKUP.search(data)
+    if found is not None:
+        token = bytes(found.group()).decode("latin-1").strip("<>/ ").lower()
+        raise Refusal(
+            f"The {_NAMES[fmt]} file also carries web markup ({token!r} at byte "
+            f"{found.start()}), as files made to slip script past filters do. Re-save the "
+            "image in an image editor and upload that.",
+            {"reason": "embedded-markup", "format": fmt, "offset": found.start()},
+        )
+
+
+def inspect(source: Path | bytes, fmt: str, limits: ImageLimits) -> ImageDetails:
+    """Header limits first (cheap), then the markup scan, the full decode and the placeholder."""
+    try:
+        header = vips.header(source, fmt)
+    except vips.VipsFailure as exc:
+        raise _corrupt(fmt, str(exc)) from None
+    _check_limits(header, fmt, limits)
+    with _bytes_of(source) as data:
+        _refuse_markup(data, fmt)
+        try:
+            has_gps = bool(gps.find_edits(data, fmt)) or header.has_exif_gps
+        except gps.GpsLayoutError:
+            has_gps = True  # a location we cannot cut out: served re-encoded, never as is
+    try:
+        preview = vips.decode_and_preview(source, fmt, header, PREVIEW_SIZE)
+    except vips.VipsFailure as exc:
+        raise _corrupt(fmt, str(exc)) from None
+    return ImageDetails(
+        width=header.width,
+        height=header.height,
+        frames=header.frames,
+        orientation=header.orientation,
+        has_alpha=header.has_alpha,
+        placeholder=placeholder.encode(preview.width, preview.height, preview.rgba),
+        has_gps=has_gps,
+    )
+
+
+def _corrupt(fmt: str, why: str) -> Refusal:
+    return Refusal(
+        f"The {_NAMES[fmt]} image does not decode ({why}); it is truncated or corrupt. "
+        "Send the whole, intact file.",
+        {"reason": "corrupt-image", "format": fmt, "decoder": why},
+    )
+
+
+def render(source: Path | bytes, fmt: str, spec: VariantSpec) -> bytes:
+    """A variant (see ``vips.render``); a decode failure here means the stored file is bad."""
+    del fmt  # the loader follows the bytes; they were checked at ingest
+    return vips.render(source, spec)
+
+
+def strip_gps(source: Path | bytes, fmt: str) -> bytes | None:
+    """The image without its location (in ``gps_free_format(fmt)``), or ``None`` if it has none.
+
+    Lossless byte surgery first; if the structure does not allow it, or libvips still sees
+    GPS fields afterwards, a full-size re-encode without any metadata.
+    """
+    out = gps_free_format(fmt)
+    stripped: bytes | None = b""
+    if out == fmt:
+        with _bytes_of(source) as data:
+            try:
+                stripped = gps.strip(data, fmt)
+            except gps.GpsLayoutError:
+                stripped = b""
+    if stripped and not vips.header(stripped, fmt).has_exif_gps:
+        return stripped
+    if stripped is None and not vips.header(source, fmt).has_exif_gps:
+        return None
+    return vips.render(source, VariantSpec(None, None, Fit.CONTAIN, out, 92))
+
+
+def setup_worker() -> None:
+    vips.setup()
+
+
+JOBS: Final[dict[str, Callable[..., Any]]] = {
+    "inspect": inspect,
+    "render": render,
+    "strip_gps": strip_gps,
+    "capabilities": lambda: (vips.decodes(), vips.encodes(), vips.version()),
+}

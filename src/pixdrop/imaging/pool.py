@@ -1,0 +1,134 @@
+"""A bounded pool of decoder processes; every job runs under a deadline.
+
+Why processes, rather than threads or libvips' own kill flag:
+
+* a thread that misses its deadline cannot be stopped: libvips releases the GIL and goes on
+  decoding, holding a core and its memory for as long as the file makes it;
+* libvips' kill flag (``vips_image_set_kill``, set from a progress callback) is looked at only
+  between tiles of a pipeline, not inside a codec's header parsing or inflate loop, which is
+  where hostile files spend their time;
+* a codec crash (a bug hit by a crafted file) or the kernel's out-of-memory killer ends one
+  worker, not the server.
+
+A worker that misses its deadline is killed (SIGKILL); the next job starts a fresh one. At
+most ``size`` jobs run at once; more wait their turn. Workers are started with ``spawn``:
+forking a server that runs threads (and maybe libvips) is unsafe.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext, SpawnProcess
+from typing import Any
+
+import anyio
+from anyio import to_thread
+
+__all__ = ["JobTimeout", "WorkerCrashed", "WorkerPool"]
+
+
+class JobTimeout(Exception):
+    """The job did not finish within its deadline; its worker was killed."""
+
+
+class WorkerCrashed(Exception):
+    """The worker died during the job (a codec crash or the out-of-memory killer)."""
+
+
+def _serve(conn: Connection) -> None:
+    """The worker's loop: one job at a time, until the server closes the pipe."""
+    from pixdrop.imaging import jobs  # imported here: only workers load libvips
+
+    # Ctrl-C reaches the whole process group; the server decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    jobs.setup_worker()
+    while True:
+        try:
+            name, args = conn.recv()
+        except EOFError:
+            return
+        reply: tuple[Any, ...]
+        try:
+            reply = ("ok", jobs.JOBS[name](*args))
+        except jobs.Refusal as exc:
+            reply = ("refused", exc.detail, exc.fields)
+        except Exception as exc:  # reported to the server, which logs it; the worker lives on
+            reply = ("failed", f"{type(exc).__name__}: {exc}")
+        conn.send(reply)
+
+
+class _Worker:
+    def __init__(self, context: SpawnContext) -> None:
+        self.conn, child = context.Pipe()
+        # Daemonic, so an exiting server never waits for it, unless the server is itself a
+        # daemonic process, which may have no children of that kind.
+        daemon = not multiprocessing.current_process().daemon
+        self.process: SpawnProcess = context.Process(
+            target=_serve, args=(child,), name="pixdrop-imaging", daemon=daemon
+        )
+        self.process.start()
+        child.close()
+
+    def call(self, name: str, args: tuple[Any, ...], timeout: float) -> tuple[Any, ...]:
+        try:
+            self.conn.send((name, args))
+            if not self.conn.poll(timeout):
+                raise JobTimeout(name)
+            reply: tuple[Any, ...] = self.conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise WorkerCrashed(name) from None
+        return reply
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+class WorkerPool:
+    """At most *size* worker processes; :meth:`run` sends one job to an idle one."""
+
+    def __init__(self, size: int, timeout: float) -> None:
+        self.size = size
+        self.timeout = timeout
+        self._context = multiprocessing.get_context("spawn")
+        self._limiter = anyio.CapacityLimiter(size)
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._closed = False
+
+    async def run(self, name: str, *args: Any, deadline: float | None = None) -> tuple[Any, ...]:
+        """The worker's reply to job *name*: ``("ok", value)``, ``("refused", detail,
+        fields)`` or ``("failed", message)``. Raise ``JobTimeout`` or ``WorkerCrashed``."""
+        async with self._limiter:
+            if self._closed:
+                raise RuntimeError("the image worker pool is closed")
+            worker = self._idle.pop() if self._idle else await self._start()
+            try:
+                reply = await to_thread.run_sync(
+                    worker.call, name, args, self.timeout if deadline is None else deadline
+                )
+            except BaseException:
+                # Timed out, crashed or cancelled: its state is unknown, so it goes.
+                self._all.discard(worker)
+                await to_thread.run_sync(worker.stop)
+                raise
+            if self._closed:
+                await to_thread.run_sync(worker.stop)
+            else:
+                self._idle.append(worker)
+            return reply
+
+    async def _start(self) -> _Worker:
+        worker = await to_thread.run_sync(_Worker, self._context)
+        self._all.add(worker)
+        return worker
+
+    async def close(self) -> None:
+        """Stop every worker (a job still running is killed with its worker)."""
+        self._closed = True
+        workers, self._all, self._idle = list(self._all), set(), []
+        for worker in workers:
+            await to_thread.run_sync(worker.stop)

@@ -1,0 +1,234 @@
+"""The one module that touches pyvips: a narrow, typed face on libvips for the worker jobs.
+
+pyvips has no type stubs, so every value that comes out of it is turned into a plain typed
+value here (``int``, ``bytes``, a dataclass) and ``Any`` stops at this module's edge.
+
+libvips can load dozens of formats, some through large, fuzz-unfriendly libraries (ImageMagick,
+PDF, SVG, FITS, MATLAB). :func:`setup` blocks every loader marked untrusted *and* every loader
+but the few pixdrop accepts, so bytes can only ever reach the JPEG, PNG, GIF, WebP, HEIF and
+TIFF decoders, whatever they contain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import pyvips  # type: ignore[import-untyped]
+
+from pixdrop.models import Fit, VariantSpec
+
+#: The loader of each format (libvips operation nickname without ``load``).
+LOADERS: Final = {
+    "jpeg": "jpeg",
+    "png": "png",
+    "gif": "gif",
+    "webp": "webp",
+    "avif": "heif",
+    "heic": "heif",
+    "tiff": "tiff",
+}
+#: The loader operations left unblocked.
+_LOADER_OPERATIONS: Final = tuple(
+    f"{nick}load{kind}" for nick in sorted(set(LOADERS.values())) for kind in ("", "_buffer")
+)
+#: Formats whose files may hold several same-sized frames that libvips shows as one tall image.
+ANIMATED: Final = frozenset({"gif", "webp"})
+#: "No limit" for a free side of a variant's box: thumbnail needs a number.
+_UNBOUNDED: Final = 10_000_000
+
+
+class VipsFailure(Exception):
+    """libvips refused the image; the message is libvips' own (first line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What the header says, before any pixel is decoded."""
+
+    width: int
+    #: Height of one frame (libvips' ``page-height``), which is the image's height.
+    height: int
+    frames: int
+    orientation: int
+    has_alpha: bool
+    has_exif_gps: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """A small upright 8-bit sRGB copy of the image, as RGBA bytes."""
+
+    width: int
+    height: int
+    rgba: bytes
+
+
+def setup() -> None:
+    """Block untrusted and unexpected loaders, and turn off the operation cache.
+
+    The cache would keep decoded images and open files of blobs that may be deleted; every
+    job here reads its file once.
+    """
+    pyvips.block_untrusted_set(True)
+    pyvips.operation_block_set("VipsForeignLoad", True)
+    for nickname in _LOADER_OPERATIONS:  # blocking works on class names, not nicknames
+        name = pyvips.type_name(pyvips.type_find("VipsOperation", nickname))
+        pyvips.operation_block_set(name, False)
+    pyvips.cache_set_max(0)
+    pyvips.cache_set_max_mem(0)
+    pyvips.cache_set_max_files(0)
+
+
+def version() -> str:
+    return f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
+
+
+def _call(operation: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return operation(*args, **kwargs)
+    except pyvips.Error as exc:
+        raise VipsFailure(_first_line(exc)) from None
+
+
+def _first_line(exc: Exception) -> str:
+    # pyvips puts "unable to call X" (or "unable to write ...") first, libvips' reason after.
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("unable to ")]
+    return (useful or lines or ["libvips failed"])[0][:300]
+
+
+def _load(source: Path | bytes, fmt: str, **options: Any) -> Any:
+    name = LOADERS[fmt] + "load"
+    if isinstance(source, Path):
+        return _call(getattr(pyvips.Image, name), str(source), **options)
+    return _call(getattr(pyvips.Image, name + "_buffer"), source, **options)
+
+
+def _int_field(image: Any, name: str, default: int) -> int:
+    if image.get_typeof(name) == 0:
+        return default
+    value = image.get(name)
+    return int(value) if isinstance(value, int | float) else default
+
+
+def header(source: Path | bytes, fmt: str) -> Header:
+    """Read the header only (libvips loads lazily: no pixel is decoded here)."""
+    image = _load(source, fmt, access="sequential")
+    fields: list[str] = list(image.get_fields())
+    frames = _int_field(image, "n-pages", 1)
+    height = int(image.height)
+    if fmt in ANIMATED and frames > 1:
+        height = _int_field(image, "page-height", height)
+    return Header(
+        width=int(image.width),
+        height=height,
+        frames=max(1, frames),
+        orientation=min(8, max(1, _int_field(image, "orientation", 1))),
+        has_alpha=bool(image.hasalpha()),
+        has_exif_gps=any(f.startswith("exif-ifd3-") for f in fields),
+    )
+
+
+def decode_and_preview(source: Path | bytes, fmt: str, head: Header, size: int) -> Preview:
+    """Decode every pixel (of every frame) strictly, and shrink the first frame for a preview.
+
+    ``fail_on="error"`` turns libvips' warnings for truncated or corrupt data into errors
+    (``VipsFailure``). The pixels stream through in strips, so memory stays small whatever the
+    image's size. JPEG decodes at up to 1/8 scale: the entropy-coded data, where corruption
+    shows, is still read in full, and the inverse DCT is up to 64 times cheaper. (The
+    ``thumbnail`` operation would be shorter, but it does not pass ``fail_on`` on to loaders.)
+    """
+    options: dict[str, Any] = {"access": "sequential", "fail_on": "error"}
+    if fmt == "jpeg":
+        options["shrink"] = next(
+            s for s in (8, 4, 2, 1) if s == 1 or min(head.width, head.height) // s >= size
+        )
+    if fmt in ANIMATED and head.frames > 1:
+        _call(_load(source, fmt, n=-1, **options).avg)  # every frame; the preview shows one
+    image = _load(source, fmt, **options)
+    preview = _call(image.thumbnail_image, size, height=size)  # upright: applies orientation
+    preview = _as_srgb8(preview, alpha=True)
+    return Preview(int(preview.width), int(preview.height), bytes(_call(preview.write_to_memory)))
+
+
+def _thumbnail(source: Path | bytes, width: int, **options: Any) -> Any:
+    if isinstance(source, Path):
+        return _call(pyvips.Image.thumbnail, str(source), width, **options)
+    return _call(pyvips.Image.thumbnail_buffer, source, width, **options)
+
+
+def _as_srgb8(image: Any, alpha: bool) -> Any:
+    """8-bit sRGB (with alpha if *alpha*): CMYK, grey, 16-bit and odd spaces all end up here."""
+    if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
+        image = _call(image.colourspace, "srgb")
+    if image.bands < 3:
+        image = _call(image.colourspace, "srgb")
+    if image.format != "uchar":
+        image = _call(image.cast, "uchar")
+    if alpha and not image.hasalpha():
+        image = _call(image.bandjoin, 255)
+    if not alpha and image.hasalpha():
+        image = _call(image.flatten, background=[255, 255, 255])
+    return image
+
+
+def render(source: Path | bytes, spec: VariantSpec) -> bytes:
+    """The variant: shrink-on-load, upright, sRGB, never enlarged, no metadata kept."""
+    width = spec.width or _UNBOUNDED
+    options: dict[str, Any] = {"height": spec.height or _UNBOUNDED, "size": "down"}
+    if spec.fit is Fit.COVER and spec.width and spec.height:
+        options["crop"] = "centre"
+    image = _thumbnail(source, width, **options)
+    keep_alpha = spec.format in ("png", "webp", "avif") and image.hasalpha()
+    return _save(_as_srgb8(image, alpha=keep_alpha), spec.format, spec.quality)
+
+
+def _save(image: Any, fmt: str, quality: int) -> bytes:
+    # keep=0: no EXIF (GPS), XMP, IPTC or ICC; the pixels are sRGB, which needs no profile.
+    if fmt == "jpeg":
+        data = _call(image.jpegsave_buffer, Q=quality, keep=0, optimize_coding=True)
+    elif fmt == "webp":
+        data = _call(image.webpsave_buffer, Q=quality, keep=0, effort=4)
+    elif fmt == "avif":
+        data = _call(
+            image.heifsave_buffer, Q=quality, keep=0, compression="av1", effort=2, bitdepth=8
+        )
+    elif fmt == "png":
+        data = _call(image.pngsave_buffer, keep=0, compression=6)
+    elif fmt == "gif":
+        data = _call(image.gifsave_buffer, keep=0)
+    elif fmt == "tiff":
+        data = _call(image.tiffsave_buffer, keep=0, compression="deflate")
+    else:
+        raise ValueError(f"cannot write {fmt!r}")
+    return bytes(data)
+
+
+def encodes() -> tuple[str, ...]:
+    """Variant formats this libvips can write (AVIF needs an AV1 encoder in libheif)."""
+    probe = _call(pyvips.Image.black, 8, 8)
+    found = []
+    for fmt in ("webp", "avif", "jpeg", "png"):
+        try:
+            _save(probe, fmt, 50)
+        except VipsFailure:
+            continue
+        found.append(fmt)
+    return tuple(found)
+
+
+def decodes() -> tuple[str, ...]:
+    """Formats this libvips can decode; HEIC only with an HEVC codec (often absent).
+
+    libheif cannot be asked for its decoders, so HEIC counts as decodable only if an HEVC
+    image can be written and read back.
+    """
+    found = ["jpeg", "png", "gif", "webp", "avif", "tiff"]
+    try:
+        sample = _call(pyvips.Image.black(8, 8).heifsave_buffer, compression="hevc")
+        _load(bytes(sample), "heic").avg()
+    except (VipsFailure, pyvips.Error):
+        return tuple(found)
+    return (*found, "heic")

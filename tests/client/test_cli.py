@@ -1,0 +1,236 @@
+"""``pixdrop upload | status | get | rm`` as subprocesses: JSON lines, exit codes, kills.
+
+The client runs as ``python -m pixdrop`` with its own state directory. The CLI does not care
+which metadata backend the server uses (the library tests run on both), so these run on
+SQLite only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.client.conftest import (
+    CHUNK,
+    AccessLog,
+    assert_sent_only,
+    count,
+    parse_access_lines,
+    wait_quiet,
+    write_png,
+)
+from tests.client.proxy import FaultProxy, Faults
+from tests.e2e import ServerProcess, pixdrop_command, pixdrop_env
+from tests.http.helpers import poll
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+def cli_env(state_dir: Path, server: str | None) -> dict[str, str]:
+    extra = {"PIXDROP_CLIENT_STATE_DIR": str(state_dir)}
+    if server:
+        extra["PIXDROP_SERVER"] = server
+    return pixdrop_env(**extra)
+
+
+def run_cli(state_dir: Path, server: str | None, *args: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        pixdrop_command(*map(str, args)),
+        env=cli_env(state_dir, server),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def start_cli(state_dir: Path, server: str, *args: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        pixdrop_command(*map(str, args)),
+        env=cli_env(state_dir, server),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def json_lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_upload_prints_one_json_object_per_image(chunk_server, tmp_path, photo_jpeg):
+    state = tmp_path / "state"
+    a = tmp_path / "a.png"
+    data_a = write_png(a, 3 * CHUNK, seed=1)
+    b = tmp_path / "b.jpg"
+    b.write_bytes(photo_jpeg)
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image at all")
+
+    mixed = run_cli(state, chunk_server.url, "upload", a, bad, b, "--json", "--chunk-size", "16KiB")
+    assert mixed.returncode == 1, mixed.stderr
+    lines = json_lines(mixed)
+    assert [line["path"] for line in lines] == [str(a), str(bad), str(b)]
+    assert lines[0]["sha256"] == sha256(data_a)
+    assert lines[2]["sha256"] == sha256(photo_jpeg)
+    assert lines[2]["format"] == "jpeg"
+    for line in (lines[0], lines[2]):
+        assert line["delete_token"]
+        assert line["url"].endswith(f"/v1/images/{line['id']}/original")
+    assert lines[1]["error"]["status"] == 422
+    assert lines[1]["error"]["type"].endswith("unprocessable-image")
+
+    globbed = run_cli(state, chunk_server.url, "upload", tmp_path / "*.jpg", "--json")
+    assert globbed.returncode == 0, globbed.stderr
+    assert [line["sha256"] for line in json_lines(globbed)] == [sha256(photo_jpeg)]
+
+    plain = run_cli(state, chunk_server.url, "upload", b)
+    assert plain.returncode == 0, plain.stderr
+    assert str(b) in plain.stdout
+    assert "/original" in plain.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "server"),
+    [
+        pytest.param(("upload", "missing.png"), True, id="no such file"),
+        pytest.param(("upload", "*.none"), True, id="glob matches nothing"),
+        pytest.param(("upload", "a.png"), False, id="no server"),
+        pytest.param(("upload", "a.png", "--chunk-size", "lots"), True, id="bad size"),
+        pytest.param(("upload", "a.png", "--parallel", "0"), True, id="bad parallel"),
+        pytest.param(("rm", "I" * 22), True, id="rm without a token"),
+        pytest.param(("frobnicate",), True, id="unknown command"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, args, server):
+    (tmp_path / "a.png").write_bytes(b"x")
+    with_cwd = [str(tmp_path / a) if a.endswith((".png", ".none")) else a for a in args]
+    result = run_cli(tmp_path / "state", "http://127.0.0.1:9" if server else None, *with_cwd)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_status_get_and_rm(chunk_server, tmp_path):
+    state, url = tmp_path / "state", chunk_server.url
+    with httpx.Client(base_url=url) as http:
+        created = http.post("/v1/uploads", json={"size": 3 * CHUNK + 5, "chunk_size": CHUNK})
+        upload_id = created.json()["id"]
+        assert http.put(f"/v1/uploads/{upload_id}/chunks/1", content=b"x" * CHUNK).is_success
+
+    status = run_cli(state, url, "status", upload_id, "--json")
+    assert status.returncode == 0, status.stderr
+    assert json_lines(status)[0]["missing"] == [0, 2, 3]
+    human = run_cli(state, url, "status", upload_id)
+    assert "received  1 of 4 chunks" in human.stdout
+    assert "missing   0, 2, 3" in human.stdout
+    assert run_cli(state, url, "status", "A" * 22).returncode == 1
+
+    path = tmp_path / "p.png"
+    data = write_png(path, 2 * CHUNK)
+    (image,) = json_lines(run_cli(state, url, "upload", path, "--json"))
+    shown = run_cli(state, url, "get", image["id"], "--json")
+    assert json_lines(shown)[0]["sha256"] == sha256(data)
+    saved = run_cli(state, url, "get", image["id"], "-o", tmp_path / "copy.png")
+    assert saved.returncode == 0, saved.stderr
+    assert (tmp_path / "copy.png").read_bytes() == data
+
+    assert run_cli(state, url, "rm", image["id"], "--token", "wrong").returncode == 1
+    removed = run_cli(state, url, "rm", image["id"])  # the token kept by `upload`
+    assert removed.returncode == 0, removed.stderr
+    gone = run_cli(state, url, "get", image["id"])
+    assert gone.returncode == 1
+    assert "404" in gone.stderr
+    assert run_cli(state, url, "rm", image["id"]).returncode == 2  # its token was dropped
+
+
+def remembered_upload(state: Path) -> str | None:
+    records = list((state / "uploads").glob("*.json")) if (state / "uploads").exists() else []
+    return json.loads(records[0].read_text())["upload_id"] if records else None
+
+
+def interrupt_midway(state: Path, proxy: FaultProxy, path: Path, sig: signal.Signals):
+    """Start ``pixdrop upload`` through the slow *proxy*; send *sig* once chunks are stored."""
+    args = ("upload", path, "--chunk-size", "16KiB", "--parallel", "2", "--json")
+    first = start_cli(state, proxy.url, *args)
+    upload_id = poll(lambda: remembered_upload(state), bool, timeout=30)
+    if not upload_id:
+        first.kill()
+        pytest.fail(f"no upload was remembered: {first.communicate()}")
+    url = f"{proxy.url}/v1/uploads/{upload_id}"
+    held = poll(lambda: httpx.get(url).json(), lambda s: len(s["received"]) >= 16, 30)
+    assert len(held["received"]) >= 16, held
+    first.send_signal(sig)
+    out, err = first.communicate(timeout=30)
+    return first.returncode, out, err, upload_id
+
+
+def test_sigkill_mid_upload_then_resume_sends_only_missing_chunks(tmp_path, database_url):
+    server = ServerProcess(tmp_path, tmp_path / "d", database_url, ["--min-chunk-size", "16KiB"])
+    proxy = FaultProxy(server.port, Faults(delay=0.03))  # slow answers: time to kill it
+    state, path = tmp_path / "state", tmp_path / "big.png"
+    data = write_png(path, 128 * CHUNK)
+    try:
+        server.wait_healthy()
+        code, out, _, upload_id = interrupt_midway(state, proxy, path, signal.SIGKILL)
+        assert code == -signal.SIGKILL
+        assert out == ""
+        mark = wait_quiet(lambda: len(parse_access_lines(server.stderr())))
+        missing = httpx.get(f"{server.url}/v1/uploads/{upload_id}").json()["missing"]
+        assert 0 < len(missing) < 128 - 16
+
+        proxy.faults = Faults()  # the second run at full speed, through the same address
+        again = run_cli(state, proxy.url, "upload", path, "--chunk-size", "16KiB", "--json")
+        assert again.returncode == 0, again.stderr
+        (image,) = json_lines(again)
+        hits = parse_access_lines(server.stderr())[mark:]
+        assert_sent_only(hits, missing)
+        assert count(hits, "POST", "/v1/uploads") == 0
+        assert count(hits, "POST", f"/v1/uploads/{upload_id}/complete") == 1
+        assert image["sha256"] == sha256(data)
+        assert httpx.get(f"{server.url}/v1/images/{image['id']}/original").content == data
+    finally:
+        proxy.close()
+        server.stop()
+
+
+def test_ctrl_c_exits_130_and_leaves_the_upload_resumable(
+    chunk_server, access_log: AccessLog, tmp_path
+):
+    port = int(chunk_server.url.rsplit(":", 1)[1])
+    proxy = FaultProxy(port, Faults(delay=0.03))
+    state, path = tmp_path / "state", tmp_path / "big.png"
+    data = write_png(path, 64 * CHUNK)
+    try:
+        code, out, err, upload_id = interrupt_midway(state, proxy, path, signal.SIGINT)
+        assert code == 130, err
+        assert out == ""
+        assert "interrupted" in err
+        assert "Traceback" not in err
+        mark = access_log.settle()
+        missing = httpx.get(f"{chunk_server.url}/v1/uploads/{upload_id}").json()["missing"]
+        assert missing
+
+        proxy.faults = Faults()
+        again = run_cli(state, proxy.url, "upload", path, "--chunk-size", "16KiB", "--json")
+        assert again.returncode == 0, again.stderr
+        assert_sent_only(access_log.since(mark), missing)
+        assert json_lines(again)[0]["sha256"] == sha256(data)
+    finally:
+        proxy.close()

@@ -1,0 +1,160 @@
+"""The codec and its worker pool: refusals, deadlines, crashes, blocked loaders, placeholders."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import pytest
+
+from pixdrop.errors import UnprocessableImage
+from pixdrop.imaging import jobs, placeholder, vips
+from pixdrop.imaging.codec import VipsCodec
+from pixdrop.imaging.pool import JobTimeout, WorkerCrashed, WorkerPool
+from pixdrop.models import Fit, ImageLimits, VariantSpec
+from tests.imaging.corpus import SVG, animation, bomb_png, gps_jpeg, photo
+
+T = TypeVar("T")
+LIMITS = ImageLimits(max_width=32768, max_height=32768, max_pixels=100_000_000, max_frames=1000)
+
+
+def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
+    return anyio.run(function, *args)
+
+
+async def with_codec(body: Callable[[VipsCodec], Awaitable[T]], timeout: float = 30) -> T:
+    codec = await VipsCodec.start(workers=1, decode_timeout=timeout)
+    try:
+        return await body(codec)
+    finally:
+        await codec.close()
+
+
+def test_inspect_describes_the_image(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(gps_jpeg(96, 64))
+
+    async def body(codec: VipsCodec) -> Any:
+        return await codec.inspect(path, "jpeg", LIMITS)
+
+    details = run(with_codec, body)
+    assert (details.width, details.height, details.frames) == (96, 64, 1)
+    assert details.orientation == 6
+    assert details.has_gps
+    assert not details.has_alpha
+    assert details.placeholder is not None
+    assert len(base64.b64decode(details.placeholder)) >= 5
+
+
+def test_limits_from_the_header_name_the_limit() -> None:
+    small = ImageLimits(max_width=100, max_height=100, max_pixels=10_000, max_frames=2)
+
+    async def body(codec: VipsCodec) -> list[dict[str, Any]]:
+        found = []
+        for data, fmt in ((bomb_png(300, 20), "png"), (animation("gif", 3), "gif")):
+            with pytest.raises(UnprocessableImage) as caught:
+                await codec.inspect(data, fmt, small)
+            found.append(caught.value.extra)
+        return found
+
+    wide, frames = run(with_codec, body)
+    assert wide == {"reason": "limit-exceeded", "limit": "max_width", "value": 300, "allowed": 100}
+    assert frames["limit"] == "max_frames"
+    assert frames["value"] == 3
+
+
+def test_render_is_upright_and_within_its_box() -> None:
+    spec = VariantSpec(64, 64, Fit.CONTAIN, "webp", 80)
+
+    async def body(codec: VipsCodec) -> bytes:
+        return await codec.render(gps_jpeg(96, 64), "jpeg", spec)
+
+    out = run(with_codec, body)
+    header = vips.header(out, "webp")
+    assert (header.width, header.height) == (43, 64)  # 96x64 turned upright, then shrunk
+    assert not header.has_exif_gps
+
+
+def test_a_job_over_its_deadline_is_killed_and_the_pool_recovers() -> None:
+    async def body() -> tuple[type[BaseException], Any]:
+        pool = WorkerPool(1, timeout=30)
+        try:
+            await pool.run("capabilities")  # a warm worker
+            (worker,) = pool._all
+            big = bytes(photo(3000, 3000).pngsave_buffer(compression=1))
+            with pytest.raises(JobTimeout) as caught:
+                await pool.run("inspect", big, "png", LIMITS, deadline=0.001)
+            assert not worker.process.is_alive()
+            reply = await pool.run("capabilities")
+            return caught.type, reply[0]
+        finally:
+            await pool.close()
+
+    assert run(body) == (JobTimeout, "ok")
+
+
+def test_a_crashed_worker_is_reported_and_replaced() -> None:
+    async def body() -> str:
+        pool = WorkerPool(1, timeout=30)
+        try:
+            await pool.run("capabilities")
+            (worker,) = pool._all
+            os.kill(worker.process.pid, signal.SIGKILL)
+            worker.process.join(5)
+            with pytest.raises(WorkerCrashed):
+                await pool.run("capabilities")
+            return str((await pool.run("capabilities"))[0])
+        finally:
+            await pool.close()
+
+    assert run(body) == "ok"
+
+
+def test_the_codec_turns_a_deadline_into_a_refusal() -> None:
+    big = bytes(photo(3000, 3000).pngsave_buffer(compression=1))
+
+    async def body(codec: VipsCodec) -> dict[str, Any]:
+        with pytest.raises(UnprocessableImage) as caught:
+            await codec.inspect(big, "png", LIMITS)
+        return caught.value.extra
+
+    extra = run(with_codec, body, 0.001)
+    assert extra == {"reason": "decode-timeout", "limit": "decode_timeout", "allowed": 0.001}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [SVG, b"a,b\n1,2\n", b"P6\n1 1\n255\n\x00\x00\x00", b"%PDF-1.4\n"],
+    ids=["svg", "csv", "ppm", "pdf"],
+)
+def test_only_the_accepted_loaders_run(data: bytes) -> None:
+    """After setup, libvips cannot be talked into any other loader, whatever the bytes."""
+    import pyvips
+
+    vips.setup()
+    with pytest.raises(pyvips.Error):
+        pyvips.Image.new_from_buffer(data, "").avg()
+
+
+def test_markup_is_found_anywhere_in_the_file() -> None:
+    jpeg = bytes(photo(32, 24).jpegsave_buffer())
+    with pytest.raises(jobs.Refusal) as caught:
+        jobs.inspect(jpeg + b"<SCRIPT >alert(1)</SCRIPT>", "jpeg", LIMITS)
+    assert caught.value.fields["reason"] == "embedded-markup"
+    assert caught.value.fields["offset"] == len(jpeg)
+
+
+def test_placeholder_shape() -> None:
+    opaque = placeholder.thumbhash(4, 2, bytes([200, 10, 10, 255]) * 8)
+    assert len(opaque) >= 5
+    assert not opaque[2] & 0x80  # no alpha flag
+    clear = placeholder.thumbhash(4, 2, bytes([200, 10, 10, 255, 0, 0, 0, 0]) * 4)
+    assert clear[2] & 0x80
+    assert clear[4] & 0x80  # wider than high: landscape bit
+    with pytest.raises(ValueError, match="100x100"):
+        placeholder.thumbhash(101, 1, bytes(404))
