@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +23,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from PIL import Image as PILImage
 from PIL import ImageOps
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixdrop.config import Settings
 from pixdrop.http.app import create_app
-from tests.conftest import DATA, LiveServer
+from tests.conftest import DATA, LiveServer, start_server
 from tests.http.helpers import poll, sha256_hex
 
 try:
@@ -160,19 +157,7 @@ class Gated:
 
 def serve_in_thread(settings: Settings) -> Gated:
     gate = ChunkGate(create_app(settings))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(gate, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
-    return Gated(LiveServer(f"http://127.0.0.1:{port}", settings, server, thread), gate)
+    return Gated(start_server(settings, gate), gate)
 
 
 @pytest.fixture
