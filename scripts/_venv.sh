@@ -1,8 +1,9 @@
 # Sourced by scripts/serve and scripts/test: make (once) and activate the project's venv.
-# PIXDROP_VENV overrides where it lives; the default is .venv in the project root.
+# VENV_DIR overrides where it lives; the default is .venv in the project root. (Not a PIXDROP_*
+# name: the server refuses PIXDROP_* variables that are not its settings.)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${PIXDROP_VENV:-$root/.venv}"
+venv="${VENV_DIR:-$root/.venv}"
 python="${PYTHON:-python3}"
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "pixdrop needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
