@@ -70,6 +70,33 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(
         60.0, gt=0, description="Seconds between sweeps of expired uploads."
     )
+    tus_path: str = Field(
+        "/files",
+        pattern=r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$",
+        description="Where the tus 1.0 and IETF resumable-upload endpoint is mounted.",
+    )
+    lock_wait: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a resumable append waits for an older request on the same upload "
+        "to step aside before answering 423.",
+    )
+    idle_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds without a byte after which a resumable append ends; the bytes "
+        "received are kept.",
+    )
+    cors_origins: str | None = Field(
+        None,
+        description="Origins allowed to call the API from browsers, comma-separated, or '*' "
+        "(default: none, same origin only).",
+    )
+    trust_forwarded: bool = Field(
+        False,
+        description="Build absolute URLs from Forwarded / X-Forwarded-Proto / X-Forwarded-Host "
+        "(only behind a proxy that sets them).",
+    )
     access_log: bool = Field(True, description="Log one line per request on stderr.")
     formats: str | None = Field(
         None,
@@ -141,6 +168,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'pixdrop.db'}"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The allowed browser origins (empty: CORS off)."""
+        if not self.cors_origins:
+            return []
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def format_list(self) -> tuple[str, ...] | None:

@@ -7,9 +7,11 @@ The tree::
     │   ├── InvalidDigest             400  malformed Content-Digest / Repr-Digest
     │   ├── DigestMismatch            400  bytes do not match the digest sent
     │   ├── ChunkSizeMismatch         400  a chunk's body is not the chunk's length
-    │   └── InvalidUploadRequest      400  bad JSON fields when creating an upload
+    │   ├── InvalidUploadRequest      400  bad JSON fields when creating an upload
+    │   └── InvalidResumableRequest   400  bad tus / IETF draft header (Upload-Length, ...)
     ├── Unauthorized                  401  missing delete token
     ├── Forbidden                     403  wrong delete token
+    │   └── FinalUploadNotWritable    403  PATCH to a tus final (concatenated) upload
     ├── NotFound                      404
     │   ├── UploadNotFound            404
     │   ├── ImageNotFound             404
@@ -18,13 +20,18 @@ The tree::
     │   ├── ChunkConflict             409  different bytes for a stored chunk
     │   ├── ChunkBusy                 409  another request is writing this chunk
     │   ├── UploadIncomplete          409  complete asked with chunks missing
-    │   └── UploadNotReceiving        409  upload already completed / completing
+    │   ├── UploadNotReceiving        409  upload already completed / completing
+    │   ├── OffsetMismatch            409  resumable append at the wrong offset
+    │   └── UploadTakenOver           409  a newer request took over this upload's writing
     ├── UploadExpired                 410
     ├── LengthRequired                411
     ├── PayloadTooLarge               413
     ├── UnsupportedMediaType          415  request body type the endpoint cannot read
     ├── RangeNotSatisfiable           416
-    └── UnprocessableImage            422  not an image, unsupported format, sha256 mismatch
+    ├── UnprocessableImage            422  not an image, unsupported format, sha256 mismatch
+    ├── UploadLocked                  423  another request holds the upload and will not yield
+    ├── ChecksumMismatch              460  tus: the body does not match Upload-Checksum
+    └── UnsupportedProtocolVersion    412  tus: Tus-Resumable names a version not spoken here
 
 Services raise these; ``http/errors.py`` is the one place that renders them.
 """
@@ -81,6 +88,11 @@ class InvalidUploadRequest(BadRequest):
     title = "Invalid upload request"
 
 
+class InvalidResumableRequest(BadRequest):
+    slug = "invalid-resumable-request"
+    title = "Invalid resumable upload request"
+
+
 class Unauthorized(PixdropError):
     status = 401
     slug = "unauthorized"
@@ -95,6 +107,11 @@ class Forbidden(PixdropError):
     status = 403
     slug = "forbidden"
     title = "Not allowed"
+
+
+class FinalUploadNotWritable(Forbidden):
+    slug = "final-upload-not-writable"
+    title = "A final upload takes no data"
 
 
 class NotFound(PixdropError):
@@ -144,6 +161,16 @@ class UploadNotReceiving(Conflict):
     title = "Upload no longer accepts chunks"
 
 
+class OffsetMismatch(Conflict):
+    slug = "offset-mismatch"
+    title = "Upload-Offset does not match the upload's offset"
+
+
+class UploadTakenOver(Conflict):
+    slug = "upload-taken-over"
+    title = "Another request took over this upload"
+
+
 class UploadExpired(PixdropError):
     status = 410
     slug = "upload-expired"
@@ -178,3 +205,21 @@ class UnsupportedMediaType(PixdropError):
     status = 415
     slug = "unsupported-media-type"
     title = "Unsupported media type"
+
+
+class UploadLocked(PixdropError):
+    status = 423
+    slug = "upload-locked"
+    title = "Upload is being written by another request"
+
+
+class ChecksumMismatch(PixdropError):
+    status = 460
+    slug = "checksum-mismatch"
+    title = "Checksum mismatch"
+
+
+class UnsupportedProtocolVersion(PixdropError):
+    status = 412
+    slug = "unsupported-protocol-version"
+    title = "Protocol version not supported"

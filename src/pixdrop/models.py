@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 #: Ids carry 128 random bits, URL-safe base64 without padding: exactly 22 characters.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
@@ -22,6 +23,10 @@ def is_valid_id(value: str) -> bool:
     return ID_PATTERN.fullmatch(value) is not None
 
 
+#: The API that created an upload: pixdrop's chunk API, tus 1.0, or the IETF draft.
+UploadProtocol = Literal["native", "tus", "ietf"]
+
+
 class UploadState(StrEnum):
     """Life cycle of an upload: receiving → completing → completed (or gone)."""
 
@@ -32,7 +37,10 @@ class UploadState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """A byte range ``[0, size)`` being filled, chunk by chunk."""
+    """A byte range ``[0, size)`` being filled, chunk by chunk (native) or in order (tus, IETF).
+
+    While ``length_deferred`` is true the size is not known yet and ``size`` is 0.
+    """
 
     id: str
     size: int
@@ -44,6 +52,22 @@ class Upload:
     filename: str | None = None
     content_type: str | None = None
     image_id: str | None = None
+    protocol: UploadProtocol = "native"
+    length_deferred: bool = False
+    #: tus ``Upload-Metadata``, verbatim.
+    upload_metadata: str | None = None
+    #: tus ``Upload-Concat``, verbatim: ``partial`` or ``final;<partial upload URLs>``.
+    concat: str | None = None
+
+    @property
+    def is_partial(self) -> bool:
+        """A tus partial upload: a piece of a final upload, never an image by itself."""
+        return self.concat == "partial"
+
+    @property
+    def is_final(self) -> bool:
+        """A tus final upload: the concatenation of partial uploads, never written to."""
+        return self.concat is not None and self.concat.startswith("final")
 
     @property
     def chunk_count(self) -> int:

@@ -69,6 +69,15 @@ class BlobStore(Protocol):
     async def discard(self, upload_id: str) -> None:
         """Remove the staging object of *upload_id*, if any."""
 
+    async def truncate_staging(self, upload_id: str, size: int) -> None:
+        """Cut the staging object to *size* bytes, durably (drops bytes written past the end
+        that were never recorded, e.g. by a refused request of a deferred-length upload)."""
+
+    async def concat_staging(self, target_id: str, sources: Sequence[tuple[str, int]]) -> None:
+        """Fill staging object *target_id* with the first *size* bytes of each ``(id, size)``
+        staging object in *sources*, in order, durably. Local disks do it in the kernel
+        (``copy_file_range``: a reflink on file systems that share extents)."""
+
     async def blob_size(self, key: str) -> int:
         """Size of blob *key*; raise ``FileNotFoundError`` if there is none."""
 
@@ -127,6 +136,25 @@ class MetadataStore(Protocol):
 
     async def delete_upload(self, upload_id: str) -> None:
         """Delete the upload and its parts (no error if absent)."""
+
+    async def received_end(self, upload_id: str) -> int:
+        """The end of the last recorded part (0 if none): a resumable upload's offset.
+
+        Resumable (tus, IETF) uploads record parts in order and without gaps, so this is the
+        number of bytes received.
+        """
+
+    async def set_length(self, upload_id: str, size: int) -> bool:
+        """Fix the size of an upload whose length was deferred; False if it was not deferred."""
+
+    async def create_final(self, upload: Upload, partial_ids: list[str]) -> None:
+        """Record a final upload and the partial uploads it joins, in order, atomically."""
+
+    async def concat_partials(self, final_id: str) -> list[str]:
+        """The partial upload ids a final upload joins, in order."""
+
+    async def finals_waiting_for(self, partial_id: str) -> list[str]:
+        """Ids of final uploads, still receiving, that join *partial_id*."""
 
     async def expired_uploads(self, now: datetime, limit: int) -> list[Upload]:
         """Uploads whose ``expires_at`` is before *now*, oldest first, at most *limit*."""

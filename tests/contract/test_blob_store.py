@@ -229,3 +229,42 @@ def test_local_files_capability(tmp_path: Path) -> None:
     assert store.blob_path(key) == tmp_path / "blobs" / "ab" / "ab" / key
     with pytest.raises(ValueError, match="key"):
         store.blob_path("../etc/passwd")
+
+
+def test_truncate_drops_unrecorded_bytes_past_the_end(store: BlobStore) -> None:
+    uid = new_id()
+
+    async def go() -> bytes:
+        await store.create_staging(uid)
+        await store.write_at(uid, 0, blocks(b"0123456789abcdef"))
+        await store.truncate_staging(uid, 10)
+        await store.commit(uid, hashlib.sha256(b"0123456789").hexdigest())
+        return await collect(store.read(hashlib.sha256(b"0123456789").hexdigest(), 0, 100))
+
+    assert run(go) == b"0123456789"
+
+
+def test_concat_joins_the_heads_of_staging_objects_in_order(store: BlobStore) -> None:
+    pieces = {new_id(): data for data in (b"tus ", b"partial ", b"uploads" + b"#" * 5)}
+    sizes = {uid: len(data.rstrip(b"#")) for uid, data in pieces.items()}
+    target = new_id()
+    big = os.urandom(3 * 1024 * 1024 + 7)
+    big_id = new_id()
+
+    async def go() -> tuple[bytes, bytes]:
+        for uid, data in pieces.items():
+            await store.create_staging(uid)
+            await store.write_at(uid, 0, blocks(data))
+        await store.create_staging(big_id)
+        await store.write_at(big_id, 0, blocks(big))
+        await store.create_staging(target)
+        await store.write_at(target, 0, blocks(b"stale bytes that must go" * 10))
+        order = list(pieces)
+        await store.concat_staging(target, [(uid, sizes[uid]) for uid in order])
+        joined = await collect(store.read_staging(target, 0, 10_000))
+        await store.concat_staging(target, [(order[0], 4), (big_id, len(big))])
+        return joined, await collect(store.read_staging(target, 0, 4 * 1024 * 1024))
+
+    joined, with_big = run(go)  # type: ignore[misc]
+    assert joined == b"tus partial uploads"
+    assert with_big == b"tus " + big

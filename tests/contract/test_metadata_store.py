@@ -39,7 +39,7 @@ from pixdrop.models import Image, Part, Upload, UploadState, new_id
 T = TypeVar("T")
 
 #: The newest migration: a fresh database ends there.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 RECEIVING, COMPLETING, COMPLETED = UploadState
 
@@ -646,3 +646,60 @@ def test_unknown_schemes_are_refused(url: str) -> None:
 def test_in_memory_sqlite_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="in-memory"):
         database_url(url)
+
+
+# --- Resumable (tus / IETF) uploads: migration 0003 ---
+
+
+def test_resumable_upload_fields_round_trip(store: SqlMetadataStore) -> None:
+    upload = make_upload(
+        size=0,
+        protocol="tus",
+        length_deferred=True,
+        upload_metadata="filename cm9ja2V0LmpwZw==,private",
+        concat="partial",
+    )
+    run(store.create_upload, upload)
+    assert run(store.get_upload, upload.id) == upload
+
+
+def test_received_end_is_the_end_of_the_last_part(store: SqlMetadataStore) -> None:
+    upload = make_upload(protocol="tus")
+    run(store.create_upload, upload)
+    assert run(store.received_end, upload.id) == 0
+    run(store.add_part, upload.id, Part(0, 300, sha()))
+    run(store.add_part, upload.id, Part(300, 1000, sha()))
+    assert run(store.received_end, upload.id) == 1000
+    assert run(store.received_end, new_id()) == 0
+
+
+def test_set_length_only_once_and_only_when_deferred(store: SqlMetadataStore) -> None:
+    deferred = make_upload(size=0, protocol="tus", length_deferred=True)
+    known = make_upload(protocol="tus")
+    run(store.create_upload, deferred)
+    run(store.create_upload, known)
+    assert run(store.set_length, deferred.id, 4321) is True
+    got = run(store.get_upload, deferred.id)
+    assert (got.size, got.length_deferred) == (4321, False)
+    assert run(store.set_length, deferred.id, 9999) is False
+    assert run(store.get_upload, deferred.id).size == 4321
+    assert run(store.set_length, known.id, 5) is False
+    assert run(store.get_upload, known.id).size == known.size
+
+
+def test_final_upload_lists_its_partials_in_order(store: SqlMetadataStore) -> None:
+    pieces = [make_upload(protocol="tus", concat="partial") for _ in range(3)]
+    for piece in pieces:
+        run(store.create_upload, piece)
+    order = [pieces[2].id, pieces[0].id, pieces[1].id]
+    final = make_upload(protocol="tus", concat="final;" + " ".join(order))
+    run(store.create_final, final, order)
+    assert run(store.get_upload, final.id) == final
+    assert run(store.concat_partials, final.id) == order
+    assert run(store.finals_waiting_for, pieces[0].id) == [final.id]
+    # A completed final upload no longer waits for anything.
+    run(store.transition, final.id, {RECEIVING}, COMPLETED)
+    assert run(store.finals_waiting_for, pieces[0].id) == []
+    # Deleting the final upload takes its list with it.
+    run(store.delete_upload, final.id)
+    assert run(store.concat_partials, final.id) == []

@@ -13,10 +13,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import create_engine
+from starlette.middleware.cors import CORSMiddleware
 
 from pixdrop import __version__
 from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
-from pixdrop.http import chunks, errors, limits, serve, simple, variants, web
+from pixdrop.http import chunks, errors, limits, serve, simple, tus, variants, web
 from pixdrop.http.middleware import RequestLogMiddleware
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
@@ -27,6 +28,7 @@ from pixdrop.models import ImageLimits
 from pixdrop.ports import ImageCodec, Locker
 from pixdrop.services import ImageService, UploadLimits, UploadService
 from pixdrop.services.renditions import RenditionService
+from pixdrop.services.resumable import ResumableService
 from pixdrop.storage.local import LocalBlobStore
 
 log = logging.getLogger("pixdrop")
@@ -34,8 +36,34 @@ log = logging.getLogger("pixdrop")
 DESCRIPTION = """\
 Upload images over plain HTTP, in one request (`POST /v1/images`) or in chunks that may arrive
 in any order and in parallel (`/v1/uploads`). After a failure, `GET /v1/uploads/{id}` says
-exactly which chunks are missing. Every error is an RFC 9457 `application/problem+json` body.
+exactly which chunks are missing. tus 1.0 and IETF resumable-upload clients use `/files/`.
+Every error is an RFC 9457 `application/problem+json` body.
 """
+
+CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+#: Response headers browser code may read: the resumable protocols live in headers.
+CORS_EXPOSED = [
+    "Location",
+    "ETag",
+    "Retry-After",
+    "X-Request-Id",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Defer-Length",
+    "Upload-Expires",
+    "Upload-Concat",
+    "Upload-Complete",
+    "Upload-Limit",
+    "Upload-Draft-Interop-Version",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Pixdrop-Image",
+    "Pixdrop-Delete-Token",
+]
 
 
 def _open_locker(settings: Settings) -> FileLocker | PostgresLocker:
@@ -101,7 +129,10 @@ async def _build_runtime(
         ttl=timedelta(seconds=settings.upload_ttl),
     )
     uploads = UploadService(images=images, limits=limits)
-    return Runtime(settings, images, uploads, meta, renditions), locker
+    resumable = ResumableService(
+        uploads, lock_wait=settings.lock_wait, idle_timeout=settings.idle_timeout
+    )
+    return Runtime(settings, images, uploads, meta, renditions, resumable), locker
 
 
 async def _sweep_forever(uploads: UploadService, interval: float) -> None:
@@ -159,7 +190,21 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(variants.router)  # after serve: /original is not a variant
     app.include_router(limits.router)
     app.include_router(web.router)
+    app.include_router(tus.router(settings))
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
+    # Innermost first: method override and tus versioning see the request before routing;
+    # CORS answers preflights before anything else; the request log wraps it all.
+    app.add_middleware(tus.TusMiddleware, mount=settings.tus_path)
+    origins = settings.cors_origin_list
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=["*"],
+            expose_headers=CORS_EXPOSED,
+            max_age=86_400,
+        )
     app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)
     return app
 

@@ -8,8 +8,10 @@ from fastapi import Request
 
 from pixdrop.config import Settings
 from pixdrop.ports import MetadataStore
+from pixdrop.protocols.forwarded import forwarded_origin
 from pixdrop.services import ImageService, UploadService
 from pixdrop.services.renditions import RenditionService
+from pixdrop.services.resumable import ResumableService
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,7 @@ class Runtime:
     uploads: UploadService
     meta: MetadataStore
     renditions: RenditionService
+    resumable: ResumableService
 
 
 def runtime(request: Request) -> Runtime:
@@ -31,6 +34,15 @@ def runtime(request: Request) -> Runtime:
 
 
 def base_url(request: Request) -> str:
-    """Absolute base for links: the configured public URL, else the request's own."""
-    configured = runtime(request).settings.public_url
-    return (configured or str(request.base_url)).rstrip("/")
+    """Absolute base for links: the configured public URL; else, behind a trusted proxy, what
+    the proxy says the client asked for; else the request's own."""
+    settings = runtime(request).settings
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    own = str(request.base_url).rstrip("/")
+    if settings.trust_forwarded:
+        scheme, host = forwarded_origin(request.headers)
+        if scheme or host:
+            root = request.scope.get("root_path", "").rstrip("/")
+            return f"{scheme or request.url.scheme}://{host or request.url.netloc}{root}"
+    return own

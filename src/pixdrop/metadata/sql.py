@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from pixdrop.errors import ImageNotFound, UploadNotFound
-from pixdrop.metadata.tables import images, upload_parts, uploads
+from pixdrop.metadata.tables import images, upload_concat, upload_parts, uploads
 from pixdrop.models import Image, Part, Upload, UploadState
 
 __all__ = ["SQLITE_BEGIN_OPTION", "SqlMetadataStore", "make_engine"]
@@ -144,6 +144,10 @@ def _upload_from_row(row: Row[Any]) -> Upload:
         filename=row.filename,
         content_type=row.content_type,
         image_id=row.image_id,
+        protocol=row.protocol,
+        length_deferred=bool(row.length_deferred),
+        upload_metadata=row.upload_metadata,
+        concat=row.concat,
     )
 
 
@@ -179,6 +183,10 @@ def _upload_values(upload: Upload) -> dict[str, Any]:
         "filename": upload.filename,
         "content_type": upload.content_type,
         "image_id": upload.image_id,
+        "protocol": upload.protocol,
+        "length_deferred": upload.length_deferred,
+        "upload_metadata": upload.upload_metadata,
+        "concat": upload.concat,
     }
 
 
@@ -271,6 +279,53 @@ def _complete_upload(conn: Connection, upload_id: str, image: Image) -> None:
         raise UploadNotFound(f"No upload {upload_id}")
 
 
+def _received_end(conn: Connection, upload_id: str) -> int:
+    query = select(func.coalesce(func.max(upload_parts.c.end), 0)).where(
+        upload_parts.c.upload_id == upload_id
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def _set_length(conn: Connection, upload_id: str, size: int) -> bool:
+    statement = (
+        update(uploads)
+        .where(uploads.c.id == upload_id, uploads.c.length_deferred.is_(True))
+        .values(size=size, length_deferred=False)
+    )
+    return conn.execute(statement).rowcount == 1
+
+
+def _create_final(conn: Connection, upload: Upload, partial_ids: list[str]) -> None:
+    conn.execute(insert(uploads).values(_upload_values(upload)))
+    rows = [
+        {"final_id": upload.id, "position": i, "partial_id": p} for i, p in enumerate(partial_ids)
+    ]
+    if rows:
+        conn.execute(insert(upload_concat), rows)
+
+
+def _concat_partials(conn: Connection, final_id: str) -> list[str]:
+    query = (
+        select(upload_concat.c.partial_id)
+        .where(upload_concat.c.final_id == final_id)
+        .order_by(upload_concat.c.position)
+    )
+    return [row.partial_id for row in conn.execute(query)]
+
+
+def _finals_waiting_for(conn: Connection, partial_id: str) -> list[str]:
+    query = (
+        select(upload_concat.c.final_id)
+        .join(uploads, uploads.c.id == upload_concat.c.final_id)
+        .where(
+            upload_concat.c.partial_id == partial_id,
+            uploads.c.state == UploadState.RECEIVING.value,
+        )
+        .distinct()
+    )
+    return [row.final_id for row in conn.execute(query)]
+
+
 def _expired_uploads(conn: Connection, now: datetime, limit: int) -> list[Upload]:
     query = (
         select(uploads)
@@ -356,6 +411,26 @@ class SqlMetadataStore:
     async def delete_upload(self, upload_id: str) -> None:
         """Delete the upload and, by cascade, its parts (no error if absent)."""
         await self._run(lambda conn: conn.execute(delete(uploads).where(uploads.c.id == upload_id)))
+
+    async def received_end(self, upload_id: str) -> int:
+        """The end of the last recorded part (0 if none): a resumable upload's offset."""
+        return await self._run(partial(_received_end, upload_id=upload_id))
+
+    async def set_length(self, upload_id: str, size: int) -> bool:
+        """Fix the size of an upload whose length was deferred; False if it was not deferred."""
+        return await self._run(partial(_set_length, upload_id=upload_id, size=size))
+
+    async def create_final(self, upload: Upload, partial_ids: list[str]) -> None:
+        """Record a final upload and the partial uploads it joins, in order, in one transaction."""
+        await self._run(partial(_create_final, upload=upload, partial_ids=partial_ids))
+
+    async def concat_partials(self, final_id: str) -> list[str]:
+        """The partial upload ids a final upload joins, in order."""
+        return await self._run(partial(_concat_partials, final_id=final_id))
+
+    async def finals_waiting_for(self, partial_id: str) -> list[str]:
+        """Ids of final uploads, still receiving, that join *partial_id*."""
+        return await self._run(partial(_finals_waiting_for, partial_id=partial_id))
 
     async def expired_uploads(self, now: datetime, limit: int) -> list[Upload]:
         """Uploads that expire before *now*, soonest first, at most *limit*.

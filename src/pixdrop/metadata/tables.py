@@ -1,10 +1,11 @@
 """The one SQLAlchemy Core schema, shared by SQLite and PostgreSQL.
 
-Three tables::
+Four tables::
 
-    uploads       one row per upload in progress (or completed, until swept)
-    upload_parts  the byte ranges of an upload that are durable and recorded
-    images        one row per stored image; several may share a blob (same sha256)
+    uploads        one row per upload in progress (or completed, until swept)
+    upload_parts   the byte ranges of an upload that are durable and recorded
+    upload_concat  the partial uploads a final (tus concatenation) upload is made of, in order
+    images         one row per stored image; several may share a blob (same sha256)
 
 The migrations in ``migrations/versions`` create exactly this schema; a contract test compares
 the two, so a change here needs a new migration.
@@ -33,7 +34,15 @@ from sqlalchemy import (
     false,
 )
 
-__all__ = ["NAMING_CONVENTION", "UtcDateTime", "images", "metadata", "upload_parts", "uploads"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "UtcDateTime",
+    "images",
+    "metadata",
+    "upload_concat",
+    "upload_parts",
+    "uploads",
+]
 
 #: Deterministic constraint names, so later migrations can refer to them by name on both
 #: dialects (SQLite would otherwise leave them anonymous and batch mode could not drop them).
@@ -97,6 +106,12 @@ uploads = Table(
     Column("image_id", String(ID), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    # Added by migration 0003 (tus and the IETF draft): which API made the upload, whether its
+    # size is still unknown (then ``size`` is 0), and tus headers kept verbatim for HEAD.
+    Column("protocol", String(8), nullable=False, server_default="native"),
+    Column("length_deferred", Boolean, nullable=False, server_default=false()),
+    Column("upload_metadata", Text, nullable=True),
+    Column("concat", Text, nullable=True),
     PrimaryKeyConstraint("id"),
     CheckConstraint("state IN ('receiving', 'completing', 'completed')", name="state"),
     CheckConstraint("size >= 0", name="size"),
@@ -120,6 +135,24 @@ upload_parts = Table(
     # One part per start offset: the key that makes a second record of a chunk detectable.
     PrimaryKeyConstraint("upload_id", "start"),
     CheckConstraint('"end" >= start', name="range"),
+)
+
+upload_concat = Table(
+    "upload_concat",
+    metadata,
+    Column(
+        "final_id",
+        String(ID),
+        ForeignKey("uploads.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer, nullable=False),
+    # No foreign key: a partial upload may be terminated or swept while a final one names it;
+    # the final one then cannot complete, and says so.
+    Column("partial_id", String(ID), nullable=False),
+    PrimaryKeyConstraint("final_id", "position"),
+    # When a partial upload receives its last byte, the final uploads waiting for it are found.
+    Index(None, "partial_id"),
 )
 
 images = Table(

@@ -139,10 +139,16 @@ class UploadService:
         return chunk_size
 
     async def get(self, upload_id: str) -> Upload:
-        """The upload; raise ``UploadNotFound`` (also for strings that cannot be ids)."""
+        """The upload; raise ``UploadNotFound`` (also for strings that cannot be ids, and for
+        uploads made through tus or the IETF draft, which this API cannot drive)."""
         if not is_valid_id(upload_id):
             raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
-        return await self.meta.get_upload(upload_id)
+        upload = await self.meta.get_upload(upload_id)
+        if upload.protocol != "native":
+            raise UploadNotFound(
+                f"Upload {upload_id} was made with {upload.protocol}; continue it there."
+            )
+        return upload
 
     async def status(self, upload_id: str) -> UploadStatus:
         """The upload with exact ``received`` and ``missing`` chunk lists."""
@@ -289,13 +295,18 @@ class UploadService:
                 upload.id, {UploadState.RECEIVING, UploadState.COMPLETING}, UploadState.COMPLETING
             )
             try:
-                return await self._finish(upload)
+                return await self.finish_staged(upload)
             except UnprocessableImage:
-                await self.abort(upload.id)
+                await self.free(upload.id)
                 raise
         raise AssertionError("unreachable")
 
-    async def _finish(self, upload: Upload) -> StoredImage:
+    async def finish_staged(self, upload: Upload) -> StoredImage:
+        """Hash the staged bytes, check them against the announced sha256, ingest the image.
+
+        The caller has stopped further writes (state ``completing``) and frees the upload if
+        this raises ``UnprocessableImage``.
+        """
         sha, head = await self._hash_staged(upload)
         if upload.sha256 and sha != upload.sha256:
             raise UnprocessableImage(
@@ -333,8 +344,12 @@ class UploadService:
     async def abort(self, upload_id: str) -> None:
         """Forget the upload, then free its bytes (a crash in between leaves only bytes)."""
         upload = await self.get(upload_id)
-        await self.meta.delete_upload(upload.id)
-        await self.blobs.discard(upload.id)
+        await self.free(upload.id)
+
+    async def free(self, upload_id: str) -> None:
+        """Delete the upload record, then its bytes (any protocol; no error if absent)."""
+        await self.meta.delete_upload(upload_id)
+        await self.blobs.discard(upload_id)
 
     async def sweep(self, now: datetime | None = None, batch: int = 100) -> int:
         """Remove expired uploads (records, then bytes) and orphaned staging objects."""

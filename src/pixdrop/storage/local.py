@@ -21,7 +21,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 
 from anyio import to_thread
@@ -62,6 +62,16 @@ def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> int:
         if views and written:
             views[0] = views[0][written:]
     return total
+
+
+def _copy_range(src: int, out: int, size: int, position: int) -> None:
+    """Copy bytes ``[0, size)`` of *src* to *out* at *position*, inside the kernel."""
+    copied = 0
+    while copied < size:
+        done = os.copy_file_range(src, out, size - copied, copied, position + copied)
+        if done == 0:
+            raise OSError(f"source file is shorter than {size} bytes")
+        copied += done
 
 
 class LocalBlobStore:
@@ -210,6 +220,41 @@ class LocalBlobStore:
     async def discard(self, upload_id: str) -> None:
         path = self._staging(upload_id)
         await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+    async def truncate_staging(self, upload_id: str, size: int) -> None:
+        path = self._staging(upload_id)
+
+        def truncate() -> None:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                if os.fstat(fd).st_size != size:
+                    os.ftruncate(fd, size)
+                    os.fdatasync(fd)
+            finally:
+                os.close(fd)
+
+        await to_thread.run_sync(truncate)
+
+    async def concat_staging(self, target_id: str, sources: Sequence[tuple[str, int]]) -> None:
+        target = self._staging(target_id)
+        paths = [(self._staging(source_id), size) for source_id, size in sources]
+
+        def concat() -> None:
+            out = os.open(target, os.O_WRONLY | os.O_TRUNC)
+            try:
+                position = 0
+                for path, size in paths:
+                    src = os.open(path, os.O_RDONLY)
+                    try:
+                        _copy_range(src, out, size, position)
+                    finally:
+                        os.close(src)
+                    position += size
+                os.fdatasync(out)
+            finally:
+                os.close(out)
+
+        await to_thread.run_sync(concat)
 
     async def blob_size(self, key: str) -> int:
         path = self._blob(key)

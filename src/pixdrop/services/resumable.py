@@ -1,0 +1,542 @@
+"""ResumableService: uploads appended in order at a stated offset (tus 1.0, the IETF draft).
+
+The protocol adapters (``http/tus.py``, ``http/ietf.py``) translate headers; the rules live here,
+on the same staging files, parts and image ingest as the native chunk API:
+
+* An append writes at the upload's current offset, makes the bytes durable, then records them
+  as a part; the offset is the end of the recorded parts, so it is exact after any crash.
+* An interrupted append (the client went away, or sent nothing for ``idle_timeout`` seconds)
+  keeps what reached the disk, unless it carried a checksum, which can then not be verified.
+* One writer per upload. A newer request does not wait for an older one whose client may be
+  gone: it asks the older one to stop (it records what it has and answers 409), takes the lock
+  and goes on. Only if the lock is held elsewhere for ``lock_wait`` seconds is it refused (423).
+* When the last byte is in, the upload goes through image ingest before the answer is sent;
+  a refused image frees the upload. tus partial uploads are never images by themselves: a final
+  upload joins them (in the kernel, without copying through Python) once all are complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass, replace
+
+import anyio
+
+from pixdrop.errors import (
+    ChecksumMismatch,
+    FinalUploadNotWritable,
+    ImageNotFound,
+    InvalidResumableRequest,
+    OffsetMismatch,
+    PayloadTooLarge,
+    PixdropError,
+    UnprocessableImage,
+    UploadExpired,
+    UploadLocked,
+    UploadNotFound,
+    UploadNotReceiving,
+    UploadTakenOver,
+)
+from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
+from pixdrop.ports import LockBusy
+from pixdrop.services.appends import CHECKSUM_ALGORITHMS, AppendBody, Checksum
+from pixdrop.services.images import StoredImage
+from pixdrop.services.uploads import UploadService
+
+log = logging.getLogger("pixdrop.resumable")
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a client resuming an upload needs to know."""
+
+    upload: Upload
+    #: Bytes received; ``None`` for a final upload whose partial uploads are not all complete.
+    offset: int | None
+    #: The total size, once known.
+    length: int | None
+    #: The stored image, once the upload completed (``None`` if it was deleted since).
+    image: Image | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The outcome of one append: the new progress and, if it completed an image, the image."""
+
+    progress: Progress
+    #: Set when this request completed the upload (the delete token is only here, once).
+    stored: StoredImage | None
+    #: The body ended early (client gone or idle); what arrived is kept.
+    interrupted: bool
+
+
+class _Slot:
+    """The registration of the request that currently writes an upload in this process."""
+
+    def __init__(self) -> None:
+        self.body: AppendBody | None = None
+
+
+class ResumableService:
+    """Create, resume, append to, concatenate and terminate resumable uploads."""
+
+    def __init__(
+        self, uploads: UploadService, *, lock_wait: float = 5.0, idle_timeout: float = 30.0
+    ) -> None:
+        self.uploads = uploads
+        self.images = uploads.images
+        self.meta = uploads.meta
+        self.blobs = uploads.blobs
+        self.locker = uploads.locker
+        self.limits = uploads.limits
+        self.clock = uploads.clock
+        self.lock_wait = lock_wait
+        self.idle_timeout = idle_timeout
+        self._writers: dict[str, _Slot] = {}
+
+    @property
+    def max_size(self) -> int:
+        return self.limits.max_image_size
+
+    # --- creation ---
+
+    def _check_length(self, length: int) -> None:
+        if length > self.max_size:
+            raise PayloadTooLarge(
+                f"The upload is {length} bytes; the largest accepted is {self.max_size} bytes.",
+                limit="max_image_size",
+                value=length,
+                allowed=self.max_size,
+            )
+
+    def _new_upload(
+        self,
+        protocol: UploadProtocol,
+        length: int | None,
+        *,
+        metadata: str | None,
+        filename: str | None,
+        content_type: str | None,
+        concat: str | None,
+    ) -> Upload:
+        now = self.clock()
+        return Upload(
+            id=new_id(),
+            size=length or 0,
+            chunk_size=self.limits.default_chunk_size,
+            state=UploadState.RECEIVING,
+            created_at=now,
+            expires_at=now + self.limits.ttl,
+            filename=filename,
+            content_type=content_type,
+            protocol=protocol,
+            length_deferred=length is None,
+            upload_metadata=metadata,
+            concat=concat,
+        )
+
+    async def create(
+        self,
+        *,
+        protocol: UploadProtocol,
+        length: int | None,
+        metadata: str | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+        partial: bool = False,
+    ) -> Upload:
+        """Start an upload of *length* bytes (``None``: told later)."""
+        if length is not None:
+            self._check_length(length)
+        upload = self._new_upload(
+            protocol,
+            length,
+            metadata=metadata,
+            filename=filename,
+            content_type=content_type,
+            concat="partial" if partial else None,
+        )
+        await self.blobs.create_staging(upload.id)
+        await self.meta.create_upload(upload)
+        return upload
+
+    async def create_final(
+        self,
+        *,
+        protocol: UploadProtocol,
+        partial_ids: list[str],
+        concat: str,
+        metadata: str | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> tuple[Upload, StoredImage | None]:
+        """Join *partial_ids*, in order, into a final upload.
+
+        If every partial upload is complete the image is ingested now (and returned); else the
+        final upload completes when the last partial upload receives its last byte.
+        """
+        if not partial_ids:
+            raise InvalidResumableRequest("Upload-Concat: final names no partial uploads.")
+        partials = [await self._partial(pid) for pid in partial_ids]
+        known = all(not p.length_deferred for p in partials)
+        total = sum(p.size for p in partials) if known else None
+        if total is not None:
+            self._check_length(total)
+        upload = self._new_upload(
+            protocol,
+            total,
+            metadata=metadata,
+            filename=filename,
+            content_type=content_type,
+            concat=concat,
+        )
+        await self.blobs.create_staging(upload.id)
+        await self.meta.create_final(upload, partial_ids)
+        stored = await self._try_assemble(upload.id)
+        return await self.meta.get_upload(upload.id) if stored else upload, stored
+
+    async def _partial(self, upload_id: str) -> Upload:
+        try:
+            upload = await self.get(upload_id)
+        except UploadNotFound:
+            raise InvalidResumableRequest(
+                f"Upload-Concat names {upload_id!r}, which is not an upload on this server.",
+                partial=upload_id,
+            ) from None
+        if not upload.is_partial:
+            raise InvalidResumableRequest(
+                f"Upload {upload_id} is not a partial upload; create the pieces of a final "
+                "upload with 'Upload-Concat: partial'.",
+                partial=upload_id,
+            )
+        return upload
+
+    # --- reading ---
+
+    async def get(self, upload_id: str) -> Upload:
+        """The resumable upload *upload_id*; ``UploadNotFound`` for others (and native ones)."""
+        if not is_valid_id(upload_id):
+            raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
+        upload = await self.meta.get_upload(upload_id)
+        if upload.protocol == "native":
+            raise UploadNotFound(
+                f"Upload {upload_id} was made with the chunk API; use /v1/uploads/{upload_id}."
+            )
+        return upload
+
+    def _check_alive(self, upload: Upload) -> None:
+        if upload.state is not UploadState.COMPLETED and upload.expires_at <= self.clock():
+            raise UploadExpired(
+                f"Upload {upload.id} expired at {upload.expires_at.isoformat()}; start a new one."
+            )
+
+    async def progress(self, upload_id: str) -> Progress:
+        """Offset, length and (once complete) image of an upload."""
+        upload = await self.get(upload_id)
+        self._check_alive(upload)
+        # Normally the last partial's append completes a final upload; this catches a
+        # completion that a crash interrupted.
+        final_waiting = upload.is_final and upload.state is UploadState.RECEIVING
+        if final_waiting and await self._try_assemble(upload.id):
+            upload = await self.get(upload_id)
+        return await self._progress(upload)
+
+    async def _progress(self, upload: Upload) -> Progress:
+        length = None if upload.length_deferred else upload.size
+        if upload.state is UploadState.COMPLETED:
+            image = None
+            if upload.image_id:
+                with suppress(ImageNotFound):
+                    image = await self.meta.get_image(upload.image_id)
+            return Progress(upload, upload.size, upload.size, image)
+        if upload.is_final:
+            if length is None:
+                partials = await self._partials_of(upload.id)
+                if partials is not None and all(not p.length_deferred for p in partials):
+                    length = sum(p.size for p in partials)
+            return Progress(upload, None, length, None)
+        return Progress(upload, await self.meta.received_end(upload.id), length, None)
+
+    async def _partials_of(self, final_id: str) -> list[Upload] | None:
+        """The partial uploads of a final upload, or ``None`` if one of them is gone."""
+        found = []
+        for pid in await self.meta.concat_partials(final_id):
+            try:
+                found.append(await self.meta.get_upload(pid))
+            except UploadNotFound:
+                return None
+        return found
+
+    # --- appending ---
+
+    async def _writable(self, upload_id: str) -> Upload:
+        upload = await self.get(upload_id)
+        self._check_alive(upload)
+        if upload.is_final:
+            raise FinalUploadNotWritable(
+                f"Upload {upload_id} is a final upload: it is made of its partial uploads and "
+                "takes no data itself. Send the data to the partial uploads."
+            )
+        return upload
+
+    @asynccontextmanager
+    async def _writer(self, upload_id: str) -> AsyncIterator[_Slot]:
+        """Hold the upload's write lock, asking a current writer to step aside."""
+        deadline = time.monotonic() + self.lock_wait
+        async with AsyncExitStack() as stack:
+            while True:
+                try:
+                    await stack.enter_async_context(self.locker.hold(f"resumable/{upload_id}"))
+                    break
+                except LockBusy:
+                    current = self._writers.get(upload_id)
+                    if current is not None and current.body is not None:
+                        current.body.stop()
+                    if time.monotonic() > deadline:
+                        error = UploadLocked(
+                            f"Upload {upload_id} is being written by another request that did "
+                            f"not yield within {self.lock_wait:g} s; retry shortly."
+                        )
+                        error.headers["Retry-After"] = "1"
+                        raise error from None
+                    await anyio.sleep(0.01)
+            slot = _Slot()
+            self._writers[upload_id] = slot
+            try:
+                yield slot
+            finally:
+                if self._writers.get(upload_id) is slot:
+                    del self._writers[upload_id]
+
+    async def append(
+        self,
+        upload_id: str,
+        *,
+        offset: int,
+        body: AsyncIterator[bytes],
+        content_length: int | None,
+        length: int | None = None,
+        complete: bool | None = None,
+        checksum: Checksum | None = None,
+        trailer_checksum: Callable[[], Checksum | None] | None = None,
+    ) -> AppendResult:
+        """Append *body* at *offset*, which must be the upload's offset.
+
+        *length* declares the total size (once, for uploads created without it). *complete*:
+        ``None`` completes the upload when its length is reached (tus); ``True`` says this body
+        ends the upload (IETF ``Upload-Complete: ?1``; the length follows if unknown); ``False``
+        says it does not. A *checksum* (or one read from the trailer after the body) must match
+        the body, else nothing is kept (``ChecksumMismatch``). A *trailer_checksum* arrives
+        after the body, so the body is hashed with every supported algorithm.
+        """
+        await self._writable(upload_id)
+        async with self._writer(upload_id) as slot:
+            upload = await self._writable(upload_id)
+            if upload.state is not UploadState.RECEIVING:
+                return await self._append_to_finished(upload, offset, content_length)
+            current = await self.meta.received_end(upload.id)
+            if offset != current:
+                raise OffsetMismatch(
+                    f"Upload-Offset is {offset}, but upload {upload.id} has {current} bytes; "
+                    f"send from offset {current}.",
+                    offset=current,
+                    expected_offset=current,
+                    provided_offset=offset,
+                )
+            upload = await self._declare_length(upload, current, length, content_length)
+            known = None if upload.length_deferred else upload.size
+            limit = (known if known is not None else self.max_size) - current
+            if content_length is not None and content_length > limit:
+                raise self._too_long(upload, current, known)()
+            sent = None if content_length is None else current + content_length
+            if complete and known is not None and sent is not None and sent != known:
+                raise InvalidResumableRequest(
+                    f"This request completes the upload, but {current} + {content_length} "
+                    f"bytes is not its length of {known} bytes.",
+                    offset=current,
+                    length=known,
+                )
+            if checksum is not None:
+                algorithms: tuple[str, ...] = (checksum.algorithm,)
+            else:
+                algorithms = CHECKSUM_ALGORITHMS if trailer_checksum else ()
+            stream = AppendBody(
+                body,
+                limit=limit,
+                too_long=self._too_long(upload, current, known),
+                checksums=algorithms,
+                idle_timeout=self.idle_timeout,
+            )
+            slot.body = stream
+            try:
+                written = await self.blobs.write_at(upload.id, current, stream, stream.observe)
+            except FileNotFoundError:
+                raise UploadNotFound(f"Upload {upload.id} was deleted.") from None
+            if algorithms:
+                if stream.interrupted:
+                    written = 0  # a partial body cannot be checked against its checksum
+                else:
+                    self._verify(checksum or (trailer_checksum and trailer_checksum()), stream)
+            if written:
+                part = Part(current, current + written, stream.sha256)
+                await self.meta.add_part(upload.id, part)
+            new_offset = current + written
+            if stream.taken_over:
+                raise UploadTakenOver(
+                    f"A newer request took over upload {upload.id}; {new_offset} bytes are "
+                    "stored. Ask for the offset and go on from there.",
+                    offset=new_offset,
+                )
+            if not stream.interrupted and complete and known is None:
+                await self.meta.set_length(upload.id, new_offset)
+                upload = replace(upload, size=new_offset, length_deferred=False)
+                known = new_offset
+            done = (
+                not stream.interrupted
+                and complete is not False
+                and known is not None
+                and new_offset == known
+            )
+            if not done:
+                return AppendResult(
+                    Progress(upload, new_offset, known, None), None, stream.interrupted
+                )
+            # (A partial upload may be gone once this returns: its final upload spent it.)
+            stored = await self._completed(upload)
+            image = stored.image if stored else None
+            upload = replace(
+                upload,
+                state=UploadState.COMPLETED,
+                image_id=image.id if image and not upload.is_partial else None,
+            )
+            progress = Progress(upload, new_offset, known, image)
+            return AppendResult(progress, stored, stream.interrupted)
+
+    async def _append_to_finished(
+        self, upload: Upload, offset: int, content_length: int | None
+    ) -> AppendResult:
+        """An append to a complete upload: an empty one at its end is a harmless repeat."""
+        if offset == upload.size and not content_length:
+            return AppendResult(await self._progress(upload), None, False)
+        raise UploadNotReceiving(
+            f"Upload {upload.id} is complete ({upload.size} bytes) and takes no more data.",
+            offset=upload.size,
+        )
+
+    async def _declare_length(
+        self, upload: Upload, current: int, length: int | None, content_length: int | None
+    ) -> Upload:
+        if length is None:
+            return upload
+        if not upload.length_deferred:
+            if length != upload.size:
+                raise InvalidResumableRequest(
+                    f"Upload {upload.id} is {upload.size} bytes long; its length cannot change "
+                    f"to {length}.",
+                    length=upload.size,
+                )
+            return upload
+        if length < current + (content_length or 0):
+            raise InvalidResumableRequest(
+                f"Upload-Length {length} is less than the {current + (content_length or 0)} "
+                "bytes the upload would then hold.",
+                offset=current,
+            )
+        self._check_length(length)
+        await self.meta.set_length(upload.id, length)
+        return replace(upload, size=length, length_deferred=False)
+
+    def _too_long(
+        self, upload: Upload, current: int, known: int | None
+    ) -> Callable[[], PixdropError]:
+        if known is None:
+            return lambda: PayloadTooLarge(
+                f"Upload {upload.id} would grow past {self.max_size} bytes, the largest accepted.",
+                limit="max_image_size",
+                allowed=self.max_size,
+            )
+        return lambda: PayloadTooLarge(
+            f"Upload {upload.id} is {known} bytes long and has {current}; this request sends "
+            f"more than the {known - current} bytes that remain.",
+            limit="upload_length",
+            allowed=known - current,
+        )
+
+    @staticmethod
+    def _verify(checksum: Checksum | None, stream: AppendBody) -> None:
+        if checksum is None:
+            raise InvalidResumableRequest(
+                "The request announced an Upload-Checksum trailer but did not send it; the "
+                "data was discarded."
+            )
+        if stream.digest(checksum.algorithm) != checksum.digest:
+            raise ChecksumMismatch(
+                f"The body does not match its {checksum.algorithm} checksum; it was discarded. "
+                "Send it again.",
+                algorithm=checksum.algorithm,
+            )
+
+    # --- completion ---
+
+    async def _completed(self, upload: Upload) -> StoredImage | None:
+        """The upload has all its bytes: ingest it, or, for a partial, complete its finals."""
+        if not upload.is_partial:
+            return await self._ingest(upload)
+        await self.meta.transition(upload.id, {UploadState.RECEIVING}, UploadState.COMPLETED)
+        stored = None
+        for final_id in await self.meta.finals_waiting_for(upload.id):
+            stored = await self._try_assemble(final_id) or stored
+        return stored
+
+    async def _ingest(self, upload: Upload) -> StoredImage:
+        await self.meta.transition(
+            upload.id, {UploadState.RECEIVING, UploadState.COMPLETING}, UploadState.COMPLETING
+        )
+        try:
+            # Bytes past the end that were never recorded (a refused body) must not join in.
+            await self.blobs.truncate_staging(upload.id, upload.size)
+            return await self.uploads.finish_staged(upload)
+        except UnprocessableImage:
+            await self._free(upload.id)
+            raise
+
+    async def _try_assemble(self, final_id: str) -> StoredImage | None:
+        """Join the partial uploads of *final_id* and ingest the image, if all are complete."""
+        try:
+            async with self.locker.hold(f"complete/{final_id}"):
+                final = await self.meta.get_upload(final_id)
+                if final.state is UploadState.COMPLETED:
+                    return None
+                partials = await self._partials_of(final_id)
+                if partials is None or any(p.state is not UploadState.COMPLETED for p in partials):
+                    return None
+                total = sum(p.size for p in partials)
+                if total > self.max_size:
+                    await self._free(final_id)
+                    self._check_length(total)
+                if final.length_deferred:
+                    await self.meta.set_length(final_id, total)
+                    final = replace(final, size=total, length_deferred=False)
+                await self.blobs.concat_staging(final_id, [(p.id, p.size) for p in partials])
+                try:
+                    return await self._ingest(final)
+                finally:
+                    # The pieces are spent (tus allows freeing them after concatenation).
+                    for piece in partials:
+                        await self._free(piece.id)
+        except LockBusy:
+            return None  # another request is completing it right now
+
+    async def _free(self, upload_id: str) -> None:
+        await self.uploads.free(upload_id)
+
+    # --- termination ---
+
+    async def terminate(self, upload_id: str) -> None:
+        """Forget the upload and free its bytes (its image, if any, stays)."""
+        upload = await self.get(upload_id)
+        async with self._writer(upload.id):
+            await self._free(upload.id)
