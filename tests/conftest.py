@@ -22,6 +22,7 @@ import uvicorn
 
 from pixdrop.config import Settings
 from pixdrop.http.app import create_app
+from pixdrop.http.h1 import http_protocol_class
 
 DATA = Path(__file__).parent / "data"
 PG_ADMIN_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -88,7 +89,9 @@ def start_server(settings: Settings, app: Any = None) -> LiveServer:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", http=http_protocol_class()
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

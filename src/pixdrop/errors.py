@@ -8,7 +8,9 @@ The tree::
     │   ├── DigestMismatch            400  bytes do not match the digest sent
     │   ├── ChunkSizeMismatch         400  a chunk's body is not the chunk's length
     │   ├── InvalidUploadRequest      400  bad JSON fields when creating an upload
-    │   └── InvalidResumableRequest   400  bad tus / IETF draft header (Upload-Length, ...)
+    │   ├── InvalidResumableRequest   400  bad tus / IETF draft header (Upload-Length, ...)
+    │   │   └── InconsistentUploadLength  400  IETF: lengths that disagree (IANA type)
+    │   └── CompletedUpload           400  IETF: append to a completed upload (IANA type)
     ├── Unauthorized                  401  missing delete token
     ├── Forbidden                     403  wrong delete token
     │   └── FinalUploadNotWritable    403  PATCH to a tus final (concatenated) upload
@@ -22,6 +24,7 @@ The tree::
     │   ├── UploadIncomplete          409  complete asked with chunks missing
     │   ├── UploadNotReceiving        409  upload already completed / completing
     │   ├── OffsetMismatch            409  resumable append at the wrong offset
+    │   │   └── MismatchingUploadOffset   409  the IETF draft's flavour (IANA type)
     │   └── UploadTakenOver           409  a newer request took over this upload's writing
     ├── UploadExpired                 410
     ├── LengthRequired                411
@@ -57,9 +60,12 @@ class PixdropError(Exception):
         self.extra = extra
         self.headers: dict[str, str] = {}
 
+    #: An absolute problem type URI (e.g. registered with IANA) instead of PROBLEM_BASE + slug.
+    type_uri: ClassVar[str | None] = None
+
     @property
     def type(self) -> str:
-        return PROBLEM_BASE + self.slug
+        return self.type_uri or PROBLEM_BASE + self.slug
 
 
 class BadRequest(PixdropError):
@@ -91,6 +97,22 @@ class InvalidUploadRequest(BadRequest):
 class InvalidResumableRequest(BadRequest):
     slug = "invalid-resumable-request"
     title = "Invalid resumable upload request"
+
+
+#: Problem types of the IETF resumable-upload draft, registered with IANA.
+IANA_PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
+
+
+class InconsistentUploadLength(InvalidResumableRequest):
+    slug = "inconsistent-upload-length"
+    title = "Inconsistent Upload Length Values"
+    type_uri = IANA_PROBLEM_TYPES + "inconsistent-upload-length"
+
+
+class CompletedUpload(BadRequest):
+    slug = "completed-upload"
+    title = "Upload Is Completed"
+    type_uri = IANA_PROBLEM_TYPES + "completed-upload"
 
 
 class Unauthorized(PixdropError):
@@ -164,6 +186,12 @@ class UploadNotReceiving(Conflict):
 class OffsetMismatch(Conflict):
     slug = "offset-mismatch"
     title = "Upload-Offset does not match the upload's offset"
+
+
+class MismatchingUploadOffset(OffsetMismatch):
+    slug = "mismatching-upload-offset"
+    title = "Mismatching Upload Offset"
+    type_uri = IANA_PROBLEM_TYPES + "mismatching-upload-offset"
 
 
 class UploadTakenOver(Conflict):

@@ -13,6 +13,7 @@ import uvicorn
 
 from pixdrop import __version__
 from pixdrop.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from pixdrop.http.h1 import http_protocol_class
 
 
 def _metavar(name: str, annotation: Any) -> str:
@@ -73,6 +74,7 @@ def serve(**flags: Any) -> None:
             port=settings.port,
             access_log=False,
             log_level="warning",
+            http=http_protocol_class(),
         )
         return
     # Worker processes rebuild the same settings from the environment.
@@ -87,6 +89,7 @@ def serve(**flags: Any) -> None:
         workers=settings.workers,
         access_log=False,
         log_level="warning",
+        http=http_protocol_class(),
     )
 
 

@@ -147,8 +147,13 @@ class ResumableService:
         filename: str | None = None,
         content_type: str | None = None,
         partial: bool = False,
+        sha256: str | None = None,
     ) -> Upload:
-        """Start an upload of *length* bytes (``None``: told later)."""
+        """Start an upload of *length* bytes (``None``: told later).
+
+        A *sha256* (hex) of the whole upload is checked once the last byte is in (a mismatch
+        refuses the image like any other defect).
+        """
         if length is not None:
             self._check_length(length)
         upload = self._new_upload(
@@ -159,6 +164,8 @@ class ResumableService:
             content_type=content_type,
             concat="partial" if partial else None,
         )
+        if sha256:
+            upload = replace(upload, sha256=sha256.lower())
         await self.blobs.create_staging(upload.id)
         await self.meta.create_upload(upload)
         return upload
