@@ -21,8 +21,7 @@ import pytest
 import uvicorn
 
 from pixdrop.config import Settings
-from pixdrop.http.app import create_app
-from pixdrop.http.h1 import http_protocol_class
+from pixdrop.http.app import create_app, uvicorn_options
 
 DATA = Path(__file__).parent / "data"
 PG_ADMIN_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -90,7 +89,7 @@ def start_server(settings: Settings, app: Any = None) -> LiveServer:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", http=http_protocol_class()
+        app, log_level="warning", access_log=False, lifespan="on", **uvicorn_options(settings)
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         description="Build absolute URLs from Forwarded / X-Forwarded-Proto / X-Forwarded-Host "
         "(only behind a proxy that sets them).",
     )
+    fsync: bool = Field(
+        True,
+        description="Flush every acknowledged byte and record to the disk before answering. "
+        "Off: acknowledged data survives a crash of pixdrop, not of the machine.",
+    )
     access_log: bool = Field(True, description="Log one line per request on stderr.")
     formats: str | None = Field(
         None,

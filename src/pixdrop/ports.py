@@ -144,6 +144,9 @@ class MetadataStore(Protocol):
         number of bytes received.
         """
 
+    async def resume_point(self, upload_id: str) -> tuple[Upload, int]:
+        """The upload and its ``received_end``, in one read; ``UploadNotFound`` if none."""
+
     async def set_length(self, upload_id: str, size: int) -> bool:
         """Fix the size of an upload whose length was deferred; False if it was not deferred."""
 

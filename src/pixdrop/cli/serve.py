@@ -13,7 +13,6 @@ import uvicorn
 
 from pixdrop import __version__
 from pixdrop.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from pixdrop.http.h1 import http_protocol_class
 
 
 def _metavar(name: str, annotation: Any) -> str:
@@ -65,16 +64,17 @@ def serve(**flags: Any) -> None:
         f"(data: {settings.data_dir}, workers: {settings.workers})",
         err=True,
     )
-    if settings.workers == 1:
-        from pixdrop.http.app import create_app
+    # Imported here, not at the top: the client commands must not pay for the server's imports.
+    from pixdrop.http.app import create_app, uvicorn_options
 
+    if settings.workers == 1:
         uvicorn.run(
             create_app(settings),
             host=settings.host,
             port=settings.port,
             access_log=False,
             log_level="warning",
-            http=http_protocol_class(),
+            **uvicorn_options(settings),
         )
         return
     # Worker processes rebuild the same settings from the environment.
@@ -89,7 +89,7 @@ def serve(**flags: Any) -> None:
         workers=settings.workers,
         access_log=False,
         log_level="warning",
-        http=http_protocol_class(),
+        **uvicorn_options(settings),
     )
 
 

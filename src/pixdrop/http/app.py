@@ -6,6 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
+from typing import Any
 
 import anyio
 from anyio import to_thread
@@ -18,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from pixdrop import __version__
 from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
 from pixdrop.http import chunks, errors, limits, serve, simple, tus, variants, web
+from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
@@ -90,7 +93,7 @@ def _build_images(
     settings: Settings, meta: SqlMetadataStore, locker: Locker, codec: ImageCodec
 ) -> ImageService:
     return ImageService(
-        blobs=LocalBlobStore(settings.data_dir),
+        blobs=LocalBlobStore(settings.data_dir, sync=settings.fsync),
         meta=meta,
         locker=locker,
         prober=HeaderProber(_accepted_formats(settings, codec)),
@@ -109,7 +112,9 @@ async def _build_runtime(
     settings: Settings, codec: ImageCodec
 ) -> tuple[Runtime, FileLocker | PostgresLocker]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    meta = await to_thread.run_sync(open_metadata_store, settings.resolved_database_url)
+    meta = await to_thread.run_sync(
+        partial(open_metadata_store, settings.resolved_database_url, sync=settings.fsync)
+    )
     locker = _open_locker(settings)
     images = _build_images(settings, meta, locker, codec)
     renditions = RenditionService(
@@ -207,6 +212,18 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)
     return app
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn must serve the app: pixdrop's HTTP/1.1 protocol class (request trailers,
+    104 responses) and proxy headers trusted only when ``trust_forwarded`` says so (uvicorn's
+    default trusts X-Forwarded-* from 127.0.0.1)."""
+    proxy: dict[str, Any] = (
+        {"proxy_headers": True, "forwarded_allow_ips": "*"}
+        if settings.trust_forwarded
+        else {"proxy_headers": False}
+    )
+    return {"http": http_protocol_class(), **proxy}
 
 
 def app_from_environment() -> FastAPI:

@@ -62,14 +62,14 @@ def database_url(url: str) -> URL:
     return parsed.set(drivername="postgresql+psycopg")
 
 
-def open_metadata_store(url: str) -> SqlMetadataStore:
+def open_metadata_store(url: str, *, sync: bool = True) -> SqlMetadataStore:
     """Open the store at *url*, creating or upgrading its schema first.
 
     A SQLite file's parent directory is created if missing. Raise ``ValueError`` for an
     unsupported URL (see :func:`database_url`), and SQLAlchemy or Alembic errors if the
     database cannot be reached or migrated.
     """
-    engine = _engine_for(database_url(url))
+    engine = _engine_for(database_url(url), sync=sync)
     try:
         _upgrade(engine)
     except BaseException:
@@ -90,10 +90,10 @@ def migrate(url: str) -> None:
         engine.dispose()
 
 
-def _engine_for(url: URL) -> Engine:
+def _engine_for(url: URL, *, sync: bool = True) -> Engine:
     if url.get_backend_name() == "sqlite" and url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    return make_engine(url)
+    return make_engine(url, sync=sync)
 
 
 #: Alembic keeps the running migration in module globals (``alembic.context``, ``alembic.op``),

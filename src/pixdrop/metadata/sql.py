@@ -58,24 +58,30 @@ SQLITE_BEGIN_OPTION = "pixdrop_sqlite_begin"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: URL) -> Engine:
+def make_engine(url: URL, *, sync: bool = True) -> Engine:
     """A synchronous engine for *url* (``sqlite`` or ``postgresql+psycopg``), tuned per dialect.
 
-    Raise ``ValueError`` for any other backend.
+    With *sync* off, commits are not flushed to the disk before they return (SQLite
+    ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): a crash of pixdrop loses
+    nothing, a crash of the machine may lose the last commits. Raise ``ValueError`` for any
+    other backend.
     """
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url)
-        event.listen(engine, "connect", _tune_sqlite_connection)
+        event.listen(engine, "connect", partial(_tune_sqlite_connection, sync=sync))
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
     if url.get_backend_name() == "postgresql":
         # pre_ping: a connection the server dropped (restart, failover, idle timeout) is replaced
         # instead of failing the next request.
-        return create_engine(url, pool_pre_ping=True)
+        options = {} if sync else {"options": "-c synchronous_commit=off"}
+        return create_engine(url, pool_pre_ping=True, connect_args=options)
     raise ValueError(f"unsupported database backend {url.get_backend_name()!r}")
 
 
-def _tune_sqlite_connection(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def _tune_sqlite_connection(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, *, sync: bool = True
+) -> None:
     # Let SQLAlchemy emit BEGIN itself (see _begin_sqlite_transaction): the sqlite3 module's
     # legacy mode starts transactions only before INSERT/UPDATE/DELETE, so reads and DDL
     # would otherwise run outside the transaction they are written in.
@@ -89,7 +95,8 @@ def _tune_sqlite_connection(dbapi_connection: Any, _record: ConnectionPoolEntry)
     cursor.execute("PRAGMA journal_mode = WAL")
     # FULL syncs the log on every commit. WAL's usual NORMAL could lose the last commits on
     # power loss, and a record we acknowledged to a client must survive that.
-    cursor.execute("PRAGMA synchronous = FULL")
+    # With --no-fsync, NORMAL: WAL commits survive a crash of pixdrop, not of the machine.
+    cursor.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
     # SQLite ignores foreign keys unless asked, per connection; parts rely on ON DELETE CASCADE
     # and on the reference to their upload.
     cursor.execute("PRAGMA foreign_keys = ON")
@@ -286,6 +293,10 @@ def _received_end(conn: Connection, upload_id: str) -> int:
     return int(conn.execute(query).scalar_one())
 
 
+def _resume_point(conn: Connection, upload_id: str) -> tuple[Upload, int]:
+    return _get_upload(conn, upload_id), _received_end(conn, upload_id)
+
+
 def _set_length(conn: Connection, upload_id: str, size: int) -> bool:
     statement = (
         update(uploads)
@@ -415,6 +426,10 @@ class SqlMetadataStore:
     async def received_end(self, upload_id: str) -> int:
         """The end of the last recorded part (0 if none): a resumable upload's offset."""
         return await self._run(partial(_received_end, upload_id=upload_id))
+
+    async def resume_point(self, upload_id: str) -> tuple[Upload, int]:
+        """The upload and its ``received_end``, read together; ``UploadNotFound`` if none."""
+        return await self._run(partial(_resume_point, upload_id=upload_id))
 
     async def set_length(self, upload_id: str, size: int) -> bool:
         """Fix the size of an upload whose length was deferred; False if it was not deferred."""

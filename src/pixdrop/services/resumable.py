@@ -168,6 +168,10 @@ class ResumableService:
             upload = replace(upload, sha256=sha256.lower())
         await self.blobs.create_staging(upload.id)
         await self.meta.create_upload(upload)
+        if length == 0:
+            # Complete on arrival: an empty piece is ready to join; an empty file is refused.
+            await self._completed(upload)
+            upload = replace(upload, state=UploadState.COMPLETED)
         return upload
 
     async def create_final(
@@ -228,11 +232,15 @@ class ResumableService:
         if not is_valid_id(upload_id):
             raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
         upload = await self.meta.get_upload(upload_id)
+        self._check_resumable(upload)
+        return upload
+
+    @staticmethod
+    def _check_resumable(upload: Upload) -> None:
         if upload.protocol == "native":
             raise UploadNotFound(
-                f"Upload {upload_id} was made with the chunk API; use /v1/uploads/{upload_id}."
+                f"Upload {upload.id} was made with the chunk API; use /v1/uploads/{upload.id}."
             )
-        return upload
 
     def _check_alive(self, upload: Upload) -> None:
         if upload.state is not UploadState.COMPLETED and upload.expires_at <= self.clock():
@@ -279,15 +287,14 @@ class ResumableService:
 
     # --- appending ---
 
-    async def _writable(self, upload_id: str) -> Upload:
-        upload = await self.get(upload_id)
+    def _check_writable(self, upload: Upload) -> None:
+        self._check_resumable(upload)
         self._check_alive(upload)
         if upload.is_final:
             raise FinalUploadNotWritable(
-                f"Upload {upload_id} is a final upload: it is made of its partial uploads and "
+                f"Upload {upload.id} is a final upload: it is made of its partial uploads and "
                 "takes no data itself. Send the data to the partial uploads."
             )
-        return upload
 
     @asynccontextmanager
     async def _writer(self, upload_id: str) -> AsyncIterator[_Slot]:
@@ -339,12 +346,13 @@ class ResumableService:
         the body, else nothing is kept (``ChecksumMismatch``). A *trailer_checksum* arrives
         after the body, so the body is hashed with every supported algorithm.
         """
-        await self._writable(upload_id)
+        if not is_valid_id(upload_id):
+            raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
         async with self._writer(upload_id) as slot:
-            upload = await self._writable(upload_id)
+            upload, current = await self.meta.resume_point(upload_id)
+            self._check_writable(upload)
             if upload.state is not UploadState.RECEIVING:
                 return await self._append_to_finished(upload, offset, content_length)
-            current = await self.meta.received_end(upload.id)
             if offset != current:
                 raise OffsetMismatch(
                     f"Upload-Offset is {offset}, but upload {upload.id} has {current} bytes; "
