@@ -27,6 +27,7 @@ import anyio
 
 from pixdrop.errors import (
     ChecksumMismatch,
+    Conflict,
     FinalUploadNotWritable,
     ImageNotFound,
     InvalidResumableRequest,
@@ -553,5 +554,13 @@ class ResumableService:
     async def terminate(self, upload_id: str) -> None:
         """Forget the upload and free its bytes (its image, if any, stays)."""
         upload = await self.get(upload_id)
+        if upload.is_partial:
+            waiting = await self.meta.finals_waiting_for(upload.id)
+            if waiting:
+                raise Conflict(
+                    f"Upload {upload.id} is a part of final upload {waiting[0]}, which waits "
+                    "for it; terminate the final upload first.",
+                    final=waiting[0],
+                )
         async with self._writer(upload.id):
             await self._free(upload.id)
