@@ -14,8 +14,12 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
 
 def new_id() -> str:
-    """A fresh unguessable, URL-safe id (128 random bits)."""
-    return secrets.token_urlsafe(16)
+    """A fresh unguessable, URL-safe id (128 random bits) that does not start with ``-``
+    (a command line would take it for an option)."""
+    while True:
+        value = secrets.token_urlsafe(16)
+        if not value.startswith("-"):
+            return value
 
 
 def is_valid_id(value: str) -> bool:

@@ -19,6 +19,7 @@ from pixdrop.errors import (
     UnsupportedMediaType,
     UnsupportedProtocolVersion,
 )
+from pixdrop.http import ietf
 from pixdrop.http.errors import problem_response
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.wire import content_length
@@ -99,6 +100,8 @@ def _options_headers(service: ResumableService) -> dict[str, str]:
 
 
 async def options(request: Request) -> Response:
+    if IETF_MARKER in request.headers:
+        return await ietf.options(request)
     return Response(status_code=204, headers=_options_headers(_service(request)))
 
 
@@ -132,6 +135,8 @@ def _stored_headers(request: Request, stored: StoredImage | None) -> dict[str, s
 
 
 async def head(request: Request, upload_id: str) -> Response:
+    if IETF_MARKER in request.headers:
+        return await ietf.head(request, upload_id)
     progress = await _service(request).progress(upload_id)
     return Response(status_code=200, headers=_progress_headers(request, progress))
 
@@ -191,6 +196,8 @@ async def _append(
 
 
 async def patch(request: Request, upload_id: str) -> Response:
+    if IETF_MARKER in request.headers:
+        return await ietf.append(request, upload_id)
     declared = content_length(request)
     _require_data_type(request, declared)
     if "upload-offset" not in request.headers:
@@ -235,6 +242,8 @@ def _creation_length(request: Request) -> int | None:
 
 
 async def create(request: Request) -> Response:
+    if IETF_MARKER in request.headers:
+        return await ietf.create(request)
     service = _service(request)
     settings: Settings = runtime(request).settings
     raw_metadata, pairs = _metadata(request)
@@ -297,6 +306,8 @@ async def create(request: Request) -> Response:
 
 
 async def terminate(request: Request, upload_id: str) -> Response:
+    if IETF_MARKER in request.headers:
+        return await ietf.cancel(request, upload_id)
     await _service(request).terminate(upload_id)
     return Response(status_code=204)
 

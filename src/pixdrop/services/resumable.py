@@ -30,6 +30,7 @@ from pixdrop.errors import (
     Conflict,
     FinalUploadNotWritable,
     ImageNotFound,
+    InconsistentUploadLength,
     InvalidResumableRequest,
     OffsetMismatch,
     PayloadTooLarge,
@@ -249,10 +250,17 @@ class ResumableService:
                 f"Upload {upload.id} expired at {upload.expires_at.isoformat()}; start a new one."
             )
 
-    async def progress(self, upload_id: str) -> Progress:
-        """Offset, length and (once complete) image of an upload."""
+    async def progress(self, upload_id: str, *, settle: bool = False) -> Progress:
+        """Offset, length and (once complete) image of an upload.
+
+        With *settle*, a request still writing the upload is stopped first (as a new append
+        would stop it), so the offset answered is the one the next append must use.
+        """
         upload = await self.get(upload_id)
         self._check_alive(upload)
+        if settle and upload.state is UploadState.RECEIVING and not upload.is_final:
+            async with self._writer(upload.id):
+                upload = await self.get(upload_id)
         # Normally the last partial's append completes a final upload; this catches a
         # completion that a crash interrupted.
         final_waiting = upload.is_final and upload.state is UploadState.RECEIVING
@@ -353,7 +361,7 @@ class ResumableService:
             upload, current = await self.meta.resume_point(upload_id)
             self._check_writable(upload)
             if upload.state is not UploadState.RECEIVING:
-                return await self._append_to_finished(upload, offset, content_length)
+                return await self._append_to_finished(upload, offset, content_length, complete)
             if offset != current:
                 raise OffsetMismatch(
                     f"Upload-Offset is {offset}, but upload {upload.id} has {current} bytes; "
@@ -369,7 +377,7 @@ class ResumableService:
                 raise self._too_long(upload, current, known)()
             sent = None if content_length is None else current + content_length
             if complete and known is not None and sent is not None and sent != known:
-                raise InvalidResumableRequest(
+                raise InconsistentUploadLength(
                     f"This request completes the upload, but {current} + {content_length} "
                     f"bytes is not its length of {known} bytes.",
                     offset=current,
@@ -406,6 +414,13 @@ class ResumableService:
                     "stored. Ask for the offset and go on from there.",
                     offset=new_offset,
                 )
+            if not stream.interrupted and complete and known is not None and new_offset != known:
+                raise InconsistentUploadLength(
+                    f"This request was to end upload {upload.id}, but it is {known} bytes long "
+                    f"and has {new_offset}; the bytes are kept.",
+                    offset=new_offset,
+                    length=known,
+                )
             if not stream.interrupted and complete and known is None:
                 await self.meta.set_length(upload.id, new_offset)
                 upload = replace(upload, size=new_offset, length_deferred=False)
@@ -432,10 +447,11 @@ class ResumableService:
             return AppendResult(progress, stored, stream.interrupted)
 
     async def _append_to_finished(
-        self, upload: Upload, offset: int, content_length: int | None
+        self, upload: Upload, offset: int, content_length: int | None, complete: bool | None
     ) -> AppendResult:
-        """An append to a complete upload: an empty one at its end is a harmless repeat."""
-        if offset == upload.size and not content_length:
+        """An append to a complete upload: for tus, an empty one at its end is a harmless
+        repeat; the IETF draft (*complete* given) refuses every one."""
+        if complete is None and offset == upload.size and not content_length:
             return AppendResult(await self._progress(upload), None, False)
         raise UploadNotReceiving(
             f"Upload {upload.id} is complete ({upload.size} bytes) and takes no more data.",
@@ -449,14 +465,14 @@ class ResumableService:
             return upload
         if not upload.length_deferred:
             if length != upload.size:
-                raise InvalidResumableRequest(
+                raise InconsistentUploadLength(
                     f"Upload {upload.id} is {upload.size} bytes long; its length cannot change "
                     f"to {length}.",
                     length=upload.size,
                 )
             return upload
         if length < current + (content_length or 0):
-            raise InvalidResumableRequest(
+            raise InconsistentUploadLength(
                 f"Upload-Length {length} is less than the {current + (content_length or 0)} "
                 "bytes the upload would then hold.",
                 offset=current,
