@@ -173,6 +173,35 @@ def test_upload_in_chunks(
     assert_stored(url, data, filename=FILENAME)
 
 
+# --- (a') the same client speaking the IETF resumable-upload draft -------------------------
+
+
+@pytest.mark.parametrize("protocol", ["ietf-draft-03", "ietf-draft-05"])
+def test_upload_with_the_ietf_draft(
+    node: str, server: LiveServer, big_image: Path, protocol: str
+) -> None:
+    data = big_image.read_bytes()
+    report = succeeded(
+        run_upload(
+            node,
+            endpoint=f"{server.url}/files/",
+            file=str(big_image),
+            chunkSize=CHUNK,
+            metadata=METADATA,
+            protocol=protocol,
+        )
+    )
+    url = report["uploadUrl"]
+    assert url.startswith(f"{server.url}/files/")
+    sent = report["requests"]
+    # Every request spoke the draft (interop version 5 or 6), none tus.
+    assert all("Upload-Draft-Interop-Version" in r["headers"] for r in sent), sent
+    assert not any("Tus-Resumable" in r["headers"] for r in sent), sent
+    assert len(requests_of(report, "PATCH")) == math.ceil(len(data) / CHUNK)
+    assert "pixdrop-image" in report["lastResponse"]["headers"], report["lastResponse"]
+    assert_stored(url, data, filename=FILENAME)
+
+
 # --- (b) parallel uploads: partial uploads joined by a final one --------------------------
 
 

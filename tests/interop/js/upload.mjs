@@ -30,6 +30,9 @@ const TUS_HEADERS = [
   'Upload-Metadata',
   'X-HTTP-Method-Override',
   'Content-Type',
+  'Tus-Resumable',
+  'Upload-Draft-Interop-Version',
+  'Upload-Complete',
 ]
 
 function fail(message) {
@@ -86,6 +89,7 @@ const settings = {
   metadata: options.metadata ?? {},
   chunkSize: options.chunkSize ?? Number.POSITIVE_INFINITY,
   parallelUploads: options.parallelUploads ?? 1,
+  protocol: options.protocol ?? 'tus-v1',
   retryDelays: options.retryDelays === undefined ? [0, 100, 500] : options.retryDelays,
   overridePatchMethod: Boolean(options.overridePatchMethod),
   uploadDataDuringCreation: Boolean(options.uploadDataDuringCreation),
