@@ -40,3 +40,15 @@ def test_clean_bytes_have_no_markup(tmp_path: Path) -> None:
     path.write_bytes(data)
     assert jobs._find_markup(path) is None
     assert jobs._find_markup(b"") is None
+
+
+def test_the_same_pass_finds_xmp_gps_anywhere(tmp_path: Path) -> None:
+    data = bytearray(os.urandom(2 * WINDOW + 500).replace(b"<", b"(").replace(b"j", b"J"))
+    path = tmp_path / "image.bin"
+    path.write_bytes(bytes(data))
+    assert jobs._scan(path).xmp_gps is False
+    at = WINDOW - 4  # the name straddles the first window's end
+    data[at : at + 11] = b"GPSLatitude"
+    path.write_bytes(bytes(data))
+    assert jobs._scan(path) == jobs._Scan(None, True)
+    assert jobs._scan(bytes(data)).xmp_gps is True

@@ -66,6 +66,9 @@ def serve(**flags: Any) -> None:
     )
     # Imported here, not at the top: the client commands must not pay for the server's imports.
     from pixdrop.http.app import create_app, uvicorn_options
+    from pixdrop.memory import limit_heap_growth
+
+    limit_heap_growth()
 
     if settings.workers == 1:
         uvicorn.run(

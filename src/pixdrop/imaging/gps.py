@@ -214,10 +214,12 @@ def _heif(data: Data) -> list[Edit]:
     return edits
 
 
-def find_edits(data: Data, fmt: str) -> list[Edit]:
+def find_edits(data: Data, fmt: str, *, xmp_gps: bool | None = None) -> list[Edit]:
     """The edits that remove every GPS location from the file; empty if it has none.
 
-    Raise ``GpsLayoutError`` if there is a location these edits cannot remove.
+    Raise ``GpsLayoutError`` if there is a location these edits cannot remove. For GIF,
+    AVIF, HEIC and TIFF that includes XMP GPS properties anywhere in the file; a caller that
+    has already searched the whole file (``xmp_search``) passes what it found as *xmp_gps*.
     """
     try:
         if fmt == "jpeg":
@@ -234,9 +236,16 @@ def find_edits(data: Data, fmt: str) -> list[Edit]:
             edits = []
     except (struct.error, zlib.error, IndexError) as exc:
         raise GpsLayoutError(f"metadata does not parse: {exc}") from None
-    if fmt in ("gif", "avif", "heic", "tiff") and _XMP_GPS.search(data):
+    if xmp_gps is None and fmt in ("gif", "avif", "heic", "tiff"):
+        xmp_gps = _XMP_GPS.search(data) is not None
+    if xmp_gps and fmt in ("gif", "avif", "heic", "tiff"):
         raise GpsLayoutError(f"{fmt} XMP with a location cannot be removed in place")
     return edits
+
+
+def xmp_search(window: bytes) -> bool:
+    """Whether *window* names an XMP GPS property (for scans that read a file in windows)."""
+    return _XMP_GPS.search(window) is not None
 
 
 def apply(data: Data, edits: list[Edit]) -> bytes:

@@ -8,9 +8,11 @@ an ``UnprocessableImage`` on the server's side (exceptions with keyword fields d
 from __future__ import annotations
 
 import mmap
+import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,30 +82,48 @@ def _first_markup(lowered: bytes) -> tuple[int, bytes] | None:
     return None if tag is None else (tag.start(), tag.group())
 
 
-def _find_markup(source: Path | bytes) -> tuple[int, bytes] | None:
-    """The first markup in the file, as (offset, the bytes found), read a window at a time
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """What one pass over the whole file found."""
+
+    #: The first web markup, as (offset, the bytes found).
+    markup: tuple[int, bytes] | None
+    #: Whether an XMP GPS property is named anywhere.
+    xmp_gps: bool
+
+
+def _scan(source: Path | bytes) -> _Scan:
+    """Search the whole file once for markup and XMP GPS properties, a window at a time
     (plain reads into one buffer: memory stays flat, and no mapped page counts as RSS)."""
     if isinstance(source, bytes):
-        return _first_markup(source.translate(_LOWER))
-    buffer = bytearray(_SCAN_WINDOW + _SCAN_OVERLAP)
-    view = memoryview(buffer)
+        return _Scan(_first_markup(source.translate(_LOWER)), gps.xmp_search(source))
+    xmp_gps = False
     with open(source, "rb", buffering=0) as file:
-        base, kept = 0, 0  # file offset of buffer[0]; bytes carried over from the last window
+        # A small file needs a buffer of its own size, not of a whole window.
+        size = os.fstat(file.fileno()).st_size
+        view = memoryview(bytearray(min(_SCAN_WINDOW + _SCAN_OVERLAP, size + 1)))
+        base, kept = 0, 0  # file offset of view[0]; bytes carried over from the last window
         while True:
             got = file.readinto(view[kept:])
             if not got:
-                return None
+                return _Scan(None, xmp_gps)
             filled = kept + got
-            found = _first_markup(bytes(view[:filled]).translate(_LOWER))
+            window = bytes(view[:filled])
+            xmp_gps = xmp_gps or gps.xmp_search(window)
+            found = _first_markup(window.translate(_LOWER))
             if found is not None:
-                return base + found[0], found[1]
+                return _Scan((base + found[0], found[1]), xmp_gps)
             kept = min(_SCAN_OVERLAP, filled)
             view[:kept] = view[filled - kept : filled]
             base += filled - kept
 
 
-def _refuse_markup(source: Path | bytes, fmt: str) -> None:
-    found = _find_markup(source)
+def _find_markup(source: Path | bytes) -> tuple[int, bytes] | None:
+    """The first markup in the file, as (offset, the bytes found)."""
+    return _scan(source).markup
+
+
+def _refuse_markup(found: tuple[int, bytes] | None, fmt: str) -> None:
     if found is not None:
         offset, raw = found
         token = raw.decode("latin-1").strip("<>/ ").lower()
@@ -122,10 +142,12 @@ def inspect(source: Path | bytes, fmt: str, limits: ImageLimits) -> ImageDetails
     except vips.VipsFailure as exc:
         raise _corrupt(fmt, str(exc)) from None
     _check_limits(header, fmt, limits)
-    _refuse_markup(source, fmt)
+    scan = _scan(source)
+    _refuse_markup(scan.markup, fmt)
     with _bytes_of(source) as data:
         try:
-            has_gps = bool(gps.find_edits(data, fmt)) or header.has_exif_gps
+            edits = gps.find_edits(data, fmt, xmp_gps=scan.xmp_gps)
+            has_gps = bool(edits) or header.has_exif_gps
         except gps.GpsLayoutError:
             has_gps = True  # a location we cannot cut out: served re-encoded, never as is
     try:
