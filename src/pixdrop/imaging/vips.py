@@ -148,6 +148,12 @@ def decode_and_preview(source: Path | bytes, fmt: str, head: Header, size: int) 
     if fmt in ANIMATED and head.frames > 1:
         _call(_load(source, fmt, n=-1, **options).avg)  # every frame; the preview shows one
     image = _load(source, fmt, **options)
+    # A box shrink by a whole factor first, to about twice the preview's size: four times
+    # cheaper than letting thumbnail_image reduce a large image by itself (measured on a
+    # 134-megapixel TIFF: 1.02 s against 0.26 s); the placeholder is a blur anyway.
+    factor = min(image.width, image.height) // (2 * size)
+    if factor > 1:
+        image = _call(image.shrink, factor, factor)
     preview = _call(image.thumbnail_image, size, height=size)  # upright: applies orientation
     preview = _as_srgb8(preview, alpha=True)
     return Preview(int(preview.width), int(preview.height), bytes(_call(preview.write_to_memory)))
