@@ -37,12 +37,17 @@ def py_spy() -> str:
 
 
 @contextmanager
-def record(pid: int, output: Path) -> Iterator[None]:
-    """Record the process's stacks in py-spy's raw (collapsed) format to *output*."""
+def record(pid: int, output: Path, *, subprocesses: bool = False) -> Iterator[None]:
+    """Record the process's stacks in py-spy's raw (collapsed) format to *output*.
+
+    With *subprocesses*, its child processes too (each stack then starts with the process).
+    """
     command = [
         py_spy(), "record", "--pid", str(pid), "--rate", str(RATE),
         "--format", "raw", "--nonblocking", "--output", str(output),
     ]  # fmt: skip
+    if subprocesses:
+        command.append("--subprocesses")
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         time.sleep(ATTACH_SECONDS)

@@ -110,10 +110,20 @@ def _pillow_thumbnail() -> Any:
     return thumbnail
 
 
-def child(library: str, path: Path, rounds: int) -> None:
+def child(library: str, path: Path, rounds: int, cold: bool = False) -> None:
+    """Print the latencies and memory of *rounds* thumbnails after a warm-up; with *cold*,
+    of the first thumbnail this process makes (no warm-up: codecs load on first use)."""
     make = _pyvips_thumbnail if library == "pyvips" else _pillow_thumbnail
     thumbnail = make()
     idle = _rss_kib()
+    if cold:
+        started = time.perf_counter()
+        size = len(thumbnail(path))
+        latencies = [time.perf_counter() - started]
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        report = {"latencies": latencies, "idle_kib": idle, "peak_kib": peak, "bytes": size}
+        print(json.dumps(report))
+        return
     size = len(thumbnail(path))  # warm-up: libraries load codecs lazily
     latencies = []
     for _ in range(rounds):
@@ -168,9 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--write", action="store_true", help="also write bench/images.md")
     parser.add_argument("--child", nargs=2, metavar=("LIBRARY", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child[0], Path(args.child[1]), args.rounds)
+        child(args.child[0], Path(args.child[1]), args.rounds, cold=args.cold)
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="pixdrop-bench-images-") as folder:

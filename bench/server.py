@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -25,17 +26,30 @@ def free_port() -> int:
         return port
 
 
-def _server_env() -> dict[str, str]:
+def _server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # A stray PIXDROP_* variable would change (or, if unknown, stop) the server under test.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXDROP_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
     return env
 
 
 class BenchServer:
-    """``pixdrop serve`` with its data under *data_dir*; stderr goes to *log_path*."""
+    """``pixdrop serve`` with its data under *data_dir*; stderr goes to *log_path*.
 
-    def __init__(self, data_dir: Path, log_path: Path, database_url: str | None = None) -> None:
+    *extra_args* are more ``pixdrop serve`` flags; *env* adds to (or overrides) the
+    environment the server inherits, e.g. ``LD_PRELOAD`` or ``PYTHONPATH``.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path,
+        database_url: str | None = None,
+        *,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = free_port()
@@ -50,6 +64,8 @@ class BenchServer:
         ]  # fmt: skip
         if database_url:
             self.command += ["--database-url", database_url]
+        self.command += list(extra_args)
+        self.env = _server_env(env)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,7 +81,7 @@ class BenchServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=_server_env(),
+                env=self.env,
                 start_new_session=True,
             )
         try:

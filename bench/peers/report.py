@@ -1,0 +1,425 @@
+"""``docs/benchmarks.md`` from a run's results (the JSON the harness writes beside it).
+
+Figures: the median over the rounds and the spread (min-max). Ratios against a peer are
+paired by round: each run of a row is divided by the run, in the same round, of that peer's
+best row (the one with the highest median), and the median (min-max) of those quotients is
+given. The targets of issue 6 are judged on the same ratios' medians.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+MiB = 1024 * 1024
+PEERS = {"tus-node": "@tus/server", "tuspyserver": "tuspyserver"}
+PIXDROP_SERVERS = ("pixdrop", "pixdrop-nofsync", "pixdrop-tus")
+#: Scenario 5: at most this much more peak RSS at the largest size than at the smallest.
+FLAT_SLACK = 16 * MiB
+RSS_LIMIT = 150 * MiB
+
+Run = dict[str, Any]
+Row = dict[str, Any]
+
+
+# --- figures --------------------------------------------------------------------------------
+def rate(unit: str) -> Callable[[Run], float]:
+    if unit == "MB/s":
+        return lambda run: run["bytes"] / run["seconds"] / 1e6
+    if unit == "images/s":
+        return lambda run: run["files"] / run["seconds"]
+    if unit == "requests/s":
+        return lambda run: run["requests"] / run["seconds"]
+    return lambda run: run["seconds"] * 1000  # ms
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def mib(value: float) -> str:
+    return f"{value / MiB:.0f} MiB"
+
+
+def median_of(row: Row, figure: Callable[[Run], float]) -> float | None:
+    return statistics.median([figure(r) for r in row["runs"]]) if row["runs"] else None
+
+
+def best_row(rows: list[Row], server: str, figure: Callable[[Run], float]) -> Row | None:
+    found = [r for r in rows if r["server"] == server and r["runs"]]
+    return max(found, key=lambda r: median_of(r, figure) or 0.0, default=None)
+
+
+def paired(row: Row, other: Row, figure: Callable[[Run], float]) -> tuple[float, float, float]:
+    """Median, min and max of row/other over the rounds both ran (by round and size)."""
+    theirs = {(r["round"], r.get("size")): figure(r) for r in other["runs"]}
+    quotients = [
+        figure(r) / theirs[(r["round"], r.get("size"))]
+        for r in row["runs"]
+        if (r["round"], r.get("size")) in theirs and theirs[(r["round"], r.get("size"))] > 0
+    ]
+    if not quotients:
+        raise ValueError("no round in common")
+    return spread(quotients)
+
+
+def ratio_text(row: Row, other: Row | None, figure: Callable[[Run], float]) -> str:
+    if other is None or not row["runs"]:
+        return "-"
+    try:
+        middle, low, high = paired(row, other, figure)
+    except ValueError:
+        return "-"
+    if row is other:
+        return "1"
+    return f"{middle:.2f} ({low:.2f}-{high:.2f})"
+
+
+def grouped(notes: list[tuple[str, str]]) -> list[str]:
+    """One line per reason: "- reason: row, row"."""
+    reasons: dict[str, list[str]] = {}
+    for label, reason in notes:
+        reasons.setdefault(reason, []).append(label)
+    return [f"- {reason}: {'; '.join(labels)}" for reason, labels in reasons.items()]
+
+
+def status(row: Row) -> str | None:
+    if row["skipped"]:
+        return f"skipped: {row['skipped']}"
+    if row["failed"]:
+        return f"failed: {row['failed'].splitlines()[0][:200]}"
+    return None
+
+
+# --- tables ---------------------------------------------------------------------------------
+def throughput_table(scenario: dict[str, Any]) -> list[str]:
+    """S1-S4: figure, spread, ratios to each peer, CPU, memory (and latencies for S3)."""
+    figure = rate(scenario["unit"])
+    rows = scenario["rows"]
+    refs = {name: best_row(rows, key, figure) for key, name in PEERS.items()}
+    latency = scenario["key"].startswith("s3")
+    head = [
+        "contender",
+        f"median {scenario['unit']}",
+        "spread (min-max)",
+        *(f"x {name}" for name in PEERS.values()),
+    ]
+    if latency:
+        head += ["p50 ms", "p99 ms"]
+    head += ["server CPU s", "server peak RSS", "with child processes"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    notes: list[tuple[str, str]] = []
+    for row in rows:
+        why = status(row)
+        if why and not row["runs"]:
+            notes.append((row["label"], why))
+            continue
+        if why:
+            notes.append((f"{row['label']} (after {len(row['runs'])} runs)", why))
+        middle, low, high = spread([figure(r) for r in row["runs"]])
+        cells = [row["label"], number(middle), f"{number(low)}-{number(high)}"]
+        cells += [ratio_text(row, ref, figure) for ref in refs.values()]
+        if latency:
+            cells += [
+                f"{statistics.median(r['p50'] for r in row['runs']) * 1000:.1f}",
+                f"{statistics.median(r['p99'] for r in row['runs']) * 1000:.1f}",
+            ]
+        if row["server"] is None:
+            cells += ["-", "-", "-"]
+        else:
+            cells += [
+                number(statistics.median(r["server_cpu"] for r in row["runs"])),
+                mib(max(r["rss_main"] for r in row["runs"])),
+                mib(max(r["rss_tree"] for r in row["runs"])),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + (["", *grouped(notes)] if notes else [])
+
+
+def memory_table(scenario: dict[str, Any]) -> list[str]:
+    sizes = scenario["extra"]["sizes"]
+    head = ["contender"]
+    for size in sizes:
+        head += [f"{_size(size)}: server", f"{_size(size)}: with children"]
+    head.append("growth, smallest to largest")
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    notes: list[tuple[str, str]] = []
+    for row in scenario["rows"]:
+        why = status(row)
+        if why:
+            notes.append((row["label"], why))
+        if not row["runs"]:
+            continue
+        cells = [row["label"]]
+        peaks = {}
+        for size in sizes:
+            runs = [r for r in row["runs"] if r.get("size") == size]
+            if not runs:
+                cells += ["-", "-"]
+                continue
+            peaks[size] = max(r["rss_main"] for r in runs)
+            cells += [mib(peaks[size]), mib(max(r["rss_tree"] for r in runs))]
+        if sizes[0] in peaks and sizes[-1] in peaks:
+            cells.append(f"{(peaks[sizes[-1]] - peaks[sizes[0]]) / MiB:+.0f} MiB")
+        else:
+            cells.append("-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + (["", *grouped(notes)] if notes else [])
+
+
+def thumbnail_table(scenario: dict[str, Any]) -> list[str]:
+    lines = [
+        "| contender | median ms | spread (min-max) | peak RSS | RSS growth over idle |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    notes: list[tuple[str, str]] = []
+    for row in scenario["rows"]:
+        why = status(row)
+        if why:
+            notes.append((row["label"], why))
+        if not row["runs"]:
+            continue
+        middle, low, high = spread([r["seconds"] * 1000 for r in row["runs"]])
+        if row["server"] is None:
+            peak = mib(max(r["rss_peak"] for r in row["runs"]))
+            growth = mib(max(r["rss_growth"] for r in row["runs"]))
+        else:
+            peak = mib(max(r["rss_tree"] for r in row["runs"])) + " (server with children)"
+            growth = "-"
+        lines.append(
+            f"| {row['label']} | {middle:.0f} | {low:.0f}-{high:.0f} | {peak} | {growth} |"
+        )
+    return lines + (["", *grouped(notes)] if notes else [])
+
+
+def _size(size: int) -> str:
+    return f"{size // (1024 * MiB)} GiB" if size >= 1024 * MiB else f"{size // MiB} MiB"
+
+
+# --- targets --------------------------------------------------------------------------------
+def _row(scenario: dict[str, Any] | None, row_id: str) -> Row | None:
+    if scenario is None:
+        return None
+    return next((r for r in scenario["rows"] if r["id"] == row_id and r["runs"]), None)
+
+
+def _judge(
+    what: str, scenario: dict[str, Any] | None, mine: Row | None, theirs: Row | None, goal: float
+) -> tuple[str, str, str]:
+    if scenario is None or mine is None or theirs is None:
+        return what, "not measured", "-"
+    figure = rate(scenario["unit"])
+    middle, low, high = paired(mine, theirs, figure)
+    measured = (
+        f"{middle:.2f}x ({low:.2f}-{high:.2f}): {mine['label']} "
+        f"{number(median_of(mine, figure) or 0)} vs {theirs['label']} "
+        f"{number(median_of(theirs, figure) or 0)} {scenario['unit']}"
+    )
+    return what, measured, "met" if middle >= goal else "missed"
+
+
+def targets(scenarios: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    found: list[tuple[str, str, str]] = []
+    s1 = scenarios.get("s1")
+    if s1 is not None:
+        figure = rate("MB/s")
+        native = [
+            r
+            for r in s1["rows"]
+            if r["server"] == "pixdrop" and r["client"] == "pixdrop" and r["runs"]
+        ]
+        mine = max(native, key=lambda r: median_of(r, figure) or 0.0, default=None)
+        found.append(
+            _judge(
+                "S1: pixdrop >= 2x @tus/server (each with its best client)",
+                s1,
+                mine,
+                best_row(s1["rows"], "tus-node", figure),
+                2.0,
+            )
+        )
+        found.append(
+            _judge(
+                "S1: pixdrop >= 1.5x tuspyserver (each with its best client)",
+                s1,
+                mine,
+                best_row(s1["rows"], "tuspyserver", figure),
+                1.5,
+            )
+        )
+        found.append(
+            _judge(
+                "S1: pixdrop's tus endpoint >= 1.5x @tus/server, both with tus-js-client",
+                s1,
+                _row(s1, "pixdrop-tus-js-1"),
+                _row(s1, "node-js-1"),
+                1.5,
+            )
+        )
+    for key in sorted(k for k in scenarios if k.startswith(("s3", "s4"))):
+        scenario = scenarios[key]
+        goal = 2.0 if key.startswith("s3") else 3.0
+        concurrency = scenario["extra"]["concurrency"]
+        for row_id, how in (("pixdrop", "with fsync"), ("pixdrop-nofsync", "without fsync")):
+            found.append(
+                _judge(
+                    f"S{key[1]} (concurrency {concurrency}): pixdrop {how} >= {goal:g}x "
+                    "@tus/server",
+                    scenario,
+                    _row(scenario, row_id),
+                    _row(scenario, "node-js"),
+                    goal,
+                )
+            )
+    s5 = scenarios.get("s5")
+    if s5 is not None:
+        found += _memory_targets(s5)
+    return found
+
+
+def _memory_targets(s5: dict[str, Any]) -> list[tuple[str, str, str]]:
+    sizes = s5["extra"]["sizes"]
+    row = _row(s5, "pixdrop")
+    what = (
+        f"S5: pixdrop's peak RSS < 150 MiB with four {_size(sizes[-1])} uploads, flat from "
+        f"{_size(sizes[0])} (within {FLAT_SLACK // MiB} MiB)"
+    )
+    if row is None:
+        return [(what, "not measured", "-")]
+    found = []
+    for key, whose in (("rss_main", "server process"), ("rss_tree", "with its decoder workers")):
+        peaks = {
+            size: max((r[key] for r in row["runs"] if r.get("size") == size), default=None)
+            for size in sizes
+        }
+        small, large = peaks[sizes[0]], peaks[sizes[-1]]
+        if small is None or large is None:
+            found.append((f"{what}, {whose}", "not measured", "-"))
+            continue
+        measured = f"{mib(small)} at {_size(sizes[0])}, {mib(large)} at {_size(sizes[-1])}"
+        met = large < RSS_LIMIT and large - small <= FLAT_SLACK
+        found.append((f"{what}, {whose}", measured, "met" if met else "missed"))
+    return found
+
+
+def runs_per(scenario: dict[str, Any]) -> int:
+    counts = Counter(
+        (row["id"], run.get("size")) for row in scenario["rows"] for run in row["runs"]
+    )
+    return max(counts.values(), default=0)
+
+
+# --- the document ---------------------------------------------------------------------------
+def render(results: dict[str, Any], charts: dict[str, str]) -> str:
+    meta = results["meta"]
+    scenarios = {s["key"]: s for s in results["scenarios"]}
+    out = [
+        "# Benchmarks: pixdrop against @tus/server and tuspyserver",
+        "",
+        "<!-- Written by `python -m bench.peers` (bench/README.md); edit the harness, "
+        "not this file. -->",
+        "",
+        f"One run of `{meta['command']}` on {meta['date']}, {meta['duration']}. "
+        f"Machine: {meta['machine']}. The machine is shared with other work and noisy, so "
+        "absolute figures move from run to run; every scenario runs its contenders in "
+        "interleaved rounds (A B C, B C A, ...), and the ratios are paired by round.",
+        "",
+        "## Targets (issue 6)",
+        "",
+        "| target | measured (median of paired ratios, min-max) | |",
+        "|---|---|---|",
+    ]
+    for what, measured, verdict in targets(scenarios):
+        mark = {"met": "**met**", "missed": "**missed**"}.get(verdict, verdict)
+        out.append(f"| {what} | {measured} | {mark} |")
+    out += ["", "## Setup", "", *[f"- {line}" for line in meta["setup"]]]
+    if results.get("notes"):
+        out += ["", "Notes from this run:", "", *[f"- {n}" for n in results["notes"]]]
+    for key, scenario in scenarios.items():
+        out += ["", f"## {scenario['title']}", "", f"Data: {scenario['what']}.", ""]
+        out += EXPLAIN.get(key[:2], [])
+        if key == "s5":
+            out += memory_table(scenario)
+        elif key == "s6":
+            out += thumbnail_table(scenario)
+        else:
+            out += throughput_table(scenario)
+        per = "per contender and size" if key == "s5" else "per contender"
+        out += ["", f"_{runs_per(scenario)} run(s) {per}; the scenario took "
+                f"{scenario['seconds'] / 60:.1f} min._"]  # fmt: skip
+        if key in charts:
+            out += ["", f"![{scenario['title']}]({charts[key]})"]
+    out += ["", "## Reading the figures", "", *READING]
+    return "\n".join(out) + "\n"
+
+
+EXPLAIN = {
+    "s1": [
+        "The same file through every server, 8 MiB per request. pixdrop's own client first "
+        "hashes the file (the server checks the sha256), and its figure includes that, and "
+        "pixdrop's answer to the last request waits until the image is checked (decoded in "
+        "full) and stored; the peers store bytes and answer. tus-js-client's 4 in parallel "
+        "needs the concatenation extension, which @tus/file-store lacks.",
+        "",
+    ],
+    "s2": [
+        "pixdrop: one `POST /v1/images` with the whole file. The tus clients create the upload "
+        "(POST), then send the whole file in one PATCH.",
+        "",
+    ],
+    "s3": [
+        "pixdrop validates every image (header, full decode in a worker process), hashes it, "
+        "and writes its metadata (SQLite, synchronous=FULL) and the file with fsync before it "
+        "answers; the peers write the bytes and a small JSON file, without fsync. *pixdrop "
+        "without fsync* is the same server without those flushes (see Setup), to show what "
+        "durability costs. p50/p99 are per-image latencies as each client saw them.",
+        "",
+    ],
+    "s4": [
+        "Per-request overhead: small files sent in 1 KiB chunks, one request per chunk "
+        "(pixdrop: `PUT /v1/uploads/{id}/chunks/{i}`; tus: PATCH). The rate counts chunk "
+        "requests; the time also covers creating and completing each upload. pixdrop makes "
+        "every chunk durable (fdatasync, SQLite commit) before it answers.",
+        "",
+    ],
+    "s5": [
+        "Peak resident memory (VmRSS, sampled every 20 ms) while four uploads run at once. "
+        "*server* is the server's own process; *with children* adds the processes it "
+        "started (pixdrop's decoder workers; the peers start none). pixdrop's workers read "
+        "the file through mmap, and mapped file pages count as their RSS although they are "
+        "page cache that the kernel can drop.",
+        "",
+    ],
+    "s6": [
+        "A fresh process per measurement makes one 256 px JPEG thumbnail (quality 82) of the "
+        "photo: decode with shrink-on-load, orient, shrink, encode (`bench/images.py`). "
+        "*Cold*: the first thumbnail of that process, so codec set-up is included. RSS growth "
+        "is the child's peak RSS over its RSS after imports. The server row uploads the photo "
+        "(untimed), then times the first `GET /v1/images/{id}/thumb?format=jpeg`, which renders "
+        "it in a decoder worker (already started).",
+        "",
+    ],
+}
+
+READING = [
+    "- **median** and **spread (min-max)** are over the runs (one per round).",
+    "- **x @tus/server**, **x tuspyserver**: the row's figure divided by that peer's best row "
+    "in the same round (median, and min-max, over rounds). Above 1 is faster than the peer.",
+    "- **server CPU s**: user + system CPU seconds of the server's processes during the run "
+    "(from /proc/PID/stat), median over runs; pixdrop's include its decoder workers.",
+    "- **server peak RSS**: the highest VmRSS of the server process during any run; *with "
+    "child processes* adds its children (pixdrop's decoder workers).",
+    "- MB/s is 10^6 bytes per second; MiB is 2^20 bytes.",
+    "- Each client times itself, from its first request to the last answer; its start-up is "
+    "not timed. All traffic is on 127.0.0.1.",
+]
