@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
@@ -320,6 +321,10 @@ def runs_per(scenario: dict[str, Any]) -> int:
 
 
 # --- the document ---------------------------------------------------------------------------
+#: The optimisation log, kept by hand beside the harness and copied into the report.
+CHANGES = Path(__file__).parent / "changes.md"
+
+
 def render(results: dict[str, Any], charts: dict[str, str]) -> str:
     meta = results["meta"]
     scenarios = {s["key"]: s for s in results["scenarios"]}
@@ -342,6 +347,8 @@ def render(results: dict[str, Any], charts: dict[str, str]) -> str:
     for what, measured, verdict in targets(scenarios):
         mark = {"met": "**met**", "missed": "**missed**"}.get(verdict, verdict)
         out.append(f"| {what} | {measured} | {mark} |")
+    if CHANGES.exists():  # hand-written: what the figures led to (not a measurement of this run)
+        out += ["", CHANGES.read_text().strip()]
     out += ["", "## Setup", "", *[f"- {line}" for line in meta["setup"]]]
     if results.get("notes"):
         out += ["", "Notes from this run:", "", *[f"- {n}" for n in results["notes"]]]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Sequence
+from operator import mul
 
 __all__ = ["encode", "thumbhash"]
 
@@ -37,15 +38,13 @@ def _channel(
         [math.cos(math.pi / height * cy * (y + 0.5)) for y in range(height)] for cy in range(ny)
     ]
     rows = [values[y * width : (y + 1) * width] for y in range(height)]
-    row_sums = [
-        [sum(v * c for v, c in zip(row, cos_x[cx], strict=True)) for row in rows]
-        for cx in range(nx)
-    ]
+    # sum(map(mul, ...)): the dot products run in C, several times faster than a generator.
+    row_sums = [[sum(map(mul, row, cos_x[cx])) for row in rows] for cx in range(nx)]
     dc, ac, scale = 0.0, [], 0.0
     for cy in range(ny):
         cx = 0
         while cx * ny < nx * (ny - cy):  # a triangle of frequencies, not the full rectangle
-            f = sum(s * c for s, c in zip(row_sums[cx], cos_y[cy], strict=True)) / (width * height)
+            f = sum(map(mul, row_sums[cx], cos_y[cy])) / (width * height)
             if cx or cy:
                 ac.append(f)
                 scale = max(scale, abs(f))
@@ -61,25 +60,25 @@ def thumbhash(width: int, height: int, rgba: bytes) -> bytes:
     """The ThumbHash of a *width* x *height* RGBA image (at most 100 x 100)."""
     if not (0 < width <= 100 and 0 < height <= 100) or len(rgba) != 4 * width * height:
         raise ValueError(f"need RGBA of at most 100x100 pixels, got {width}x{height}")
-    pixels = range(0, len(rgba), 4)
-    alphas = [rgba[i + 3] / 255 for i in pixels]
+    alphas = [v / 255 for v in rgba[3::4]]
+    bands = [[v / 255 for v in rgba[k::4]] for k in range(3)]
     total_alpha = sum(alphas)
     avg = [0.0, 0.0, 0.0]
     if total_alpha:
         for band in range(3):
-            avg[band] = sum(a * rgba[i + band] / 255 for a, i in zip(alphas, pixels, strict=True))
-            avg[band] /= total_alpha
+            avg[band] = sum(map(mul, alphas, bands[band])) / total_alpha
     has_alpha = total_alpha < width * height
     l_limit = 5 if has_alpha else 7  # fewer luminance terms when alpha needs the room
     longest = max(width, height)
     lx = max(1, _round(l_limit * width / longest))
     ly = max(1, _round(l_limit * height / longest))
-    lum, p, q = [], [], []
-    for a, i in zip(alphas, pixels, strict=True):
-        r, g, b = (avg[k] * (1 - a) + a * rgba[i + k] / 255 for k in range(3))
-        lum.append((r + g + b) / 3)
-        p.append((r + g) / 2 - b)
-        q.append(r - g)
+    # Composite over the average colour: c = avg * (1 - a) + a * c.
+    red, green, blue = (
+        [m + a * (c - m) for a, c in zip(alphas, bands[k], strict=True)] for k, m in enumerate(avg)
+    )
+    lum = [(r + g + b) / 3 for r, g, b in zip(red, green, blue, strict=True)]
+    p = [(r + g) / 2 - b for r, g, b in zip(red, green, blue, strict=True)]
+    q = [r - g for r, g in zip(red, green, strict=True)]
     l_dc, l_ac, l_scale = _channel(lum, width, height, max(3, lx), max(3, ly))
     p_dc, p_ac, p_scale = _channel(p, width, height, 3, 3)
     q_dc, q_ac, q_scale = _channel(q, width, height, 3, 3)
