@@ -17,7 +17,7 @@ turn upright, shrink into a 256 x 256 box, encode JPEG at quality 82 without met
   decoder for DCT scaling with ``draft``, Pillow's fastest path), ``save(quality=82)``.
 
 Latency is the median of the rounds after one untimed warm-up; memory is the child's peak RSS
-(``ru_maxrss``) minus its RSS after imports, i.e. what the thumbnails added. It is a
+(``VmHWM``) minus its RSS after imports, i.e. what the thumbnails added. It is a
 measurement, not a test: nothing passes or fails. All work stays on this machine.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -77,6 +76,16 @@ def make_subject(subject: Subject, folder: Path) -> Path:
 
 
 # --- the child: one library, one image ----------------------------------------------------------
+def _hwm_kib() -> int:
+    """This process's peak RSS (``VmHWM``). Not ``ru_maxrss``: Linux carries that over from
+    the parent across fork and exec, so a child of a big process would report the parent's."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 def _rss_kib() -> int:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
@@ -120,7 +129,7 @@ def child(library: str, path: Path, rounds: int, cold: bool = False) -> None:
         started = time.perf_counter()
         size = len(thumbnail(path))
         latencies = [time.perf_counter() - started]
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = _hwm_kib()
         report = {"latencies": latencies, "idle_kib": idle, "peak_kib": peak, "bytes": size}
         print(json.dumps(report))
         return
@@ -130,7 +139,7 @@ def child(library: str, path: Path, rounds: int, cold: bool = False) -> None:
         started = time.perf_counter()
         thumbnail(path)
         latencies.append(time.perf_counter() - started)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _hwm_kib()
     print(json.dumps({"latencies": latencies, "idle_kib": idle, "peak_kib": peak, "bytes": size}))
 
 

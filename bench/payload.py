@@ -46,8 +46,9 @@ class Payload:
         return self.path.read_bytes()
 
 
-def _tiff_header(width: int, height: int, bits: int) -> tuple[bytes, int]:
-    """The header, first IFD and tag arrays of an RGBA TIFF; and where the pixels start."""
+def _tiff_header(width: int, height: int, bits: int, total: int) -> tuple[bytes, int]:
+    """The header, first IFD and tag arrays of an RGBA TIFF of *total* bytes, zero-padded up
+    to where the pixels start; and that offset."""
     stride = width * 4 * bits // 8
     rows = max(1, STRIP_BYTES // stride)
     strips = -(-height // rows)
@@ -55,7 +56,9 @@ def _tiff_header(width: int, height: int, bits: int) -> tuple[bytes, int]:
     bits_at, format_at = arrays, arrays + 8
     offsets_at = format_at + 8
     counts_at = offsets_at + 4 * strips
-    data_offset = -(-(counts_at + 4 * strips) // 16) * 16
+    data_offset = total - height * stride
+    if data_offset < counts_at + 4 * strips:
+        raise ValueError(f"{total} bytes leave no room for the header of {width}x{height}")
 
     def entry(tag: int, kind: int, count: int, value: int) -> bytes:
         return struct.pack("<HHII", tag, kind, count, value)
@@ -88,9 +91,11 @@ def _tiff_header(width: int, height: int, bits: int) -> tuple[bytes, int]:
 
 
 def tiff_geometry(size: int) -> tuple[int, int, int]:
-    """(width, height, bits per sample) of the payload closest to *size* bytes from below."""
+    """(width, height, bits per sample) of a payload of *size* bytes: as many pixels as fit
+    after room for the header and its strip arrays (8 bytes per strip of at least 512 KiB)."""
     bits = 16 if size // 8 <= MAX_PIXELS_16 else 32
-    pixels = max(1, (size - 4096) // (bits // 2))
+    reserve = 1024 + 8 * (size // (STRIP_BYTES // 2) + 2)
+    pixels = max(1, (size - reserve) // (bits // 2))
     if pixels > MAX_PIXELS_16:
         raise ValueError(f"a {size}-byte payload would exceed {MAX_PIXELS_16} pixels")
     width = min(8192, max(16, math.isqrt(pixels)))
@@ -98,9 +103,9 @@ def tiff_geometry(size: int) -> tuple[int, int, int]:
 
 
 def write_tiff(path: Path, size: int) -> Payload:
-    """An uncompressed RGBA TIFF of random pixels of at most *size* bytes (a bit less)."""
+    """An uncompressed RGBA TIFF of random pixels, exactly *size* bytes long."""
     width, height, bits = tiff_geometry(size)
-    head, data_offset = _tiff_header(width, height, bits)
+    head, data_offset = _tiff_header(width, height, bits, size)
     hasher = hashlib.sha256(head)
     left = width * height * 4 * bits // 8
     with path.open("wb") as out:

@@ -102,14 +102,15 @@ def throughput(scenarios: list[dict[str, Any]], folder: Path, name: str) -> str:
 
 
 def memory(scenario: dict[str, Any], folder: Path) -> str:
+    """Two panels: each server's own process (with the target), and with its children."""
     sizes = scenario["extra"]["sizes"]
-    fig, ax = plt.subplots(figsize=(10, 4.2))
-    for row in scenario["rows"]:
-        if not row["runs"]:
-            continue
-        colour = colour_of(row)
-        for key, style, suffix in (("rss_main", "-", ""), ("rss_tree", ":", ", with children")):
-            if key == "rss_tree" and not row["server"].startswith("pixdrop"):
+    fig, (own, tree) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, title in (
+        (own, "rss_main", "server process"),
+        (tree, "rss_tree", "server process and its children (pixdrop's decoder workers)"),
+    ):
+        for row in scenario["rows"]:
+            if not row["runs"]:
                 continue
             points = [
                 (size, max(r[key] for r in row["runs"] if r.get("size") == size) / MiB)
@@ -119,21 +120,26 @@ def memory(scenario: dict[str, Any], folder: Path) -> str:
             ax.plot(
                 [p[0] / MiB for p in points],
                 [p[1] for p in points],
-                style,
+                "-",
                 marker="o",
-                color=colour,
-                label=row["label"] + suffix,
+                color=colour_of(row),
+                label=row["label"],
             )
-    ax.axhline(150, color="#aa0000", linestyle="--", linewidth=1)
-    ax.text(sizes[0] / MiB, 152, "150 MiB target", fontsize=7, color="#aa0000")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks([s / MiB for s in sizes], [_size(s) for s in sizes])
-    ax.set_xlabel("size of each of the four files (log scale)", fontsize=8)
-    ax.set_ylabel("peak RSS, MiB", fontsize=8)
-    ax.set_title(scenario["title"], fontsize=9)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            for size, value in points:
+                ax.annotate(f"{value:,.0f}", (size / MiB, value), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([s / MiB for s in sizes], [_size(s) for s in sizes])
+        ax.set_xlabel("size of each of the four files (log scale)", fontsize=8)
+        ax.set_ylabel("peak RSS, MiB", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    own.axhline(150, color="#aa0000", linestyle="--", linewidth=1)
+    own.text(sizes[0] / MiB, 153, "150 MiB target", fontsize=7, color="#aa0000")
+    own.set_ylim(0, 200)
+    own.legend(fontsize=7, loc="lower right")
+    fig.suptitle(scenario["title"], fontsize=9)
     return save(fig, folder, "scenario5.png")
 
 

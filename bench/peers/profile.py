@@ -39,15 +39,20 @@ _PROCESS = re.compile(r"^process (\d+):")
 
 
 def split_by_process(raw: Path, server_pid: int, folder: Path) -> dict[str, Path]:
-    """py-spy's raw stacks with --subprocesses start with "process PID:..."; one file each."""
+    """py-spy's raw stacks, one file for the server's own process, one for its children.
+
+    With --subprocesses each stack starts with a "process PID:"COMMAND"" frame per process
+    from the root down (a worker's has two), and a command line may hold newlines.
+    """
     groups: dict[str, list[str]] = {"server": [], "workers": []}
-    for line in raw.read_text().splitlines():
-        found = _PROCESS.match(line)
-        if found is None:
-            groups["server"].append(line)
+    for record in re.split(r"\n(?=process \d+:)", raw.read_text()):
+        record = record.replace("\n", " ").strip()
+        if not record:
             continue
-        key = "server" if int(found.group(1)) == server_pid else "workers"
-        groups[key].append(line.split(";", 1)[1] if ";" in line else line)
+        frames = record.split(";")
+        pids = [int(found.group(1)) for f in frames if (found := _PROCESS.match(f))]
+        key = "server" if pids in ([], [server_pid]) else "workers"
+        groups[key].append(";".join(f for f in frames if not _PROCESS.match(f)))
     out = {}
     for key, lines in groups.items():
         path = folder / f"{key}.txt"

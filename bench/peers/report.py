@@ -402,9 +402,9 @@ EXPLAIN = {
     "s5": [
         "Peak resident memory (VmRSS, sampled every 20 ms) while four uploads run at once. "
         "*server* is the server's own process; *with children* adds the processes it "
-        "started (pixdrop's decoder workers; the peers start none). pixdrop's workers read "
-        "the file through mmap, and mapped file pages count as their RSS although they are "
-        "page cache that the kernel can drop.",
+        "started (pixdrop's decoder workers; the peers start none). Pages of a file a process "
+        "maps into memory count as its RSS although they are page cache the kernel can drop: "
+        "up to commit dc6360e pixdrop's workers mapped each upload whole to scan it.",
         "",
     ],
     "s6": [
