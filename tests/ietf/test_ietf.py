@@ -31,28 +31,30 @@ import pytest
 from tests.conftest import DATA, LiveServer
 from tests.http.helpers import RawRequest, send_cut, tiny_image
 from tests.ietf.wire import (
-    ABSENT,
     IANA,
     INTEROP,
     PARTIAL,
     PIXDROP_IMAGE,
-    PRESENT,
     UPLOAD_URL,
-    Check,
     Limit,
-    Reply,
     append_type,
-    check_headers,
     completeness,
     fetch_image,
     fields,
     interop,
-    location_path,
     offset_of,
     problem_errors,
     read_interim,
     sha256_field,
     wait_for_offset,
+)
+from tests.tus.wire import (
+    ABSENT,
+    PRESENT,
+    Check,
+    Reply,
+    check_headers,
+    location_path,
 )
 
 IMAGE = tiny_image("PNG", 64, 48, seed=11)

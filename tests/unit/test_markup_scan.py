@@ -28,18 +28,18 @@ def test_markup_is_found_at_its_offset(tmp_path: Path, offset: int, markup: byte
     data[offset : offset + len(markup)] = markup
     path = tmp_path / "image.bin"
     path.write_bytes(bytes(data))
-    found = jobs._find_markup(path)
+    found = jobs._scan(path).markup
     assert found is not None
     assert found[0] == offset
-    assert found == jobs._find_markup(bytes(data))
+    assert found == jobs._scan(bytes(data)).markup
 
 
 def test_clean_bytes_have_no_markup(tmp_path: Path) -> None:
     data = os.urandom(WINDOW + 5).replace(b"<", b"(").replace(b"j", b"J")
     path = tmp_path / "image.bin"
     path.write_bytes(data)
-    assert jobs._find_markup(path) is None
-    assert jobs._find_markup(b"") is None
+    assert jobs._scan(path).markup is None
+    assert jobs._scan(b"").markup is None
 
 
 def test_the_same_pass_finds_xmp_gps_anywhere(tmp_path: Path) -> None:

@@ -136,11 +136,6 @@ def _scan(source: Path | bytes) -> _Scan:
             base += filled - kept
 
 
-def _find_markup(source: Path | bytes) -> tuple[int, bytes] | None:
-    """The first markup in the file, as (offset, the bytes found)."""
-    return _scan(source).markup
-
-
 def _refuse_markup(found: tuple[int, bytes] | None, fmt: str) -> None:
     if found is not None:
         offset, raw = found
