@@ -117,8 +117,12 @@ class MetadataStore(Protocol):
     async def list_parts(self, upload_id: str) -> list[Part]:
         """The recorded parts of an upload, ordered by start offset."""
 
-    async def get_part(self, upload_id: str, start: int) -> Part | None:
-        """The part recorded at *start*, or ``None``."""
+    async def chunk_slot(self, upload_id: str, index: int) -> tuple[Upload, Part | None]:
+        """The upload and the part recorded for its chunk *index* (at ``index * chunk_size``;
+        ``None`` if there is none, or no such chunk), in one read.
+
+        If the upload does not exist, raise ``UploadNotFound``.
+        """
 
     async def add_part(self, upload_id: str, part: Part) -> bool:
         """Record *part*; return False if a part at the same start already exists.

@@ -167,7 +167,7 @@ def test_add_part_records_once_and_keeps_the_first(store: SqlMetadataStore) -> N
     first = Part(0, 1_000, sha())
     assert run(store.add_part, upload.id, first) is True
     assert run(store.add_part, upload.id, Part(0, 1_000, sha())) is False
-    assert run(store.get_part, upload.id, 0) == first
+    assert run(store.chunk_slot, upload.id, 0) == (upload, first)
     assert run(store.list_parts, upload.id) == [first]
 
 
@@ -197,14 +197,26 @@ def test_list_parts_is_ordered_by_start(store: SqlMetadataStore) -> None:
     assert run(store.list_parts, upload.id) == parts
 
 
-def test_get_part(store: SqlMetadataStore) -> None:
-    upload = make_upload()
+def test_chunk_slot_reads_the_upload_and_the_part_of_one_chunk(store: SqlMetadataStore) -> None:
+    upload = make_upload(size=10_000, chunk_size=1_000)
     run(store.create_upload, upload)
     part = Part(3_000, 4_000, sha())
     run(store.add_part, upload.id, part)
-    assert run(store.get_part, upload.id, 3_000) == part
-    assert run(store.get_part, upload.id, 0) is None
-    assert run(store.get_part, new_id(), 3_000) is None
+    run(store.add_part, upload.id, Part(3_500, 4_000, sha()))  # not a chunk's start: unseen
+    assert run(store.chunk_slot, upload.id, 3) == (upload, part)
+    assert run(store.chunk_slot, upload.id, 0) == (upload, None)
+    assert run(store.chunk_slot, upload.id, -1) == (upload, None)
+    assert run(store.chunk_slot, upload.id, 10**6) == (upload, None)
+    with pytest.raises(UploadNotFound):
+        run(store.chunk_slot, new_id(), 3)
+
+
+def test_chunk_slot_past_4_gib(store: SqlMetadataStore) -> None:
+    upload = make_upload(size=10 * 2**32, chunk_size=2**32)
+    run(store.create_upload, upload)
+    part = Part(9 * 2**32, 10 * 2**32, sha())
+    run(store.add_part, upload.id, part)
+    assert run(store.chunk_slot, upload.id, 9) == (upload, part)
 
 
 def test_parts_belong_to_their_upload(store: SqlMetadataStore) -> None:
@@ -337,7 +349,6 @@ def test_delete_upload_cascades_to_parts(store: SqlMetadataStore) -> None:
     with pytest.raises(UploadNotFound):
         run(store.get_upload, upload.id)
     assert run(store.list_parts, upload.id) == []
-    assert run(store.get_part, upload.id, 0) is None
     run(store.delete_upload, upload.id)  # absent: no error
 
 

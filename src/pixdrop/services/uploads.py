@@ -144,11 +144,15 @@ class UploadService:
         if not is_valid_id(upload_id):
             raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
         upload = await self.meta.get_upload(upload_id)
+        self._check_native(upload)
+        return upload
+
+    @staticmethod
+    def _check_native(upload: Upload) -> None:
         if upload.protocol != "native":
             raise UploadNotFound(
-                f"Upload {upload_id} was made with {upload.protocol}; continue it there."
+                f"Upload {upload.id} was made with {upload.protocol}; continue it there."
             )
-        return upload
 
     async def status(self, upload_id: str) -> UploadStatus:
         """The upload with exact ``received`` and ``missing`` chunk lists."""
@@ -182,33 +186,42 @@ class UploadService:
         content_length: int | None,
         expected: ExpectedDigests,
     ) -> ChunkReceipt:
-        """Store chunk *index_text* of the upload from *body* at its final offset."""
-        upload = await self.get(upload_id)
-        index = self._chunk_index(upload, index_text)
-        self._check_receiving(upload)
-        start, end = upload.chunk_range(index)
-        if content_length is not None and content_length != end - start:
-            raise self._wrong_length(index, end - start, content_length)
-        stream = MeteredStream(
-            body,
-            limit=end - start,
-            too_long=lambda: self._wrong_length(index, end - start, None),
-            expected=expected,
-        )
-        stored = await self.meta.get_part(upload_id, start)
-        if stored is None:
-            try:
-                async with self.locker.hold(f"chunk/{upload_id}/{index}"):
-                    stored = await self.meta.get_part(upload_id, start)
-                    if stored is None:
-                        return await self._write_chunk(upload, index, stream)
-            except LockBusy:
-                error = ChunkBusy(
-                    f"Chunk {index} is being written by another request; retry shortly.",
-                    index=index,
+        """Store chunk *index_text* of the upload from *body* at its final offset.
+
+        Two metadata calls: one read of the upload and of the part at the chunk's offset, under
+        the chunk's lock (so nobody records that part meanwhile), and one write of the part.
+        """
+        if not is_valid_id(upload_id):
+            raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
+        # Digits only, and short enough for a 64-bit column; anything else is refused below,
+        # once the upload says how many chunks it has.
+        number = int(index_text) if index_text.isascii() and index_text.isdigit() else -1
+        number = number if number < 2**31 else -1
+        try:
+            async with self.locker.hold(f"chunk/{upload_id}/{number}"):
+                upload, stored = await self.meta.chunk_slot(upload_id, number)
+                self._check_native(upload)
+                index = self._chunk_index(upload, index_text)
+                self._check_receiving(upload)
+                start, end = upload.chunk_range(index)
+                if content_length is not None and content_length != end - start:
+                    raise self._wrong_length(index, end - start, content_length)
+                stream = MeteredStream(
+                    body,
+                    limit=end - start,
+                    too_long=lambda: self._wrong_length(index, end - start, None),
+                    expected=expected,
                 )
-                error.headers["Retry-After"] = "1"
-                raise error from None
+                if stored is None:
+                    return await self._write_chunk(upload, index, stream)
+        except LockBusy:
+            error = ChunkBusy(
+                f"Chunk {number} is being written by another request; retry shortly.",
+                index=number,
+            )
+            error.headers["Retry-After"] = "1"
+            raise error from None
+        # Already stored: compared outside the lock, since a recorded part never changes.
         return await self._compare_chunk(upload, index, stored, stream)
 
     def _chunk_index(self, upload: Upload, text: str) -> int:
