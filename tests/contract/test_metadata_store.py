@@ -714,3 +714,35 @@ def test_final_upload_lists_its_partials_in_order(store: SqlMetadataStore) -> No
     # Deleting the final upload takes its list with it.
     run(store.delete_upload, final.id)
     assert run(store.concat_partials, final.id) == []
+
+
+def test_concurrent_writes_keep_their_own_outcomes(store: SqlMetadataStore) -> None:
+    # On SQLite these are committed in groups (metadata/batching.py): one write's failure must
+    # reach its own caller only, and roll back nothing but itself.
+    upload = make_upload(size=40_000)
+    run(store.create_upload, upload)
+    first = Part(0, 1_000, sha())
+    run(store.add_part, upload.id, first)
+    good = [Part(i * 1_000, (i + 1) * 1_000, sha()) for i in range(1, 40)]
+    outcomes: dict[str, Any] = {}
+
+    async def attempt(key: str, write: Awaitable[Any]) -> None:
+        try:
+            outcomes[key] = await write
+        except Exception as exc:
+            outcomes[key] = exc
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            for part in good:
+                tasks.start_soon(attempt, f"part {part.start}", store.add_part(upload.id, part))
+            tasks.start_soon(attempt, "missing", store.add_part(new_id(), Part(0, 10, sha())))
+            tasks.start_soon(attempt, "duplicate", store.add_part(upload.id, Part(0, 1_000, sha())))
+            tasks.start_soon(attempt, "taken id", store.create_upload(upload))
+
+    anyio.run(main)
+    assert isinstance(outcomes.pop("missing"), UploadNotFound)
+    assert outcomes.pop("duplicate") is False
+    assert isinstance(outcomes.pop("taken id"), IntegrityError)
+    assert outcomes == {f"part {part.start}": True for part in good}
+    assert run(store.list_parts, upload.id) == [first, *good]

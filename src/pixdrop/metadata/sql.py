@@ -51,6 +51,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
 
 from pixdrop.errors import ImageNotFound, UploadNotFound
+from pixdrop.metadata.batching import GroupCommit
 from pixdrop.metadata.tables import images, upload_concat, upload_parts, uploads
 from pixdrop.models import Image, Part, Upload, UploadState
 
@@ -414,7 +415,10 @@ class SqlMetadataStore:
         # taken from the shared pool, a lookup could wait, blocking the loop, for a connection
         # that a worker thread holds while it waits for the write lock.
         self._lookups: Engine | None = None
+        # SQLite writes of this process are committed in groups (see batching.py).
+        self._writes: GroupCommit | None = None
         if engine.dialect.name == "sqlite":
+            self._writes = GroupCommit(engine)
             self._lookups = create_engine(engine.url, poolclass=SingletonThreadPool)
             event.listen(self._lookups, "connect", _tune_sqlite_connection)
             event.listen(self._lookups, "begin", _begin_sqlite_transaction)
@@ -433,6 +437,12 @@ class SqlMetadataStore:
         # away from a transaction whose outcome (committed or not) it cannot know.
         return await to_thread.run_sync(in_transaction)
 
+    async def _write(self, operation: Callable[[Connection], T]) -> T:
+        """Run a write: with other writes of this process on SQLite, else as :meth:`_run`."""
+        if self._writes is not None:
+            return await self._writes.run(operation)
+        return await self._run(operation)
+
     async def _lookup(self, operation: Callable[[Connection], T]) -> T:
         """Run a read of a few rows by primary key: inline on SQLite, else as :meth:`_run`."""
         if self._lookups is not None:
@@ -442,7 +452,7 @@ class SqlMetadataStore:
 
     async def create_upload(self, upload: Upload) -> None:
         """Record a new upload; raise ``IntegrityError`` if its id is taken."""
-        await self._run(lambda conn: conn.execute(insert(uploads).values(_upload_values(upload))))
+        await self._write(lambda conn: conn.execute(insert(uploads).values(_upload_values(upload))))
 
     async def get_upload(self, upload_id: str) -> Upload:
         """Return the upload; raise ``UploadNotFound`` if there is none."""
@@ -464,25 +474,26 @@ class SqlMetadataStore:
 
         Raise ``UploadNotFound`` if the upload does not exist.
         """
-        return await self._run(partial(_add_part, upload_id=upload_id, part=part))
+        return await self._write(partial(_add_part, upload_id=upload_id, part=part))
 
     async def transition(
         self, upload_id: str, from_states: Collection[UploadState], to: UploadState
     ) -> bool:
         """Move the upload to *to* if it is in one of *from_states*; True if it moved."""
         operation = partial(_transition, upload_id=upload_id, from_states=from_states, to=to)
-        return await self._run(operation)
+        return await self._write(operation)
 
     async def complete_upload(self, upload_id: str, image: Image) -> None:
         """Record *image* and mark the upload completed with its id, in one transaction.
 
         Raise ``UploadNotFound`` (recording nothing) if the upload does not exist.
         """
-        await self._run(partial(_complete_upload, upload_id=upload_id, image=image))
+        await self._write(partial(_complete_upload, upload_id=upload_id, image=image))
 
     async def delete_upload(self, upload_id: str) -> None:
         """Delete the upload and, by cascade, its parts (no error if absent)."""
-        await self._run(lambda conn: conn.execute(delete(uploads).where(uploads.c.id == upload_id)))
+        statement = delete(uploads).where(uploads.c.id == upload_id)
+        await self._write(lambda conn: conn.execute(statement))
 
     async def received_end(self, upload_id: str) -> int:
         """The end of the last recorded part (0 if none): a resumable upload's offset."""
@@ -494,11 +505,11 @@ class SqlMetadataStore:
 
     async def set_length(self, upload_id: str, size: int) -> bool:
         """Fix the size of an upload whose length was deferred; False if it was not deferred."""
-        return await self._run(partial(_set_length, upload_id=upload_id, size=size))
+        return await self._write(partial(_set_length, upload_id=upload_id, size=size))
 
     async def create_final(self, upload: Upload, partial_ids: list[str]) -> None:
         """Record a final upload and the partial uploads it joins, in order, in one transaction."""
-        await self._run(partial(_create_final, upload=upload, partial_ids=partial_ids))
+        await self._write(partial(_create_final, upload=upload, partial_ids=partial_ids))
 
     async def concat_partials(self, final_id: str) -> list[str]:
         """The partial upload ids a final upload joins, in order."""
@@ -521,11 +532,11 @@ class SqlMetadataStore:
 
     async def create_image(self, image: Image) -> None:
         """Record a new image; raise ``IntegrityError`` if its id is taken."""
-        await self._run(lambda conn: conn.execute(insert(images).values(_image_values(image))))
+        await self._write(lambda conn: conn.execute(insert(images).values(_image_values(image))))
 
     async def delete_image(self, image_id: str) -> None:
         """Delete the image record (no error if absent)."""
-        await self._run(lambda conn: conn.execute(delete(images).where(images.c.id == image_id)))
+        await self._write(lambda conn: conn.execute(delete(images).where(images.c.id == image_id)))
 
     async def count_images_with_sha256(self, sha256: str) -> int:
         """How many image records reference the blob *sha256*."""

@@ -197,6 +197,10 @@ class UploadService:
         # once the upload says how many chunks it has.
         number = int(index_text) if index_text.isascii() and index_text.isdigit() else -1
         number = number if number < 2**31 else -1
+        if number < 0:  # refused without taking a lock: _chunk_index raises ChunkNotFound
+            upload, _ = await self.meta.chunk_slot(upload_id, number)
+            self._check_native(upload)
+            self._chunk_index(upload, index_text)
         try:
             async with self.locker.hold(f"chunk/{upload_id}/{number}"):
                 upload, stored = await self.meta.chunk_slot(upload_id, number)
@@ -320,39 +324,45 @@ class UploadService:
         The caller has stopped further writes (state ``completing``) and frees the upload if
         this raises ``UnprocessableImage``.
         """
-        sha, head = await self._hash_staged(upload)
-        if upload.sha256 and sha != upload.sha256:
-            raise UnprocessableImage(
-                f"The assembled bytes have sha256 {sha}, not the {upload.sha256} given when the "
-                "upload was created. The upload was discarded; upload the file again.",
-                reason="sha256-mismatch",
-                expected_sha256=upload.sha256,
-                actual_sha256=sha,
-            )
+
+        async def checked_sha256() -> str:
+            sha = await self._hash_staged(upload)
+            if upload.sha256 and sha != upload.sha256:
+                raise UnprocessableImage(
+                    f"The assembled bytes have sha256 {sha}, not the {upload.sha256} given when "
+                    "the upload was created. The upload was discarded; upload the file again.",
+                    reason="sha256-mismatch",
+                    expected_sha256=upload.sha256,
+                    actual_sha256=sha,
+                )
+            return sha
 
         async def record(image: Image) -> None:
             await self.meta.complete_upload(upload.id, image)
 
+        # The whole-file hash (one pass over the staged file, in a thread) runs while the codec
+        # decodes in its worker process: two cores busy instead of one after another.
         return await self.images.ingest(
             upload.id,
-            sha256=sha,
+            sha256=checked_sha256(),
             size=upload.size,
-            head=head,
+            head=await self._staged_head(upload),
             filename=upload.filename,
             record=record,
         )
 
-    async def _hash_staged(self, upload: Upload) -> tuple[str, bytes]:
-        want = self.images.prober.head_size
+    async def _staged_head(self, upload: Upload) -> bytes:
+        want = min(self.images.prober.head_size, upload.size)
+        return b"".join([block async for block in self.blobs.read_staging(upload.id, 0, want)])
+
+    async def _hash_staged(self, upload: Upload) -> str:
         if isinstance(self.blobs, DigestsStaging):
-            return await self.blobs.digest_staging(upload.id, upload.size, want)
+            sha, _ = await self.blobs.digest_staging(upload.id, upload.size, 0)
+            return sha
         hasher = hashlib.sha256()
-        head = bytearray()
         async for block in self.blobs.read_staging(upload.id, 0, upload.size):
             hasher.update(block)
-            if len(head) < want:
-                head += block[: want - len(head)]
-        return hasher.hexdigest(), bytes(head)
+        return hasher.hexdigest()
 
     async def abort(self, upload_id: str) -> None:
         """Forget the upload, then free its bytes (a crash in between leaves only bytes)."""
