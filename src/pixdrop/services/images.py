@@ -23,6 +23,9 @@ import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import anyio
 
 from pixdrop.errors import (
     Forbidden,
@@ -46,6 +49,28 @@ from pixdrop.services.locks import hold_waiting
 from pixdrop.services.streams import MeteredStream
 
 Clock = Callable[[], datetime]
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Await *first* and *second* concurrently; if either fails, raise *first*'s error first."""
+    outcomes: list[Any] = [None, None]
+    errors: list[Exception | None] = [None, None]
+
+    async def keep(slot: int, awaitable: Awaitable[Any]) -> None:
+        try:
+            outcomes[slot] = await awaitable
+        except Exception as exc:  # kept, so the other one finishes and the order is ours
+            errors[slot] = exc
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(keep, 0, first)
+        tasks.start_soon(keep, 1, second)
+    for error in errors:
+        if error is not None:
+            raise error
+    return outcomes[0], outcomes[1]
 
 
 async def _collect(blocks: AsyncIterator[bytes]) -> bytes:
@@ -105,7 +130,7 @@ class ImageService:
         self,
         staging_id: str,
         *,
-        sha256: str,
+        sha256: str | Awaitable[str],
         size: int,
         head: bytes,
         filename: str | None,
@@ -113,15 +138,27 @@ class ImageService:
     ) -> StoredImage:
         """Probe the staged bytes, store them as a blob and ``record`` the new image.
 
+        *sha256* may still be on its way (an awaitable, such as a hash of the staged file): it
+        then runs while the codec decodes, and its error, if any, is raised before the codec's.
         Raise ``UnprocessableImage`` if the bytes are not an acceptable image.
         """
-        info = self._probe(head)
+        try:
+            info = self._probe(head)
+        except UnprocessableImage:
+            if not isinstance(sha256, str):
+                await sha256  # its error comes first, as said above
+            raise
         source = await self._staged_source(staging_id, size)
-        details = await self.codec.inspect(source, info.format, self.limits)
+        inspecting = self.codec.inspect(source, info.format, self.limits)
+        digest: str
+        if isinstance(sha256, str):
+            digest, details = sha256, await inspecting
+        else:
+            digest, details = await both(sha256, inspecting)
         token = secrets.token_urlsafe(32)
         image = Image(
             id=new_id(),
-            sha256=sha256,
+            sha256=digest,
             size=size,
             content_type=info.content_type,
             format=info.format,
@@ -136,8 +173,8 @@ class ImageService:
             placeholder=details.placeholder,
             has_gps=details.has_gps,
         )
-        async with hold_waiting(self.locker, f"blob/{sha256}"):
-            await self.blobs.commit(staging_id, sha256)
+        async with hold_waiting(self.locker, f"blob/{digest}"):
+            await self.blobs.commit(staging_id, digest)
             await record(image)
         await self.blobs.discard(staging_id)
         return StoredImage(image, token)
