@@ -45,6 +45,8 @@ _TYPE_SIZES: Final = {
     12: 8,
     13: 4,
 }
+#: Formats whose XMP packets are searched for in the whole file, not found by their structure.
+XMP_ANYWHERE: Final = frozenset({"gif", "avif", "heic", "tiff"})
 _XMP_GPS: Final = re.compile(rb"GPS(?:Latitude|Longitude|Altitude|DestLatitude|DestLongitude)")
 _XMP_JPEG: Final = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
 _EXIF: Final = b"Exif\x00\x00"
@@ -236,14 +238,14 @@ def find_edits(data: Data, fmt: str, *, xmp_gps: bool | None = None) -> list[Edi
             edits = []
     except (struct.error, zlib.error, IndexError) as exc:
         raise GpsLayoutError(f"metadata does not parse: {exc}") from None
-    if xmp_gps is None and fmt in ("gif", "avif", "heic", "tiff"):
+    if xmp_gps is None and fmt in XMP_ANYWHERE:
         xmp_gps = _XMP_GPS.search(data) is not None
-    if xmp_gps and fmt in ("gif", "avif", "heic", "tiff"):
+    if xmp_gps and fmt in XMP_ANYWHERE:
         raise GpsLayoutError(f"{fmt} XMP with a location cannot be removed in place")
     return edits
 
 
-def xmp_search(window: bytes) -> bool:
+def xmp_search(window: Data | memoryview) -> bool:
     """Whether *window* names an XMP GPS property (for scans that read a file in windows)."""
     return _XMP_GPS.search(window) is not None
 

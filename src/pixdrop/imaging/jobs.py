@@ -90,14 +90,14 @@ def _check_limits(header: vips.Header, fmt: str, limits: ImageLimits) -> None:
         )
 
 
-def _first_markup(window: bytes) -> tuple[int, bytes] | None:
+def _first_markup(window: bytes | memoryview) -> tuple[int, bytes] | None:
     tag = _MARKUP_TAG.search(window)
     url = _MARKUP_URL.search(window)
     if url is not None:
         start = url.end() - len(b"javascript:")
         if tag is None or start < tag.start():
-            return start, window[start : url.end()]
-    return None if tag is None else (tag.start(), tag.group())
+            return start, bytes(window[start : url.end()])
+    return None if tag is None else (tag.start(), bytes(tag.group()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +110,12 @@ class _Scan:
     xmp_gps: bool
 
 
-def _scan(source: Path | bytes) -> _Scan:
-    """Search the whole file once for markup and XMP GPS properties, a window at a time
-    (plain reads into one buffer: memory stays flat, and no mapped page counts as RSS)."""
+def _scan(source: Path | bytes, *, xmp: bool = True) -> _Scan:
+    """Search the whole file once for markup and, if *xmp*, XMP GPS properties, a window at a
+    time (plain reads into one buffer: memory stays flat, and no mapped page counts as RSS).
+    The patterns search the buffer itself, not a copy of each window."""
     if isinstance(source, bytes):
-        return _Scan(_first_markup(source), gps.xmp_search(source))
+        return _Scan(_first_markup(source), xmp and gps.xmp_search(source))
     xmp_gps = False
     with open(source, "rb", buffering=0) as file:
         # A small file needs a buffer of its own size, not of a whole window.
@@ -126,8 +127,8 @@ def _scan(source: Path | bytes) -> _Scan:
             if not got:
                 return _Scan(None, xmp_gps)
             filled = kept + got
-            window = bytes(view[:filled])
-            xmp_gps = xmp_gps or gps.xmp_search(window)
+            window = view[:filled]
+            xmp_gps = xmp_gps or (xmp and gps.xmp_search(window))
             found = _first_markup(window)
             if found is not None:
                 return _Scan((base + found[0], found[1]), xmp_gps)
@@ -155,7 +156,7 @@ def inspect(source: Path | bytes, fmt: str, limits: ImageLimits) -> ImageDetails
     except vips.VipsFailure as exc:
         raise _corrupt(fmt, str(exc)) from None
     _check_limits(header, fmt, limits)
-    scan = _scan(source)
+    scan = _scan(source, xmp=fmt in gps.XMP_ANYWHERE)
     _refuse_markup(scan.markup, fmt)
     with _bytes_of(source) as data:
         try:
