@@ -36,8 +36,12 @@ class BlobStore(Protocol):
     file-name-safe *name* (``models.derived_key``).
     """
 
-    async def create_staging(self, upload_id: str) -> None:
-        """Make an empty staging object for *upload_id* (idempotent)."""
+    async def create_staging(self, upload_id: str, *, durable: bool = True) -> None:
+        """Make an empty staging object for *upload_id* (idempotent).
+
+        With *durable* off, the object need not survive a crash of the machine: for bytes that
+        are only kept if they are committed (a one-request upload), not recorded meanwhile.
+        """
 
     async def write_at(
         self,

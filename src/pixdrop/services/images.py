@@ -231,7 +231,8 @@ class ImageService:
     ) -> StoredImage:
         """Store a whole image sent in one request body, streaming it to a staging object."""
         staging_id = new_id()
-        await self.blobs.create_staging(staging_id)
+        # Not durable: nothing refers to these bytes until ingest commits them (and syncs that).
+        await self.blobs.create_staging(staging_id, durable=False)
         try:
             stream = MeteredStream(
                 body,
@@ -246,6 +247,7 @@ class ImageService:
                 raise UnprocessableImage(
                     "The request body is empty; send the image's bytes.", reason="empty"
                 )
+            # ingest discards the staged bytes once they are committed.
             return await self.ingest(
                 staging_id,
                 sha256=stream.sha256,
@@ -254,8 +256,10 @@ class ImageService:
                 filename=filename,
                 record=self.meta.create_image,
             )
-        finally:
-            await self.blobs.discard(staging_id)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.blobs.discard(staging_id)
+            raise
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(

@@ -122,13 +122,14 @@ class LocalBlobStore:
         """``LocalFiles``: the blob's file."""
         return self._blob(key)
 
-    async def create_staging(self, upload_id: str) -> None:
+    async def create_staging(self, upload_id: str, *, durable: bool = True) -> None:
         path = self._staging(upload_id)
 
         def create() -> None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
             os.close(fd)
-            self._fsync_dir(self.staging_dir)
+            if durable:  # the name must outlive a power cut once parts are recorded against it
+                self._fsync_dir(self.staging_dir)
 
         await to_thread.run_sync(create)
 
