@@ -8,16 +8,35 @@ the per-image deadline, and what comes back is plain data. Refusals become
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from pixdrop.errors import UnprocessableImage
+from pixdrop.imaging.gps import XMP_ANYWHERE
 from pixdrop.imaging.pool import JobTimeout, WorkerCrashed, WorkerPool
 from pixdrop.models import ImageDetails, ImageLimits, VariantSpec
 from pixdrop.ports import ImageSource
+from pixdrop.tasks import settle
 
-__all__ = ["VipsCodec"]
+__all__ = ["SPLIT_BYTES", "VipsCodec"]
+
+#: From this size on, the markup scan and the decode of one image run in two workers at once
+#: (below it, the second job's round trip costs more than it saves).
+SPLIT_BYTES = 8 * 1024 * 1024
+#: The refusal reason of an image over the pixel limits (jobs._check_limits).
+LIMIT_EXCEEDED = "limit-exceeded"
 
 log = logging.getLogger("pixdrop.imaging")
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # not for us to report: the worker's own read will
+
 
 #: (decodes, encodes, libvips version), once known (see ``VipsCodec.start``).
 _capabilities: tuple[tuple[str, ...], tuple[str, ...], str] | None = None
@@ -80,9 +99,31 @@ class VipsCodec:
         raise RuntimeError(f"image worker failed in {job}: {reply[1]}")
 
     async def inspect(self, source: ImageSource, fmt: str, limits: ImageLimits) -> ImageDetails:
-        details = await self._value(self.pool, "inspect", source, fmt, limits)
+        if not self._split(source):
+            details = await self._value(self.pool, "inspect", source, fmt, limits)
+            assert isinstance(details, ImageDetails)
+            return details
+        # A large file: the markup scan in one worker while another decodes, instead of one
+        # after the other in the same worker. Refusals keep the order of a single job's:
+        # header limits, then markup, then decoding.
+        decoded, scanned = await settle(
+            self._value(self.pool, "inspect", source, fmt, limits, False),
+            self._value(self.pool, "scan", source, fmt),
+        )
+        error = decoded.error
+        if isinstance(error, UnprocessableImage) and error.extra.get("reason") == LIMIT_EXCEEDED:
+            raise error
+        xmp_gps = scanned.unwrap()
+        details = decoded.unwrap()
         assert isinstance(details, ImageDetails)
+        if xmp_gps and fmt in XMP_ANYWHERE and not details.has_gps:
+            details = replace(details, has_gps=True)  # as find_edits would have said
         return details
+
+    def _split(self, source: ImageSource) -> bool:
+        """Whether to scan and decode *source* in two workers: a file of SPLIT_BYTES or more,
+        with two workers to spare."""
+        return self.pool.size > 1 and isinstance(source, Path) and _size(source) >= SPLIT_BYTES
 
     async def render(self, source: ImageSource, fmt: str, spec: VariantSpec) -> bytes:
         data = await self._value(self.pool, "render", source, fmt, spec)

@@ -149,18 +149,21 @@ def _refuse_markup(found: tuple[int, bytes] | None, fmt: str) -> None:
         )
 
 
-def inspect(source: Path | bytes, fmt: str, limits: ImageLimits) -> ImageDetails:
-    """Header limits first (cheap), then the markup scan, the full decode and the placeholder."""
+def inspect(source: Path | bytes, fmt: str, limits: ImageLimits, scan: bool = True) -> ImageDetails:
+    """Header limits first (cheap), then the markup scan, the full decode and the placeholder.
+
+    Without *scan*, the caller runs :func:`scan` alongside (in another worker) and adds what
+    it found about XMP GPS to ``has_gps``.
+    """
     try:
         header = vips.header(source, fmt)
     except vips.VipsFailure as exc:
         raise _corrupt(fmt, str(exc)) from None
     _check_limits(header, fmt, limits)
-    scan = _scan(source, xmp=fmt in gps.XMP_ANYWHERE)
-    _refuse_markup(scan.markup, fmt)
+    xmp_gps = scan_markup(source, fmt) if scan else False
     with _bytes_of(source) as data:
         try:
-            edits = gps.find_edits(data, fmt, xmp_gps=scan.xmp_gps)
+            edits = gps.find_edits(data, fmt, xmp_gps=xmp_gps)
             has_gps = bool(edits) or header.has_exif_gps
         except gps.GpsLayoutError:
             has_gps = True  # a location we cannot cut out: served re-encoded, never as is
@@ -177,6 +180,14 @@ def inspect(source: Path | bytes, fmt: str, limits: ImageLimits) -> ImageDetails
         placeholder=placeholder.encode(preview.width, preview.height, preview.rgba),
         has_gps=has_gps,
     )
+
+
+def scan_markup(source: Path | bytes, fmt: str) -> bool:
+    """Refuse a file with web markup; else whether it names XMP GPS properties (for the
+    formats whose XMP is searched for in the whole file, ``gps.XMP_ANYWHERE``)."""
+    found = _scan(source, xmp=fmt in gps.XMP_ANYWHERE)
+    _refuse_markup(found.markup, fmt)
+    return found.xmp_gps
 
 
 def _corrupt(fmt: str, why: str) -> Refusal:
@@ -220,6 +231,7 @@ def setup_worker() -> None:
 
 JOBS: Final[dict[str, Callable[..., Any]]] = {
     "inspect": inspect,
+    "scan": scan_markup,
     "render": render,
     "strip_gps": strip_gps,
     "capabilities": lambda: (vips.decodes(), vips.encodes(), vips.version()),

@@ -23,7 +23,6 @@ import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
 import anyio
 
@@ -47,30 +46,9 @@ from pixdrop.ports import (
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.services.locks import hold_waiting
 from pixdrop.services.streams import MeteredStream
+from pixdrop.tasks import both
 
 Clock = Callable[[], datetime]
-A = TypeVar("A")
-B = TypeVar("B")
-
-
-async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Await *first* and *second* concurrently; if either fails, raise *first*'s error first."""
-    outcomes: list[Any] = [None, None]
-    errors: list[Exception | None] = [None, None]
-
-    async def keep(slot: int, awaitable: Awaitable[Any]) -> None:
-        try:
-            outcomes[slot] = await awaitable
-        except Exception as exc:  # kept, so the other one finishes and the order is ours
-            errors[slot] = exc
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(keep, 0, first)
-        tasks.start_soon(keep, 1, second)
-    for error in errors:
-        if error is not None:
-            raise error
-    return outcomes[0], outcomes[1]
 
 
 async def _collect(blocks: AsyncIterator[bytes]) -> bytes:
