@@ -12,9 +12,12 @@ import threading
 import time
 from collections.abc import Iterator
 
+import anyio
 import httpx
 import pytest
 
+from pixdrop.metadata import open_metadata_store
+from pixdrop.models import Part
 from tests.conftest import DATA
 from tests.e2e import ServerProcess
 from tests.http.helpers import (
@@ -382,3 +385,30 @@ def test_pixdrop_serve_ignores_forwarded_by_default(served: ServerProcess) -> No
         created = create(client, 100, headers=spoofed)
         assert created.status_code == 201, created.text
         assert created.headers["location"].startswith(f"{served.url}/files/"), created.headers
+
+
+def test_an_upload_stored_in_full_but_not_ingested_completes_on_the_next_append(
+    server, client, photo_jpeg
+) -> None:
+    """What a crash between recording an upload's last bytes and ingesting them leaves: every
+    byte durable and recorded, the upload still receiving, no image. The client's next append
+    at the end (an empty one) completes it."""
+    path = new_upload(client, len(photo_jpeg))
+    upload_id = path.rstrip("/").rsplit("/", 1)[1]
+    # Reproduce that state beside the server, as its own append would have left it.
+    (server.settings.data_dir / "staging" / upload_id).write_bytes(photo_jpeg)
+    part = Part(0, len(photo_jpeg), hashlib.sha256(photo_jpeg).hexdigest())
+    store = open_metadata_store(server.settings.resolved_database_url)
+    try:
+        assert anyio.run(store.add_part, upload_id, part)
+    finally:
+        anyio.run(store.close)
+    before = head(client, path)
+    assert before.headers["upload-offset"] == str(len(photo_jpeg))
+    assert "pixdrop-image" not in before.headers
+
+    done = patch(client, path, len(photo_jpeg), b"")
+    assert done.status_code == 204, done.text
+    token = done.headers["pixdrop-delete-token"]
+    assert fetch_image(client, done.headers["pixdrop-image"], token) == photo_jpeg
+    assert "pixdrop-image" in head(client, path).headers

@@ -20,8 +20,8 @@ from pixdrop.http.state import runtime
 from pixdrop.http.wire import content_length
 from pixdrop.models import Upload, UploadState
 from pixdrop.protocols import ietf, ietf_requests, ietf_responses
-from pixdrop.services.appends import Checksum
-from pixdrop.services.resumable import AppendResult, Progress, ResumableService
+from pixdrop.services.appends import AppendResult, Checksum, Progress
+from pixdrop.services.resumable import ResumableService
 
 #: The scope extension of ``http/h1.py`` that sends a 1xx before the final response.
 INFORMATIONAL = "pixdrop.informational"

@@ -24,9 +24,9 @@ from pixdrop.http.errors import problem_response
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.wire import content_length
 from pixdrop.protocols import tus
-from pixdrop.services.appends import CHECKSUM_ALGORITHMS, Checksum
+from pixdrop.services.appends import CHECKSUM_ALGORITHMS, AppendResult, Checksum, Progress
 from pixdrop.services.images import StoredImage
-from pixdrop.services.resumable import AppendResult, Progress, ResumableService
+from pixdrop.services.resumable import ResumableService
 
 #: Methods ``X-HTTP-Method-Override`` may name.
 _OVERRIDABLE = {"HEAD", "PATCH", "DELETE", "POST", "OPTIONS", "GET"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Sequence
+from functools import cache
 from operator import mul
 
 __all__ = ["encode", "thumbhash"]
@@ -25,6 +26,12 @@ def _round(value: float) -> int:
     return math.floor(value + 0.5)
 
 
+@cache
+def _cosines(size: int, terms: int) -> list[list[float]]:
+    """The DCT's cosines along one side, per frequency (a preview has few distinct sizes)."""
+    return [[math.cos(math.pi / size * f * (i + 0.5)) for i in range(size)] for f in range(terms)]
+
+
 def _channel(
     values: Sequence[float], width: int, height: int, nx: int, ny: int
 ) -> tuple[float, list[float], float]:
@@ -33,10 +40,7 @@ def _channel(
     The 2-D sum is separable: for each row and horizontal frequency, sum across the row once,
     then weight the row sums by the vertical cosine.
     """
-    cos_x = [[math.cos(math.pi / width * cx * (x + 0.5)) for x in range(width)] for cx in range(nx)]
-    cos_y = [
-        [math.cos(math.pi / height * cy * (y + 0.5)) for y in range(height)] for cy in range(ny)
-    ]
+    cos_x, cos_y = _cosines(width, nx), _cosines(height, ny)
     rows = [values[y * width : (y + 1) * width] for y in range(height)]
     # sum(map(mul, ...)): the dot products run in C, several times faster than a generator.
     row_sums = [[sum(map(mul, row, cos_x[cx])) for row in rows] for cx in range(nx)]

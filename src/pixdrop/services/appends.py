@@ -1,4 +1,5 @@
-"""The body of one resumable append: bounded, hashed beside the disk writes, and stoppable."""
+"""The body of one resumable append (bounded, hashed beside the disk writes, stoppable), and
+what an append answers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Protocol
 import anyio
 from starlette.requests import ClientDisconnect
 
-from pixdrop.errors import PixdropError
+from pixdrop.errors import ChecksumMismatch, InvalidResumableRequest, PixdropError
+from pixdrop.models import Image, Upload
+from pixdrop.services.images import StoredImage
 
 #: Checksum algorithms of the tus checksum extension, as tus names them.
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "sha512", "md5", "crc32")
@@ -123,7 +126,45 @@ class AppendBody:
     def sha256(self) -> str:
         return self._sha256.hexdigest()
 
+    def verify(self, checksum: Checksum | None) -> None:
+        """Raise unless the body matches *checksum* (``None``: an announced trailer never came)."""
+        if checksum is None:
+            raise InvalidResumableRequest(
+                "The request announced an Upload-Checksum trailer but did not send it; the "
+                "data was discarded."
+            )
+        if self.digest(checksum.algorithm) != checksum.digest:
+            raise ChecksumMismatch(
+                f"The body does not match its {checksum.algorithm} checksum; it was discarded. "
+                "Send it again.",
+                algorithm=checksum.algorithm,
+            )
+
     def digest(self, algorithm: str) -> bytes | None:
         """The body's digest by *algorithm*, if it was asked to compute that one."""
         hasher = self._checks.get(algorithm)
         return None if hasher is None else hasher.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a client resuming an upload needs to know."""
+
+    upload: Upload
+    #: Bytes received; ``None`` for a final upload whose partial uploads are not all complete.
+    offset: int | None
+    #: The total size, once known.
+    length: int | None
+    #: The stored image, once the upload completed (``None`` if it was deleted since).
+    image: Image | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The outcome of one append: the new progress and, if it completed an image, the image."""
+
+    progress: Progress
+    #: Set when this request completed the upload (the delete token is only here, once).
+    stored: StoredImage | None
+    #: The body ended early (client gone or idle); what arrived is kept.
+    interrupted: bool

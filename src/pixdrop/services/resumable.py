@@ -9,7 +9,7 @@ on the same staging files, parts and image ingest as the native chunk API:
   keeps what reached the disk, unless it carried a checksum, which can then not be verified.
 * One writer per upload. A newer request does not wait for an older one whose client may be
   gone: it asks the older one to stop (it records what it has and answers 409), takes the lock
-  and goes on. Only if the lock is held elsewhere for ``lock_wait`` seconds is it refused (423).
+  and goes on (``writers.py``).
 * When the last byte is in, the upload goes through image ingest before the answer is sent;
   a refused image frees the upload. tus partial uploads are never images by themselves: a final
   upload joins them (in the kernel, without copying through Python) once all are complete.
@@ -18,15 +18,11 @@ on the same staging files, parts and image ingest as the native chunk API:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from dataclasses import dataclass, replace
-
-import anyio
+from contextlib import suppress
+from dataclasses import replace
 
 from pixdrop.errors import (
-    ChecksumMismatch,
     Conflict,
     FinalUploadNotWritable,
     ImageNotFound,
@@ -37,49 +33,24 @@ from pixdrop.errors import (
     PixdropError,
     UnprocessableImage,
     UploadExpired,
-    UploadLocked,
     UploadNotFound,
     UploadNotReceiving,
     UploadTakenOver,
 )
-from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
+from pixdrop.models import Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
 from pixdrop.ports import LockBusy
-from pixdrop.services.appends import CHECKSUM_ALGORITHMS, AppendBody, Checksum
+from pixdrop.services.appends import (
+    CHECKSUM_ALGORITHMS,
+    AppendBody,
+    AppendResult,
+    Checksum,
+    Progress,
+)
 from pixdrop.services.images import StoredImage
 from pixdrop.services.uploads import UploadService
+from pixdrop.services.writers import Writers
 
 log = logging.getLogger("pixdrop.resumable")
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """What a client resuming an upload needs to know."""
-
-    upload: Upload
-    #: Bytes received; ``None`` for a final upload whose partial uploads are not all complete.
-    offset: int | None
-    #: The total size, once known.
-    length: int | None
-    #: The stored image, once the upload completed (``None`` if it was deleted since).
-    image: Image | None
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """The outcome of one append: the new progress and, if it completed an image, the image."""
-
-    progress: Progress
-    #: Set when this request completed the upload (the delete token is only here, once).
-    stored: StoredImage | None
-    #: The body ended early (client gone or idle); what arrived is kept.
-    interrupted: bool
-
-
-class _Slot:
-    """The registration of the request that currently writes an upload in this process."""
-
-    def __init__(self) -> None:
-        self.body: AppendBody | None = None
 
 
 class ResumableService:
@@ -95,9 +66,8 @@ class ResumableService:
         self.locker = uploads.locker
         self.limits = uploads.limits
         self.clock = uploads.clock
-        self.lock_wait = lock_wait
         self.idle_timeout = idle_timeout
-        self._writers: dict[str, _Slot] = {}
+        self.writers = Writers(self.locker, lock_wait)
 
     @property
     def max_size(self) -> int:
@@ -259,7 +229,7 @@ class ResumableService:
         upload = await self.get(upload_id)
         self._check_alive(upload)
         if settle and upload.state is UploadState.RECEIVING and not upload.is_final:
-            async with self._writer(upload.id):
+            async with self.writers.hold(upload.id):
                 upload = await self.get(upload_id)
         # Normally the last partial's append completes a final upload; this catches a
         # completion that a crash interrupted.
@@ -305,35 +275,6 @@ class ResumableService:
                 "takes no data itself. Send the data to the partial uploads."
             )
 
-    @asynccontextmanager
-    async def _writer(self, upload_id: str) -> AsyncIterator[_Slot]:
-        """Hold the upload's write lock, asking a current writer to step aside."""
-        deadline = time.monotonic() + self.lock_wait
-        async with AsyncExitStack() as stack:
-            while True:
-                try:
-                    await stack.enter_async_context(self.locker.hold(f"resumable/{upload_id}"))
-                    break
-                except LockBusy:
-                    current = self._writers.get(upload_id)
-                    if current is not None and current.body is not None:
-                        current.body.stop()
-                    if time.monotonic() > deadline:
-                        error = UploadLocked(
-                            f"Upload {upload_id} is being written by another request that did "
-                            f"not yield within {self.lock_wait:g} s; retry shortly."
-                        )
-                        error.headers["Retry-After"] = "1"
-                        raise error from None
-                    await anyio.sleep(0.01)
-            slot = _Slot()
-            self._writers[upload_id] = slot
-            try:
-                yield slot
-            finally:
-                if self._writers.get(upload_id) is slot:
-                    del self._writers[upload_id]
-
     async def append(
         self,
         upload_id: str,
@@ -357,7 +298,7 @@ class ResumableService:
         """
         if not is_valid_id(upload_id):
             raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
-        async with self._writer(upload_id) as slot:
+        async with self.writers.hold(upload_id) as slot:
             upload, current = await self.meta.resume_point(upload_id)
             self._check_writable(upload)
             if upload.state is not UploadState.RECEIVING:
@@ -403,7 +344,7 @@ class ResumableService:
                 if stream.interrupted:
                     written = 0  # a partial body cannot be checked against its checksum
                 else:
-                    self._verify(checksum or (trailer_checksum and trailer_checksum()), stream)
+                    stream.verify(checksum or (trailer_checksum and trailer_checksum()))
             if written:
                 part = Part(current, current + written, stream.sha256)
                 await self.meta.add_part(upload.id, part)
@@ -497,20 +438,6 @@ class ResumableService:
             allowed=known - current,
         )
 
-    @staticmethod
-    def _verify(checksum: Checksum | None, stream: AppendBody) -> None:
-        if checksum is None:
-            raise InvalidResumableRequest(
-                "The request announced an Upload-Checksum trailer but did not send it; the "
-                "data was discarded."
-            )
-        if stream.digest(checksum.algorithm) != checksum.digest:
-            raise ChecksumMismatch(
-                f"The body does not match its {checksum.algorithm} checksum; it was discarded. "
-                "Send it again.",
-                algorithm=checksum.algorithm,
-            )
-
     # --- completion ---
 
     async def _completed(self, upload: Upload) -> StoredImage | None:
@@ -524,9 +451,11 @@ class ResumableService:
         return stored
 
     async def _ingest(self, upload: Upload) -> StoredImage:
-        await self.meta.transition(
-            upload.id, {UploadState.RECEIVING, UploadState.COMPLETING}, UploadState.COMPLETING
-        )
+        # No "completing" state on the way, unlike the chunk API: nothing can write to the upload
+        # meanwhile (its writer lock is held, or it is a final upload, which takes no data), so
+        # that would be one more commit and fsync. After a crash here the upload is still
+        # receiving and has all its bytes: the client's next append (an empty one at the end)
+        # completes it.
         try:
             # Bytes past the end that were never recorded (a refused body) must not join in.
             await self.blobs.truncate_staging(upload.id, upload.size)
@@ -578,5 +507,5 @@ class ResumableService:
                     "for it; terminate the final upload first.",
                     final=waiting[0],
                 )
-        async with self._writer(upload.id):
+        async with self.writers.hold(upload.id):
             await self._free(upload.id)
