@@ -270,6 +270,11 @@ class Session:
             return None
         if contender.server in self.missing:
             return self.missing[contender.server]
+        # A client whose environment was left out (--no-peers) or failed to install.
+        if contender.client == "tus-js-client" and self.runner.node is None:
+            return self.missing.get("tus-node", "tus-js-client (Node.js) is not installed")
+        if contender.client == "tuspy" and self.runner.peer_python is None:
+            return self.missing.get("tuspyserver", "tuspy is not installed")
         server = self.runner.servers[contender.server]
         if contender.client in TUS_CLIENTS and not server.tus.present:
             return self.missing.get("pixdrop-tus", f"{server.label} has no tus endpoint")
