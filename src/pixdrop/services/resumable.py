@@ -12,7 +12,7 @@ on the same staging files, parts and image ingest as the native chunk API:
   and goes on (``writers.py``).
 * When the last byte is in, the upload goes through image ingest before the answer is sent;
   a refused image frees the upload. tus partial uploads are never images by themselves: a final
-  upload joins them (in the kernel, without copying through Python) once all are complete.
+  upload joins them once all are complete (``concat.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pixdrop.errors import (
     FinalUploadNotWritable,
     ImageNotFound,
     InconsistentUploadLength,
-    InvalidResumableRequest,
     OffsetMismatch,
     PayloadTooLarge,
     PixdropError,
@@ -38,7 +37,6 @@ from pixdrop.errors import (
     UploadTakenOver,
 )
 from pixdrop.models import Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
-from pixdrop.ports import LockBusy
 from pixdrop.services.appends import (
     CHECKSUM_ALGORITHMS,
     AppendBody,
@@ -46,6 +44,7 @@ from pixdrop.services.appends import (
     Checksum,
     Progress,
 )
+from pixdrop.services.concat import Concatenation
 from pixdrop.services.images import StoredImage
 from pixdrop.services.uploads import UploadService
 from pixdrop.services.writers import Writers
@@ -53,7 +52,7 @@ from pixdrop.services.writers import Writers
 log = logging.getLogger("pixdrop.resumable")
 
 
-class ResumableService:
+class ResumableService(Concatenation):
     """Create, resume, append to, concatenate and terminate resumable uploads."""
 
     def __init__(
@@ -146,57 +145,6 @@ class ResumableService:
             upload = replace(upload, state=UploadState.COMPLETED)
         return upload
 
-    async def create_final(
-        self,
-        *,
-        protocol: UploadProtocol,
-        partial_ids: list[str],
-        concat: str,
-        metadata: str | None = None,
-        filename: str | None = None,
-        content_type: str | None = None,
-    ) -> tuple[Upload, StoredImage | None]:
-        """Join *partial_ids*, in order, into a final upload.
-
-        If every partial upload is complete the image is ingested now (and returned); else the
-        final upload completes when the last partial upload receives its last byte.
-        """
-        if not partial_ids:
-            raise InvalidResumableRequest("Upload-Concat: final names no partial uploads.")
-        partials = [await self._partial(pid) for pid in partial_ids]
-        known = all(not p.length_deferred for p in partials)
-        total = sum(p.size for p in partials) if known else None
-        if total is not None:
-            self._check_length(total)
-        upload = self._new_upload(
-            protocol,
-            total,
-            metadata=metadata,
-            filename=filename,
-            content_type=content_type,
-            concat=concat,
-        )
-        await self.blobs.create_staging(upload.id)
-        await self.meta.create_final(upload, partial_ids)
-        stored = await self._try_assemble(upload.id)
-        return await self.meta.get_upload(upload.id) if stored else upload, stored
-
-    async def _partial(self, upload_id: str) -> Upload:
-        try:
-            upload = await self.get(upload_id)
-        except UploadNotFound:
-            raise InvalidResumableRequest(
-                f"Upload-Concat names {upload_id!r}, which is not an upload on this server.",
-                partial=upload_id,
-            ) from None
-        if not upload.is_partial:
-            raise InvalidResumableRequest(
-                f"Upload {upload_id} is not a partial upload; create the pieces of a final "
-                "upload with 'Upload-Concat: partial'.",
-                partial=upload_id,
-            )
-        return upload
-
     # --- reading ---
 
     async def get(self, upload_id: str) -> Upload:
@@ -253,16 +201,6 @@ class ResumableService:
                     length = sum(p.size for p in partials)
             return Progress(upload, None, length, None)
         return Progress(upload, await self.meta.received_end(upload.id), length, None)
-
-    async def _partials_of(self, final_id: str) -> list[Upload] | None:
-        """The partial uploads of a final upload, or ``None`` if one of them is gone."""
-        found = []
-        for pid in await self.meta.concat_partials(final_id):
-            try:
-                found.append(await self.meta.get_upload(pid))
-            except UploadNotFound:
-                return None
-        return found
 
     # --- appending ---
 
@@ -463,33 +401,6 @@ class ResumableService:
         except UnprocessableImage:
             await self._free(upload.id)
             raise
-
-    async def _try_assemble(self, final_id: str) -> StoredImage | None:
-        """Join the partial uploads of *final_id* and ingest the image, if all are complete."""
-        try:
-            async with self.locker.hold(f"complete/{final_id}"):
-                final = await self.meta.get_upload(final_id)
-                if final.state is UploadState.COMPLETED:
-                    return None
-                partials = await self._partials_of(final_id)
-                if partials is None or any(p.state is not UploadState.COMPLETED for p in partials):
-                    return None
-                total = sum(p.size for p in partials)
-                if total > self.max_size:
-                    await self._free(final_id)
-                    self._check_length(total)
-                if final.length_deferred:
-                    await self.meta.set_length(final_id, total)
-                    final = replace(final, size=total, length_deferred=False)
-                await self.blobs.concat_staging(final_id, [(p.id, p.size) for p in partials])
-                try:
-                    return await self._ingest(final)
-                finally:
-                    # The pieces are spent (tus allows freeing them after concatenation).
-                    for piece in partials:
-                        await self._free(piece.id)
-        except LockBusy:
-            return None  # another request is completing it right now
 
     async def _free(self, upload_id: str) -> None:
         await self.uploads.free(upload_id)
