@@ -18,7 +18,7 @@ class Outcome(Generic[T]):
     """What one awaitable came to: a value, or the exception it raised."""
 
     value: T | None = None
-    error: Exception | None = None
+    error: BaseException | None = None
 
     def unwrap(self) -> T:
         if self.error is not None:

@@ -26,22 +26,18 @@ from typing import Any, Generic, TypeVar
 from anyio import to_thread
 from sqlalchemy import Connection, Engine
 
+from pixdrop.tasks import Outcome
+
 T = TypeVar("T")
 
 
 class _Write(Generic[T]):
-    __slots__ = ("done", "error", "operation", "value")
+    __slots__ = ("done", "operation", "outcome")
 
     def __init__(self, operation: Callable[[Connection], T]) -> None:
         self.operation = operation
         self.done = False
-        self.value: T | None = None
-        self.error: BaseException | None = None
-
-    def result(self) -> T:
-        if self.error is not None:
-            raise self.error
-        return self.value  # type: ignore[return-value]
+        self.outcome: Outcome[T] = Outcome()
 
 
 class GroupCommit:
@@ -60,7 +56,7 @@ class GroupCommit:
             self._queue.append(write)
         # Not abandoned on cancellation (anyio's default): the caller learns the outcome.
         await to_thread.run_sync(self._drain, write)
-        return write.result()
+        return write.outcome.unwrap()
 
     def _drain(self, write: _Write[Any]) -> None:
         with self._commit_lock:
@@ -74,18 +70,18 @@ class GroupCommit:
         try:
             with self._engine.begin() as conn:
                 if len(batch) == 1:
-                    batch[0].value = batch[0].operation(conn)
+                    batch[0].outcome.value = batch[0].operation(conn)
                 else:
                     for write in batch:
                         try:
                             with conn.begin_nested():
-                                write.value = write.operation(conn)
+                                write.outcome.value = write.operation(conn)
                         except Exception as exc:
-                            write.error = exc
+                            write.outcome.error = exc
         except BaseException as exc:  # the commit failed (or the lone write): none stands
             for write in batch:
-                if write.error is None:
-                    write.error, write.value = exc, None
+                if write.outcome.error is None:
+                    write.outcome = Outcome(error=exc)
         finally:
             for write in batch:
                 write.done = True

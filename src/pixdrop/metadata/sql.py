@@ -30,7 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
+from sqlalchemy.pool import ConnectionPoolEntry, Pool, SingletonThreadPool
 
 from pixdrop.metadata import statements as q
 from pixdrop.metadata.batching import GroupCommit
@@ -49,7 +49,7 @@ SQLITE_BEGIN_OPTION = "pixdrop_sqlite_begin"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: URL, *, sync: bool = True) -> Engine:
+def make_engine(url: URL, *, sync: bool = True, poolclass: type[Pool] | None = None) -> Engine:
     """A synchronous engine for *url* (``sqlite`` or ``postgresql+psycopg``), tuned per dialect.
 
     With *sync* off, commits are not flushed to the disk before they return (SQLite
@@ -58,7 +58,7 @@ def make_engine(url: URL, *, sync: bool = True) -> Engine:
     other backend.
     """
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url)
+        engine = create_engine(url, poolclass=poolclass)
         event.listen(engine, "connect", partial(_tune_sqlite_connection, sync=sync))
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
@@ -117,9 +117,7 @@ class SqlMetadataStore:
         self._writes: GroupCommit | None = None
         if engine.dialect.name == "sqlite":
             self._writes = GroupCommit(engine)
-            self._lookups = create_engine(engine.url, poolclass=SingletonThreadPool)
-            event.listen(self._lookups, "connect", _tune_sqlite_connection)
-            event.listen(self._lookups, "begin", _begin_sqlite_transaction)
+            self._lookups = make_engine(engine.url, poolclass=SingletonThreadPool)
 
     @property
     def engine(self) -> Engine:

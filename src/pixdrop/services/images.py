@@ -45,14 +45,10 @@ from pixdrop.ports import (
 )
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.services.locks import hold_waiting
-from pixdrop.services.streams import MeteredStream
+from pixdrop.services.streams import MeteredStream, collect
 from pixdrop.tasks import both
 
 Clock = Callable[[], datetime]
-
-
-async def _collect(blocks: AsyncIterator[bytes]) -> bytes:
-    return b"".join([block async for block in blocks])
 
 
 def utcnow() -> datetime:
@@ -183,13 +179,13 @@ class ImageService:
     async def _staged_source(self, staging_id: str, size: int) -> ImageSource:
         if isinstance(self.blobs, LocalFiles):
             return self.blobs.staging_path(staging_id)
-        return await _collect(self.blobs.read_staging(staging_id, 0, size))
+        return await collect(self.blobs.read_staging(staging_id, 0, size))
 
     async def blob_source(self, image: Image) -> ImageSource:
         """The image's original, for the codec: its file where the store has one."""
         if isinstance(self.blobs, LocalFiles):
             return self.blobs.blob_path(image.blob_key)
-        return await _collect(self.blobs.read(image.blob_key, 0, image.size))
+        return await collect(self.blobs.read(image.blob_key, 0, image.size))
 
     async def blob_size(self, sha256: str) -> int | None:
         """Size of the stored bytes with this sha256, if an image uses them; else ``None``."""

@@ -35,6 +35,7 @@ from pixdrop.models import (
 from pixdrop.ports import ImageCodec
 from pixdrop.services.images import ImageService
 from pixdrop.services.locks import hold_waiting
+from pixdrop.services.streams import collect
 
 #: Default quality per output format: what looks alike at a glance (AVIF's scale runs lower).
 DEFAULT_QUALITY = {"webp": 80, "avif": 55, "jpeg": 82, "png": 100}
@@ -202,7 +203,7 @@ class RenditionService:
             )
             # None: the decoder found no location after all; the copy is then the original.
             if stripped is None:
-                return await _collect(self.images.read(image, 0, image.size))
+                return await collect(self.images.read(image, 0, image.size))
             return stripped
 
         size = await self._ensure(image, key, make)
@@ -243,7 +244,3 @@ class RenditionService:
             return await self.images.blobs.blob_size(key)
         except FileNotFoundError:
             return None
-
-
-async def _collect(blocks: AsyncIterator[bytes]) -> bytes:
-    return b"".join([block async for block in blocks])

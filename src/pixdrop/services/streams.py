@@ -1,4 +1,5 @@
-"""A metered body stream: counts, hashes and bounds bytes as they flow to the blob store."""
+"""Body streams: a metered one that counts, hashes and bounds bytes on their way to the blob store,
+and reading a (small) stream whole."""
 
 from __future__ import annotations
 
@@ -75,3 +76,8 @@ class MeteredStream:
     def verify(self, what: str) -> None:
         """Raise ``DigestMismatch`` if the bytes do not match the client's digests."""
         verify(self.expected, {n: h.digest() for n, h in self._hashers.items()}, what)
+
+
+async def collect(blocks: AsyncIterator[bytes]) -> bytes:
+    """All of *blocks*, joined: for streams known to be small (or wanted whole anyway)."""
+    return b"".join([block async for block in blocks])

@@ -34,7 +34,7 @@ from pixdrop.models import Image, Part, Upload, UploadState, is_valid_id, new_id
 from pixdrop.ports import DigestsStaging, LockBusy
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.services.images import ImageService, StoredImage
-from pixdrop.services.streams import MeteredStream
+from pixdrop.services.streams import MeteredStream, collect
 
 log = logging.getLogger("pixdrop.uploads")
 
@@ -353,7 +353,7 @@ class UploadService:
 
     async def _staged_head(self, upload: Upload) -> bytes:
         want = min(self.images.prober.head_size, upload.size)
-        return b"".join([block async for block in self.blobs.read_staging(upload.id, 0, want)])
+        return await collect(self.blobs.read_staging(upload.id, 0, want))
 
     async def _hash_staged(self, upload: Upload) -> str:
         if isinstance(self.blobs, DigestsStaging):
