@@ -37,7 +37,8 @@ class BlobStore(Protocol):
     """
 
     async def create_staging(self, upload_id: str, *, durable: bool = True) -> None:
-        """Make an empty staging object for *upload_id* (idempotent).
+        """Make an empty staging object for *upload_id* (idempotent: an existing one keeps its
+        bytes, and gets the durability asked for).
 
         With *durable* off, the object need not survive a crash of the machine: for bytes that
         are only kept if they are committed (a one-request upload), not recorded meanwhile.
@@ -112,8 +113,11 @@ class DigestsStaging(Protocol):
 class MetadataStore(Protocol):
     """Upload and image records. Every method is atomic."""
 
-    async def create_upload(self, upload: Upload) -> None:
-        """Record a new upload."""
+    async def create_upload(
+        self, upload: Upload, *, parts: Sequence[Part] = (), image: Image | None = None
+    ) -> None:
+        """Record a new upload and, in the same transaction, its first *parts* and (for an
+        upload complete on arrival, whose ``image_id`` names it) its *image*."""
 
     async def get_upload(self, upload_id: str) -> Upload:
         """Return the upload; if none exists, raise ``UploadNotFound``."""

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -334,6 +335,30 @@ def test_complete_upload_with_taken_image_id_changes_nothing(store: SqlMetadataS
     with pytest.raises(IntegrityError):
         run(store.complete_upload, upload.id, make_image(id=taken.id))
     assert run(store.get_upload, upload.id) == upload
+    assert run(store.get_image, taken.id) == taken
+
+
+def test_create_upload_with_its_part_and_image_in_one_transaction(
+    store: SqlMetadataStore,
+) -> None:
+    image = make_image()
+    upload = make_upload(size=1_000, state=COMPLETED, image_id=image.id)
+    part = Part(0, 1_000, sha())
+    run(partial(store.create_upload, upload, parts=[part], image=image))
+    assert run(store.get_upload, upload.id) == upload
+    assert run(store.list_parts, upload.id) == [part]
+    assert run(store.get_image, image.id) == image
+
+
+def test_create_upload_with_taken_image_id_records_nothing(store: SqlMetadataStore) -> None:
+    taken = make_image()
+    run(store.create_image, taken)
+    upload = make_upload(size=1_000, state=COMPLETED, image_id=taken.id)
+    with pytest.raises(IntegrityError):
+        run(partial(store.create_upload, upload, parts=[Part(0, 1_000, sha())], image=taken))
+    with pytest.raises(UploadNotFound):
+        run(store.get_upload, upload.id)
+    assert run(store.list_parts, upload.id) == []
     assert run(store.get_image, taken.id) == taken
 
 

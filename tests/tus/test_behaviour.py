@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -145,14 +146,72 @@ def test_termination_frees_the_bytes(server, client) -> None:
     assert head(client, path).status_code == 404
 
 
-def test_creation_with_upload_of_a_whole_image(client, photo_jpeg) -> None:
-    response = create(client, len(photo_jpeg), body=photo_jpeg)
+def test_creation_with_upload_of_a_whole_image(server, client, photo_jpeg) -> None:
+    meta = metadata(filename="photo.jpg", filetype="image/jpeg")
+    response = create(client, len(photo_jpeg), body=photo_jpeg, headers={"Upload-Metadata": meta})
     assert response.status_code == 201, response.text
     assert response.headers["upload-offset"] == str(len(photo_jpeg))
     token = response.headers["pixdrop-delete-token"]
     assert fetch_image(client, response.headers["pixdrop-image"], token) == photo_jpeg
-    after = head(client, location_path(response))
+    image = sf_strings(response.headers["pixdrop-image"])
+    info = client.get(image["url"]).json()
+    assert info["filename"] == "photo.jpg"
+    assert info["sha256"] == hashlib.sha256(photo_jpeg).hexdigest()
+    path = location_path(response)
+    after = head(client, path)
+    assert after.headers["upload-offset"] == after.headers["upload-length"]
     assert after.headers["upload-offset"] == str(len(photo_jpeg))
+    assert after.headers["upload-metadata"] == meta
+    assert sf_strings(after.headers["pixdrop-image"]) == image
+    # Complete: a repeated empty PATCH at the end is harmless, more data is refused.
+    assert patch(client, path, len(photo_jpeg), b"").status_code == 204
+    assert_problem(patch(client, path, len(photo_jpeg), b"x"), 409)
+    # Nothing is left in staging once the image is stored.
+    assert list((server.settings.data_dir / "staging").iterdir()) == []
+
+
+def test_creation_with_upload_of_not_an_image_keeps_nothing(server, client) -> None:
+    data = random.Random(5).randbytes(20 * KiB)
+    response = create(client, len(data), body=data)
+    assert_problem(response, 422)
+    assert "location" not in response.headers
+    assert files_containing(server.settings.data_dir, data[:64]) == []
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "crc32"])
+def test_creation_with_upload_checks_upload_checksum(server, client, photo_png, algorithm) -> None:
+    good = {"Upload-Checksum": checksum(algorithm, photo_png)}
+    response = create(client, len(photo_png), body=photo_png, headers=good)
+    assert response.status_code == 201, response.text
+    assert fetch_image(client, response.headers["pixdrop-image"]) == photo_png
+
+    altered = photo_png[:-10] + bytes(10)
+    wrong = create(client, len(altered), body=altered, headers=good)
+    assert_problem(wrong, 460)
+    assert files_containing(server.settings.data_dir, altered[-200:]) == []
+
+
+def test_silent_creation_with_upload_keeps_what_arrived(server_factory, photo_png) -> None:
+    """A creation whose body stops is answered after the idle timeout with the bytes kept, so
+    the client can resume at the offset it is told."""
+    server = server_factory(idle_timeout=0.5)
+    half = len(photo_png) // 2
+    headers = {**TUS, "Content-Type": OCTETS, "Upload-Length": str(len(photo_png))}
+    silent = RawRequest(server.url, "POST", "/files/", len(photo_png), headers)
+    try:
+        silent.send(photo_png[:half])
+        reply = silent.response()
+    finally:
+        silent.close()
+    assert reply.status == 201, reply
+    assert reply.headers["upload-offset"] == str(half)
+    assert "pixdrop-image" not in reply.headers
+    path = urlsplit(reply.headers["location"]).path
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert offset_of(client, path) == half
+        last = patch(client, path, half, photo_png[half:])
+        assert last.status_code == 204, last.text
+        assert fetch_image(client, last.headers["pixdrop-image"]) == photo_png
 
 
 def test_creation_with_upload_waits_for_100_continue(server, photo_jpeg) -> None:

@@ -285,9 +285,28 @@ async def create(request: Request) -> Response:
     with_data = _body_is_data(request)
     if not with_data and declared:
         _require_data_type(request, declared)
+    length = _creation_length(request)
+    if with_data and concat is None and length and declared == length:
+        # The whole upload in this request: one transaction records it with its image.
+        result = await service.create_whole(
+            protocol="tus",
+            length=length,
+            body=request.stream(),
+            metadata=raw_metadata,
+            filename=filename,
+            content_type=content_type,
+            **_checksum_args(request),
+        )
+        upload = result.progress.upload
+        headers = {"Location": upload_url(request, upload.id)}
+        headers["Upload-Offset"] = str(result.progress.offset)
+        if upload.state.value != "completed":
+            headers["Upload-Expires"] = tus.http_date(upload.expires_at)
+        headers.update(_stored_headers(request, result.stored))
+        return Response(status_code=201, headers=headers)
     upload = await service.create(
         protocol="tus",
-        length=_creation_length(request),
+        length=length,
         metadata=raw_metadata,
         filename=filename,
         content_type=content_type,

@@ -17,7 +17,7 @@ opened (:func:`_tune_sqlite_connection`), and SQLAlchemy, not the sqlite3 module
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -146,9 +146,12 @@ class SqlMetadataStore:
                 return operation(conn)
         return await self._run(operation)
 
-    async def create_upload(self, upload: Upload) -> None:
-        """Record a new upload; raise ``IntegrityError`` if its id is taken."""
-        await self._write(partial(q.create_upload, upload=upload))
+    async def create_upload(
+        self, upload: Upload, *, parts: Sequence[Part] = (), image: Image | None = None
+    ) -> None:
+        """Record a new upload, with its *parts* and *image* if given, in one transaction;
+        raise ``IntegrityError`` (recording nothing) if an id is taken."""
+        await self._write(partial(q.create_upload, upload=upload, parts=parts, image=image))
 
     async def get_upload(self, upload_id: str) -> Upload:
         """Return the upload; raise ``UploadNotFound`` if there is none."""

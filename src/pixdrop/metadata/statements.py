@@ -12,7 +12,7 @@ SQLAlchemy then only looks up their compiled form, which halves the cost of a sm
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -305,8 +305,15 @@ def count_images_with_sha256(conn: Connection, sha256: str) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def create_upload(conn: Connection, upload: Upload) -> None:
+def create_upload(
+    conn: Connection, upload: Upload, parts: Sequence[Part] = (), image: Image | None = None
+) -> None:
+    if image is not None:
+        conn.execute(insert(images).values(_image_values(image)))
     conn.execute(insert(uploads).values(_upload_values(upload)))
+    for part in parts:
+        values = {"upload_id": upload.id, "start": part.start, "end": part.end}
+        conn.execute(insert(upload_parts).values(**values, sha256=part.sha256))
 
 
 def delete_upload(conn: Connection, upload_id: str) -> None:

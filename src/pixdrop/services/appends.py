@@ -56,12 +56,22 @@ class Checksum:
     digest: bytes
 
 
+def checksum_algorithms(
+    checksum: Checksum | None, trailer_checksum: Callable[[], Checksum | None] | None
+) -> tuple[str, ...]:
+    """What to hash a body with: the algorithm of its *checksum*, or every supported one when
+    the checksum comes in a trailer, after the body (none if the body carries no checksum)."""
+    if checksum is not None:
+        return (checksum.algorithm,)
+    return CHECKSUM_ALGORITHMS if trailer_checksum else ()
+
+
 class AppendBody:
     """One append's request body: bounded, hashed on the writer thread, and stoppable.
 
     Iteration ends early (``interrupted``) when the client disconnects, sends nothing for
     *idle_timeout* seconds, or a newer request calls :meth:`stop`; the bytes yielded so far
-    are written and recorded as usual.
+    are written and recorded as usual. The first *head_size* bytes are kept (``head``).
     """
 
     def __init__(
@@ -72,6 +82,7 @@ class AppendBody:
         too_long: Callable[[], PixdropError],
         checksums: tuple[str, ...],
         idle_timeout: float,
+        head_size: int = 0,
     ) -> None:
         self._body = body
         self._limit = limit
@@ -80,6 +91,8 @@ class AppendBody:
         self._scope: anyio.CancelScope | None = None
         self._sha256 = hashlib.sha256()
         self._checks = {name: new_hasher(name) for name in checksums}
+        self._head_size = head_size
+        self._head = bytearray()
         self.length = 0
         self.interrupted = False
         self.taken_over = False
@@ -106,6 +119,8 @@ class AppendBody:
             if self.length + len(block) > self._limit:
                 raise self._too_long()
             self.length += len(block)
+            if len(self._head) < self._head_size:
+                self._head += block[: self._head_size - len(self._head)]
             return block
         raise StopAsyncIteration
 
@@ -125,6 +140,26 @@ class AppendBody:
     @property
     def sha256(self) -> str:
         return self._sha256.hexdigest()
+
+    @property
+    def head(self) -> bytes:
+        return bytes(self._head)
+
+    def kept(
+        self,
+        written: int,
+        checksum: Checksum | None,
+        trailer_checksum: Callable[[], Checksum | None] | None,
+    ) -> int:
+        """How many of the *written* bytes to keep: all of them, unless the body carries a
+        checksum. Then an interrupted body keeps none (it cannot be checked) and a whole one
+        is verified (``ChecksumMismatch`` if it differs)."""
+        if not self._checks:
+            return written
+        if self.interrupted:
+            return 0
+        self.verify(checksum or (trailer_checksum and trailer_checksum()))
+        return written
 
     def verify(self, checksum: Checksum | None) -> None:
         """Raise unless the body matches *checksum* (``None``: an announced trailer never came)."""

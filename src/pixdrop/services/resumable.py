@@ -38,21 +38,22 @@ from pixdrop.errors import (
 )
 from pixdrop.models import Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
 from pixdrop.services.appends import (
-    CHECKSUM_ALGORITHMS,
     AppendBody,
     AppendResult,
     Checksum,
     Progress,
+    checksum_algorithms,
 )
 from pixdrop.services.concat import Concatenation
 from pixdrop.services.images import StoredImage
 from pixdrop.services.uploads import UploadService
+from pixdrop.services.whole import WholeCreation
 from pixdrop.services.writers import Writers
 
 log = logging.getLogger("pixdrop.resumable")
 
 
-class ResumableService(Concatenation):
+class ResumableService(Concatenation, WholeCreation):
     """Create, resume, append to, concatenate and terminate resumable uploads."""
 
     def __init__(
@@ -262,15 +263,11 @@ class ResumableService(Concatenation):
                     offset=current,
                     length=known,
                 )
-            if checksum is not None:
-                algorithms: tuple[str, ...] = (checksum.algorithm,)
-            else:
-                algorithms = CHECKSUM_ALGORITHMS if trailer_checksum else ()
             stream = AppendBody(
                 body,
                 limit=limit,
                 too_long=self._too_long(upload, current, known),
-                checksums=algorithms,
+                checksums=checksum_algorithms(checksum, trailer_checksum),
                 idle_timeout=self.idle_timeout,
             )
             slot.body = stream
@@ -278,11 +275,7 @@ class ResumableService(Concatenation):
                 written = await self.blobs.write_at(upload.id, current, stream, stream.observe)
             except FileNotFoundError:
                 raise UploadNotFound(f"Upload {upload.id} was deleted.") from None
-            if algorithms:
-                if stream.interrupted:
-                    written = 0  # a partial body cannot be checked against its checksum
-                else:
-                    stream.verify(checksum or (trailer_checksum and trailer_checksum()))
+            written = stream.kept(written, checksum, trailer_checksum)
             if written:
                 part = Part(current, current + written, stream.sha256)
                 await self.meta.add_part(upload.id, part)
