@@ -11,13 +11,14 @@ from typing import Any, TypeVar
 
 import anyio
 import pytest
+import pyvips
 
 from pixdrop.errors import UnprocessableImage
 from pixdrop.imaging import jobs, placeholder, vips
 from pixdrop.imaging.codec import VipsCodec
 from pixdrop.imaging.pool import JobTimeout, WorkerCrashed, WorkerPool
 from pixdrop.models import Fit, ImageLimits, VariantSpec
-from tests.imaging.corpus import SVG, animation, bomb_png, gps_jpeg, photo
+from tests.imaging.corpus import SVG, animation, bomb_png, gps_jpeg, photo, tiff_exif, with_app1
 
 T = TypeVar("T")
 LIMITS = ImageLimits(max_width=32768, max_height=32768, max_pixels=100_000_000, max_frames=1000)
@@ -158,3 +159,69 @@ def test_placeholder_shape() -> None:
     assert clear[4] & 0x80  # wider than high: landscape bit
     with pytest.raises(ValueError, match="100x100"):
         placeholder.thumbhash(101, 1, bytes(404))
+
+
+def quadrants(image: vips.Preview) -> list[tuple[float, float, float]]:
+    """Mean RGB of the preview's four quadrants (top left, top right, bottom left, right)."""
+    out = []
+    half_w, half_h = image.width // 2, image.height // 2
+    for top in (0, image.height - half_h):
+        for left in (0, image.width - half_w):
+            pixels = [
+                image.rgba[4 * (y * image.width + x) : 4 * (y * image.width + x) + 3]
+                for y in range(top, top + half_h)
+                for x in range(left, left + half_w)
+            ]
+            out.append(tuple(sum(p[k] for p in pixels) / len(pixels) for k in range(3)))
+    return out
+
+
+def four_colours(width: int, height: int) -> bytes:
+    """A JPEG with red, green, blue and white quadrants, and some grain."""
+    colours = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (240, 240, 240)]
+    tiles = [pyvips.Image.black(width // 2, height // 2, bands=3) + list(c) for c in colours]
+    image = (
+        tiles[0]
+        .join(tiles[1], "horizontal")
+        .join(tiles[2].join(tiles[3], "horizontal"), "vertical")
+    )
+    grain = pyvips.Image.gaussnoise(image.width, image.height, sigma=6)
+    image = (image + grain).maxpair(0).minpair(255).cast("uchar").copy(interpretation="srgb")
+    return bytes(image.jpegsave_buffer(Q=90, keep=0))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_jpeg_preview_is_upright_and_matches_the_general_pipeline(
+    orientation: int, tmp_path: Path
+) -> None:
+    """The JPEG path samples its preview in Python; it must show what libvips' resampling of
+    the same image shows, turned the same way."""
+    data = with_app1(four_colours(1200, 800), b"Exif\x00\x00" + tiff_exif(orientation, False))
+    path = tmp_path / "q.jpg"
+    path.write_bytes(data)
+    header = vips.header(path, "jpeg")
+    assert header.orientation == orientation
+    sampled = vips.decode_and_preview(path, "jpeg", header, jobs.PREVIEW_SIZE)
+    general = pyvips.Image.new_from_file(str(path)).thumbnail_image(32, height=32)
+    reference = vips.Preview(
+        general.width, general.height, bytes(general.bandjoin(255).write_to_memory())
+    )
+    assert (sampled.width > sampled.height) == (general.width > general.height)
+    assert 24 <= max(sampled.width, sampled.height) <= jobs.PREVIEW_SIZE
+    for got, want in zip(quadrants(sampled), quadrants(reference), strict=True):
+        assert all(abs(g - w) < 12 for g, w in zip(got, want, strict=True)), (got, want)
+
+
+def test_a_truncated_jpeg_is_refused_on_the_sampled_path() -> None:
+    data = four_colours(1200, 800)
+    with pytest.raises(jobs.Refusal) as caught:
+        jobs.inspect(data[: len(data) * 6 // 10], "jpeg", LIMITS)
+    assert caught.value.fields["reason"] == "corrupt-image"
+
+
+@pytest.mark.parametrize("space", ["b-w", "cmyk"])
+def test_grey_and_cmyk_jpegs_take_the_general_path(space: str) -> None:
+    image = photo(300, 200).colourspace(space)
+    details = jobs.inspect(bytes(image.jpegsave_buffer(Q=90)), "jpeg", LIMITS)
+    assert details.placeholder is not None
+    assert (details.width, details.height) == (300, 200)

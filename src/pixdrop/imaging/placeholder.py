@@ -17,8 +17,14 @@ import math
 from collections.abc import Sequence
 from functools import cache
 from operator import mul
+from typing import Final
 
 __all__ = ["encode", "thumbhash"]
+
+
+#: Byte value -> fraction of 255, looked up instead of divided per pixel.
+_UNIT: Final = [v / 255 for v in range(256)]
+_OPAQUE: Final = b"\xff"
 
 
 def _round(value: float) -> int:
@@ -64,22 +70,27 @@ def thumbhash(width: int, height: int, rgba: bytes) -> bytes:
     """The ThumbHash of a *width* x *height* RGBA image (at most 100 x 100)."""
     if not (0 < width <= 100 and 0 < height <= 100) or len(rgba) != 4 * width * height:
         raise ValueError(f"need RGBA of at most 100x100 pixels, got {width}x{height}")
-    alphas = [v / 255 for v in rgba[3::4]]
-    bands = [[v / 255 for v in rgba[k::4]] for k in range(3)]
-    total_alpha = sum(alphas)
-    avg = [0.0, 0.0, 0.0]
-    if total_alpha:
-        for band in range(3):
-            avg[band] = sum(map(mul, alphas, bands[band])) / total_alpha
-    has_alpha = total_alpha < width * height
+    count = width * height
+    bands = [list(map(_UNIT.__getitem__, rgba[k::4])) for k in range(3)]
+    has_alpha = rgba[3::4] != _OPAQUE * count
+    if has_alpha:
+        alphas = list(map(_UNIT.__getitem__, rgba[3::4]))
+        total_alpha = sum(alphas)
+        avg = [0.0, 0.0, 0.0]
+        if total_alpha:
+            for band in range(3):
+                avg[band] = sum(map(mul, alphas, bands[band])) / total_alpha
+        # Composite over the average colour: c = avg * (1 - a) + a * c.
+        red, green, blue = (
+            [m + a * (c - m) for a, c in zip(alphas, bands[k], strict=True)]
+            for k, m in enumerate(avg)
+        )
+    else:  # opaque (most photos): nothing to composite
+        red, green, blue = bands
     l_limit = 5 if has_alpha else 7  # fewer luminance terms when alpha needs the room
     longest = max(width, height)
     lx = max(1, _round(l_limit * width / longest))
     ly = max(1, _round(l_limit * height / longest))
-    # Composite over the average colour: c = avg * (1 - a) + a * c.
-    red, green, blue = (
-        [m + a * (c - m) for a, c in zip(alphas, bands[k], strict=True)] for k, m in enumerate(avg)
-    )
     lum = [(r + g + b) / 3 for r, g, b in zip(red, green, blue, strict=True)]
     p = [(r + g) / 2 - b for r, g, b in zip(red, green, blue, strict=True)]
     q = [r - g for r, g in zip(red, green, strict=True)]

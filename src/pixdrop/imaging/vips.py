@@ -138,7 +138,9 @@ def decode_and_preview(source: Path | bytes, fmt: str, head: Header, size: int) 
     (``VipsFailure``). The pixels stream through in strips, so memory stays small whatever the
     image's size. JPEG decodes at up to 1/8 scale: the entropy-coded data, where corruption
     shows, is still read in full, and the inverse DCT is up to 64 times cheaper. (The
-    ``thumbnail`` operation would be shorter, but it does not pass ``fail_on`` on to loaders.)
+    ``thumbnail`` operation would be shorter, but it does not pass ``fail_on`` on to loaders:
+    measured, it accepts truncated JPEGs.) An RGB JPEG's preview is sampled from the decoded
+    pixels (:func:`_sampled_preview`).
     """
     options: dict[str, Any] = {"access": "sequential", "fail_on": "error"}
     if fmt == "jpeg":
@@ -148,6 +150,8 @@ def decode_and_preview(source: Path | bytes, fmt: str, head: Header, size: int) 
     if fmt in ANIMATED and head.frames > 1:
         _call(_load(source, fmt, n=-1, **options).avg)  # every frame; the preview shows one
     image = _load(source, fmt, **options)
+    if fmt == "jpeg" and (image.bands, image.format, image.interpretation) == (3, "uchar", "srgb"):
+        return _sampled_preview(image, head.orientation, size)  # an RGB JPEG: most photos
     # A box shrink by a whole factor first, to about twice the preview's size: four times
     # cheaper than letting thumbnail_image reduce a large image by itself (measured on a
     # 134-megapixel TIFF: 1.02 s against 0.26 s); the placeholder is a blur anyway.
@@ -157,6 +161,40 @@ def decode_and_preview(source: Path | bytes, fmt: str, head: Header, size: int) 
     preview = _call(image.thumbnail_image, size, height=size)  # upright: applies orientation
     preview = _as_srgb8(preview, alpha=True)
     return Preview(int(preview.width), int(preview.height), bytes(_call(preview.write_to_memory)))
+
+
+def _sampled_preview(image: Any, orientation: int, size: int) -> Preview:
+    """The preview of an 8-bit RGB image small enough to hold whole (a JPEG decoded at 1/8).
+
+    Decoding it to memory reads every pixel strictly; the preview then samples one pixel in
+    every *step* x *step* block, in Python, and turns the grid upright per the EXIF
+    *orientation*. Each further libvips operation on so small an image costs more than the
+    sampling (measured: 5.1 ms against 3.1 ms per 100 KiB photo); the 1/8 scale already
+    averaged each 8 x 8 block, and the placeholder keeps only the lowest frequencies.
+    """
+    pixels = bytes(_call(image.write_to_memory))
+    width, height = int(image.width), int(image.height)
+    step = -(-max(width, height) // size)  # ceiling: at most *size* samples a side
+    first = step // 2
+    stride = 3 * width
+    grid: list[list[bytes]] = []
+    for y in range(first, height, step):
+        row = pixels[y * stride : (y + 1) * stride]
+        grid.append([row[x : x + 3] for x in range(3 * first, stride, 3 * step)])
+    grid = _upright(grid, orientation)
+    rgba = b"".join(pixel + b"\xff" for row in grid for pixel in row)
+    return Preview(len(grid[0]), len(grid), rgba)
+
+
+def _upright(grid: list[list[bytes]], orientation: int) -> list[list[bytes]]:
+    """Rows of pixels turned as the EXIF *orientation* (1-8) says to show them."""
+    if orientation in (5, 6, 7, 8):  # a quarter turn: swap the axes first
+        grid = [list(column) for column in zip(*grid, strict=True)]
+    if orientation in (2, 3, 6, 7):  # mirror each row
+        grid = [row[::-1] for row in grid]
+    if orientation in (3, 4, 7, 8):  # upside down
+        grid = grid[::-1]
+    return grid
 
 
 def _thumbnail(source: Path | bytes, width: int, **options: Any) -> Any:
