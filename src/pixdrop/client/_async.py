@@ -19,6 +19,7 @@ from pixdrop.client.config import ClientConfig
 from pixdrop.client.download import Destination, Sink
 from pixdrop.client.errors import PixdropClientError
 from pixdrop.client.models import Image, Progress, UploadStatus
+from pixdrop.client.pools import ShardedAsyncTransport
 from pixdrop.client.retry import RetryPolicy, gave_up, server_retry_after, should_retry
 from pixdrop.client.source import Source, Uploadable
 from pixdrop.client.transfer import (
@@ -75,6 +76,8 @@ class AsyncClient:
             Path(state_dir) if state_dir is not None else None,
             max_connections,
         )
+        if transport is None:  # the connections in shards: cheaper per request (pools.py)
+            transport = ShardedAsyncTransport(max_connections)
         self._http = httpx.AsyncClient(transport=transport, **self.config.http_options())
         self._rng = random.Random()
 
