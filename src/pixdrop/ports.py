@@ -106,8 +106,8 @@ class BlobStore(Protocol):
 class DigestsStaging(Protocol):
     """Optional ``BlobStore`` capability: hash a staging object where it lies."""
 
-    async def digest_staging(self, upload_id: str, size: int, head_size: int) -> tuple[str, bytes]:
-        """The sha256 (hex) of bytes ``[0, size)`` and their first *head_size* bytes."""
+    async def digest_staging(self, upload_id: str, size: int) -> str:
+        """The sha256 (hex) of bytes ``[0, size)``."""
 
 
 class MetadataStore(Protocol):

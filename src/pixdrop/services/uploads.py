@@ -357,8 +357,7 @@ class UploadService:
 
     async def _hash_staged(self, upload: Upload) -> str:
         if isinstance(self.blobs, DigestsStaging):
-            sha, _ = await self.blobs.digest_staging(upload.id, upload.size, 0)
-            return sha
+            return await self.blobs.digest_staging(upload.id, upload.size)
         hasher = hashlib.sha256()
         async for block in self.blobs.read_staging(upload.id, 0, upload.size):
             hasher.update(block)

@@ -173,27 +173,24 @@ class LocalBlobStore:
             if fd is not None:
                 os.close(fd)
 
-    async def digest_staging(self, upload_id: str, size: int, head_size: int) -> tuple[str, bytes]:
+    async def digest_staging(self, upload_id: str, size: int) -> str:
         path = self._staging(upload_id)
 
-        def digest() -> tuple[str, bytes]:
+        def digest() -> str:
             # One thread hop for the whole file, reading into one reused buffer. (mmap would
             # save the copy, but mapped pages count as the process's RSS and look like a leak.)
             hasher = hashlib.sha256()
             buffer = bytearray(DIGEST_BLOCK)
             view = memoryview(buffer)
-            head = b""
             with open(path, "rb", buffering=0) as file:
                 remaining = size
                 while remaining > 0:
                     got = file.readinto(view[: min(DIGEST_BLOCK, remaining)])
                     if not got:
                         raise OSError(f"staging file of {upload_id} is shorter than {size}")
-                    if not head:
-                        head = bytes(view[: min(got, head_size)])
                     hasher.update(view[:got])
                     remaining -= got
-            return hasher.hexdigest(), head
+            return hasher.hexdigest()
 
         return await to_thread.run_sync(digest)
 
