@@ -11,57 +11,21 @@ the tus concatenation extension allows.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol
 
 from pixdrop.errors import InvalidResumableRequest, UploadNotFound
 from pixdrop.models import Upload, UploadProtocol, UploadState
-from pixdrop.ports import BlobStore, LockBusy, Locker, MetadataStore
+from pixdrop.ports import LockBusy
+from pixdrop.services.core import ResumableCore
 from pixdrop.services.images import StoredImage
 
 __all__ = ["Concatenation"]
-
-
-class _Resumable(Protocol):
-    """What the concatenation methods use of the ``ResumableService`` they belong to."""
-
-    meta: MetadataStore
-    blobs: BlobStore
-    locker: Locker
-
-    @property
-    def max_size(self) -> int: ...
-
-    def _check_length(self, length: int) -> None: ...
-
-    def _new_upload(
-        self,
-        protocol: UploadProtocol,
-        length: int | None,
-        *,
-        metadata: str | None,
-        filename: str | None,
-        content_type: str | None,
-        concat: str | None,
-    ) -> Upload: ...
-
-    async def get(self, upload_id: str) -> Upload: ...
-
-    async def _ingest(self, upload: Upload) -> StoredImage: ...
-
-    async def _free(self, upload_id: str) -> None: ...
-
-    async def _partial(self, upload_id: str) -> Upload: ...
-
-    async def _partials_of(self, final_id: str) -> list[Upload] | None: ...
-
-    async def _try_assemble(self, final_id: str) -> StoredImage | None: ...
 
 
 class Concatenation:
     """The concatenation methods of ``ResumableService``."""
 
     async def create_final(
-        self: _Resumable,
+        self: ResumableCore,
         *,
         protocol: UploadProtocol,
         partial_ids: list[str],
@@ -95,7 +59,7 @@ class Concatenation:
         stored = await self._try_assemble(upload.id)
         return await self.meta.get_upload(upload.id) if stored else upload, stored
 
-    async def _partial(self: _Resumable, upload_id: str) -> Upload:
+    async def _partial(self: ResumableCore, upload_id: str) -> Upload:
         try:
             upload = await self.get(upload_id)
         except UploadNotFound:
@@ -111,7 +75,7 @@ class Concatenation:
             )
         return upload
 
-    async def _partials_of(self: _Resumable, final_id: str) -> list[Upload] | None:
+    async def _partials_of(self: ResumableCore, final_id: str) -> list[Upload] | None:
         """The partial uploads of a final upload, or ``None`` if one of them is gone."""
         found = []
         for pid in await self.meta.concat_partials(final_id):
@@ -121,7 +85,7 @@ class Concatenation:
                 return None
         return found
 
-    async def _try_assemble(self: _Resumable, final_id: str) -> StoredImage | None:
+    async def _try_assemble(self: ResumableCore, final_id: str) -> StoredImage | None:
         """Join the partial uploads of *final_id* and ingest the image, if all are complete."""
         try:
             async with self.locker.hold(f"complete/{final_id}"):

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Protocol
 
 import anyio
 
-from pixdrop.errors import PixdropError
-from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState
-from pixdrop.ports import BlobStore, MetadataStore
+from pixdrop.models import Image, Part, UploadProtocol, UploadState
 from pixdrop.services.appends import (
     AppendBody,
     AppendResult,
@@ -30,40 +27,14 @@ from pixdrop.services.appends import (
     Progress,
     checksum_algorithms,
 )
-from pixdrop.services.images import ImageService
+from pixdrop.services.core import ResumableCore
 
 __all__ = ["WholeCreation"]
 
 
-class _Resumable(Protocol):
-    """What ``create_whole`` uses of the ``ResumableService`` it belongs to."""
-
-    meta: MetadataStore
-    blobs: BlobStore
-    images: ImageService
-    idle_timeout: float
-
-    def _check_length(self, length: int) -> None: ...
-
-    def _new_upload(
-        self,
-        protocol: UploadProtocol,
-        length: int | None,
-        *,
-        metadata: str | None,
-        filename: str | None,
-        content_type: str | None,
-        concat: str | None,
-    ) -> Upload: ...
-
-    def _too_long(
-        self, upload: Upload, current: int, known: int | None
-    ) -> Callable[[], PixdropError]: ...
-
-
 class WholeCreation:
     async def create_whole(
-        self: _Resumable,
+        self: ResumableCore,
         *,
         protocol: UploadProtocol,
         length: int,
