@@ -207,12 +207,17 @@ async def patch(request: Request, upload_id: str) -> Response:
     if "upload-length" in request.headers:
         length = tus.parse_length(request.headers["upload-length"], "Upload-Length")
     result = await _append(request, upload_id, offset, length)
+    return Response(status_code=204, headers=_appended_headers(request, result))
+
+
+def _appended_headers(request: Request, result: AppendResult) -> dict[str, str]:
+    """The new offset, the expiry while the upload is unfinished, and the image it made."""
     upload = result.progress.upload
     headers = {"Upload-Offset": str(result.progress.offset)}
     if upload.state.value != "completed":
         headers["Upload-Expires"] = tus.http_date(upload.expires_at)
     headers.update(_stored_headers(request, result.stored))
-    return Response(status_code=204, headers=headers)
+    return headers
 
 
 def _metadata(request: Request) -> tuple[str | None, dict[str, bytes]]:
@@ -297,12 +302,8 @@ async def create(request: Request) -> Response:
             content_type=content_type,
             **_checksum_args(request),
         )
-        upload = result.progress.upload
-        headers = {"Location": upload_url(request, upload.id)}
-        headers["Upload-Offset"] = str(result.progress.offset)
-        if upload.state.value != "completed":
-            headers["Upload-Expires"] = tus.http_date(upload.expires_at)
-        headers.update(_stored_headers(request, result.stored))
+        location = upload_url(request, result.progress.upload.id)
+        headers = {"Location": location, **_appended_headers(request, result)}
         return Response(status_code=201, headers=headers)
     upload = await service.create(
         protocol="tus",

@@ -194,8 +194,12 @@ def list_parts(conn: Connection, upload_id: str) -> list[Part]:
     return [_part_from_row(row) for row in conn.execute(query)]
 
 
+def _part_values(upload_id: str, part: Part) -> dict[str, Any]:
+    return {"upload_id": upload_id, "start": part.start, "end": part.end, "sha256": part.sha256}
+
+
 def add_part(conn: Connection, upload_id: str, part: Part) -> bool:
-    values = {"upload_id": upload_id, "start": part.start, "end": part.end, "sha256": part.sha256}
+    values = _part_values(upload_id, part)
     # Insert first, without checking that the upload exists: on SQLite a transaction that reads
     # before it writes cannot wait for the write lock. The foreign key does the check, and on
     # PostgreSQL it also locks the upload row against a concurrent delete until we commit.
@@ -311,9 +315,8 @@ def create_upload(
     if image is not None:
         conn.execute(insert(images).values(_image_values(image)))
     conn.execute(insert(uploads).values(_upload_values(upload)))
-    for part in parts:
-        values = {"upload_id": upload.id, "start": part.start, "end": part.end}
-        conn.execute(insert(upload_parts).values(**values, sha256=part.sha256))
+    if parts:
+        conn.execute(insert(upload_parts), [_part_values(upload.id, part) for part in parts])
 
 
 def delete_upload(conn: Connection, upload_id: str) -> None:
