@@ -251,3 +251,12 @@ class UnsupportedProtocolVersion(PixdropError):
     status = 412
     slug = "unsupported-protocol-version"
     title = "Protocol version not supported"
+
+
+class ClientGone(Exception):
+    """The client went away while its request body was being read.
+
+    Not a problem a client receives (nobody is left to receive it): the HTTP layer raises it
+    from a request body iterator (``http.wire.body``) so that services, which import no web
+    framework, can tell a body cut short from one that ended.
+    """

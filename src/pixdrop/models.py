@@ -62,6 +62,9 @@ class Upload:
     upload_metadata: str | None = None
     #: tus ``Upload-Concat``, verbatim: ``partial`` or ``final;<partial upload URLs>``.
     concat: str | None = None
+    #: What the staging port answered to ``Staging.begin`` (e.g. an S3 multipart upload id),
+    #: so that any node can go on with the upload; ``None`` for uploads from before it existed.
+    store_token: str | None = None
 
     @property
     def is_partial(self) -> bool:
@@ -85,11 +88,18 @@ class Upload:
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """A byte range of an upload that is durable on the blob store and recorded."""
+    """A byte range of an upload that is durable in staging and recorded: the receipt that
+    ``Staging.put_part`` returns, kept in the metadata store so any node can finish the upload.
+
+    ``number`` is the store's part number (1-based: native chunk *i* is part *i + 1*; appends
+    are numbered in order), ``etag`` what the store said of it (``None`` on local disk).
+    """
 
     start: int
     end: int
     sha256: str
+    number: int = 0
+    etag: str | None = None
 
     @property
     def length(self) -> int:

@@ -1,8 +1,8 @@
 """The ports: small Protocols that services use and backends implement.
 
-Bytes (``BlobStore``) and metadata (``MetadataStore``) are separate ports; so are locks
-(``Locker``) and the image prober. Only the composition root (``http/app.py``) picks concrete
-implementations.
+Bytes in progress (``Staging``), stored bytes (``Blobs``), records (``MetadataStore``) and who
+works on what (``Leases``) are separate ports; so are the image codec and prober. Only the
+composition root (``http/app.py``) picks concrete implementations.
 """
 
 from __future__ import annotations
@@ -24,90 +24,121 @@ from pixdrop.models import (
     VariantSpec,
 )
 
-#: Sees each batch of blocks a ``BlobStore`` writes (see ``BlobStore.write_at``).
+#: Sees each batch of blocks ``Staging.put_part`` writes, in order, on the thread that writes
+#: them (so digests a client asked for are computed beside the I/O, off the event loop).
 Observer = Callable[[Sequence[bytes]], None]
 
 
-class BlobStore(Protocol):
-    """Where bytes live: a staging area for uploads in progress and content-addressed blobs.
+class Staging(Protocol):
+    """Where the bytes of uploads in progress live, shaped like an object store's multipart
+    upload: begin, put parts (any order, any node), finish into one object, or abort.
 
-    Staging objects are named by upload id; blobs by key: the sha256 of their bytes, or, for
-    renditions derived from a blob (variants, a GPS-free original), ``<sha256>/<name>`` with a
-    file-name-safe *name* (``models.derived_key``).
+    A part is written once, at its final offset: on local disk a ``pwrite`` into one sparse
+    file; on S3 a multipart part. What ``begin`` answers (the *token*) and what ``put_part``
+    answers (a receipt, ``models.Part``) are kept in the metadata store by the caller, so any
+    process or node can go on with the upload: nothing here is remembered in memory.
     """
 
-    async def create_staging(self, upload_id: str, *, durable: bool = True) -> None:
-        """Make an empty staging object for *upload_id* (idempotent: an existing one keeps its
-        bytes, and gets the durability asked for).
+    async def begin(self, upload_id: str, *, durable: bool = True) -> str:
+        """Start staging *upload_id*; return the store's token for it (may be empty).
 
-        With *durable* off, the object need not survive a crash of the machine: for bytes that
-        are only kept if they are committed (a one-request upload), not recorded meanwhile.
+        With *durable* off the staging object need not survive a crash of the machine: for
+        bytes that are kept only if they are finished (a one-request upload), never recorded
+        meanwhile. Idempotent for the same id.
         """
 
-    async def write_at(
+    async def put_part(
         self,
         upload_id: str,
+        token: str,
+        *,
+        number: int,
         offset: int,
         data: AsyncIterable[bytes],
         observe: Observer | None = None,
-    ) -> int:
-        """Write *data* into the staging object at *offset* and return the bytes written.
+    ) -> Part:
+        """Store *data* as part *number* (1-based) of the upload, at byte *offset*; return its
+        receipt (range, sha256 of the bytes, the store's etag).
 
-        ``observe``, if given, is called with each batch of blocks, in order, on the thread
-        that writes them (so digests are computed off the event loop, beside the I/O).
-
-        The bytes are durable when this returns. If *data* raises, the exception propagates and
-        whatever reached storage is left unrecorded (the caller records nothing). If the staging
-        object does not exist, raise ``FileNotFoundError``.
+        The bytes are durable when this returns. If *data* raises, the exception propagates
+        and nothing must be recorded for this part (bytes that reached storage stay
+        unreferenced until overwritten or aborted). Re-putting a part replaces it. If the
+        upload's staging is gone (aborted), raise ``FileNotFoundError``.
         """
 
-    def read_staging(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Stream bytes ``[start, end)`` of the staging object."""
+    async def finish(self, upload_id: str, token: str, parts: Sequence[Part]) -> str:
+        """Make one object of *parts* (ordered, covering ``[0, size)`` without gaps); return
+        its key, which ``Blobs`` can read and materialize until ``keep`` or ``abort``.
 
-    async def commit(self, upload_id: str, key: str) -> None:
-        """Make blob *key* from the staging object without copying its bytes.
-
-        The staging object stays until ``discard``, so a completion interrupted by a crash can
-        run again. Idempotent: if the blob already exists (identical content) nothing changes.
+        Bytes outside the parts (a refused request's, past the end) are not part of it.
+        Idempotent: finishing again gives the same object.
         """
 
-    async def discard(self, upload_id: str) -> None:
-        """Remove the staging object of *upload_id*, if any."""
+    async def join(
+        self, upload_id: str, token: str, sources: Sequence[tuple[str, str, Sequence[Part]]]
+    ) -> str:
+        """Finish *upload_id* as the concatenation of other staged uploads, each given as
+        ``(upload id, token, parts)``, in order (tus concatenation); return the key as
+        ``finish`` does. The sources stay until aborted."""
 
-    async def truncate_staging(self, upload_id: str, size: int) -> None:
-        """Cut the staging object to *size* bytes, durably (drops bytes written past the end
-        that were never recorded, e.g. by a refused request of a deferred-length upload)."""
+    async def keep(self, upload_id: str, token: str, key: str) -> None:
+        """Store the finished object of *upload_id* as content blob *key* (its sha256).
 
-    async def concat_staging(self, target_id: str, sources: Sequence[tuple[str, int]]) -> None:
-        """Fill staging object *target_id* with the first *size* bytes of each ``(id, size)``
-        staging object in *sources*, in order, durably. Local disks do it in the kernel
-        (``copy_file_range``: a reflink on file systems that share extents)."""
+        No byte is copied where the store can avoid it (a hard link on disk). Idempotent: if
+        blob *key* already exists (same content), nothing changes. The staged object stays
+        until ``abort``, so a completion interrupted by a crash can run again.
+        """
 
-    async def blob_size(self, key: str) -> int:
-        """Size of blob *key*; raise ``FileNotFoundError`` if there is none."""
+    async def abort(self, upload_id: str, token: str) -> None:
+        """Remove everything staged for *upload_id* (no error if there is nothing)."""
 
-    def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Stream bytes ``[start, end)`` of blob *key*."""
+    async def stale(self, older_than: float) -> list[tuple[str, str]]:
+        """``(upload id, token)`` of staged uploads untouched for *older_than* seconds: for
+        the sweeper to abort those that have no upload record (a crash between ``begin`` and
+        the record)."""
+
+
+class Blobs(Protocol):
+    """Stored objects, by key: the sha256 of an image's bytes; ``<sha256>/<name>`` for what is
+    derived from it (``models.derived_key``: variants, a GPS-free original); and the keys that
+    ``Staging.finish`` answers. No method hands back a whole image in memory."""
+
+    def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of *key*; ``FileNotFoundError`` if there is none."""
+
+    async def size(self, key: str) -> int:
+        """Size of *key*; raise ``FileNotFoundError`` if there is none."""
 
     async def delete(self, key: str) -> None:
-        """Remove blob *key*, if present; for a content key, also every blob derived from it."""
+        """Remove *key*, if present; for a content key, also every blob derived from it."""
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put_small(self, key: str, data: bytes) -> None:
         """Store the small derived blob *key* (``<sha256>/<name>``) atomically and durably.
 
         Readers see either no blob or all of *data*. Storing the same key again replaces it.
         """
 
-    async def staging_ids(self, older_than: float) -> list[str]:
-        """Ids of staging objects untouched for *older_than* seconds (orphan sweeping)."""
+    def materialize(self, key: str) -> AbstractAsyncContextManager[Path]:
+        """A local file holding *key*'s bytes, for the image decoder, while the block runs:
+        the file itself on local disk, else a temporary copy streamed from the store."""
 
 
 @runtime_checkable
-class DigestsStaging(Protocol):
-    """Optional ``BlobStore`` capability: hash a staging object where it lies."""
+class DigestsInPlace(Protocol):
+    """Optional ``Blobs`` capability: hash an object where it lies."""
 
-    async def digest_staging(self, upload_id: str, size: int) -> str:
-        """The sha256 (hex) of bytes ``[0, size)``."""
+    async def sha256(self, key: str, size: int) -> str:
+        """The sha256 (hex) of bytes ``[0, size)`` of *key*."""
+
+
+class BlobStore(Protocol):
+    """A store of bytes, as opened by ``storage.open_blob_store(url)``: its two ports."""
+
+    staging: Staging
+    blobs: Blobs
+
+    async def close(self) -> None:
+        """Release connections."""
 
 
 class MetadataStore(Protocol):
@@ -193,30 +224,35 @@ class MetadataStore(Protocol):
         """Release connections."""
 
 
-class LockBusy(Exception):
-    """Raised by a ``Locker`` when the key is held by someone else."""
+class LeaseBusy(Exception):
+    """Raised when a lease is held by someone else (see ``Leases``)."""
 
 
-class Locker(Protocol):
-    """Exclusive, non-blocking locks that die with their holder (connection or process)."""
+class Leases(Protocol):
+    """Exclusive, expiring claims on a key, kept in the metadata store so that every process
+    and node sees them: who writes a resumable upload (``upload/<id>``) or a chunk
+    (``chunk/<id>/<n>``), which process sweeps (``sweeper``).
 
-    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
-        """Hold *key* for the duration of the block; raise ``LockBusy`` if already held."""
-
-
-@runtime_checkable
-class LocalFiles(Protocol):
-    """Optional capability of a ``BlobStore`` whose objects are files on this machine.
-
-    The image codec reads such files in place (the decoder maps them) instead of receiving
-    their bytes; for stores without it, the bytes are read and handed over.
+    No connection is held between calls: a holder renews its lease while it works, and a
+    holder that died stops renewing, so its lease lapses after its *ttl*. A newer request
+    that wants the key asks the holder to stop (``ask_stop``); the holder sees that when it
+    renews, steps aside and releases. Every method is one short transaction.
     """
 
-    def staging_path(self, upload_id: str) -> Path:
-        """The file of the staging object of *upload_id*."""
+    async def acquire(self, key: str, holder: str, ttl: float) -> bool:
+        """Take *key* for *holder* for *ttl* seconds; True if it was free, had expired, or
+        was already *holder*'s (then renewed, with its stop flag cleared)."""
 
-    def blob_path(self, key: str) -> Path:
-        """The file of blob *key*."""
+    async def renew(self, key: str, holder: str, ttl: float) -> bool:
+        """Extend *holder*'s lease of *key* by *ttl* seconds; return True if someone asked it
+        to stop. Raise ``LeaseBusy`` if *holder* no longer holds *key* (it lapsed and was
+        taken)."""
+
+    async def ask_stop(self, key: str) -> None:
+        """Ask the current holder of *key*, if any, to step aside."""
+
+    async def release(self, key: str, holder: str) -> None:
+        """End *holder*'s lease of *key* (no error if it holds none)."""
 
 
 #: What the codec decodes: a local file, or the bytes themselves.
@@ -264,3 +300,30 @@ class ImageProber(Protocol):
 
     def probe(self, head: bytes) -> ImageInfo:
         """Sniff format and dimensions; raise ``UnprocessableImage`` if it is not an image."""
+
+
+# --- Legacy: the file-shaped port the services still use until they move to the ports above.
+
+
+class LegacyBlobStore(Protocol):
+    """The former one-file blob port (removed once services use ``Staging`` and ``Blobs``)."""
+
+
+@runtime_checkable
+class DigestsStaging(Protocol):
+    async def digest_staging(self, upload_id: str, size: int) -> str: ...
+
+
+class LockBusy(Exception):
+    """Raised by a ``Locker`` when the key is held by someone else."""
+
+
+class Locker(Protocol):
+    def hold(self, key: str) -> AbstractAsyncContextManager[None]: ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    def staging_path(self, upload_id: str) -> Path: ...
+
+    def blob_path(self, key: str) -> Path: ...

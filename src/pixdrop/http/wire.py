@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from collections.abc import AsyncIterator
 
-from pixdrop.errors import BadRequest, PayloadTooLarge
+from fastapi import Request
+from starlette.requests import ClientDisconnect
+
+from pixdrop.errors import BadRequest, ClientGone, PayloadTooLarge
 from pixdrop.protocols.digest import ExpectedDigests, merge, parse_digest_field
 
 
@@ -16,6 +19,16 @@ def content_length(request: Request) -> int | None:
     if not value.isdigit():
         raise BadRequest(f"Content-Length {value!r} is not a byte count.")
     return int(value)
+
+
+async def body(request: Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives; ``ClientGone`` if the client disconnects meanwhile
+    (services see that, not Starlette's ``ClientDisconnect``)."""
+    try:
+        async for block in request.stream():
+            yield block
+    except ClientDisconnect:
+        raise ClientGone from None
 
 
 def expected_digests(request: Request) -> ExpectedDigests:

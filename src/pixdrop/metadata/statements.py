@@ -62,6 +62,7 @@ def _upload_from_row(row: Row[Any]) -> Upload:
         length_deferred=bool(row.length_deferred),
         upload_metadata=row.upload_metadata,
         concat=row.concat,
+        store_token=row.store_token,
     )
 
 
@@ -101,6 +102,7 @@ def _upload_values(upload: Upload) -> dict[str, Any]:
         "length_deferred": upload.length_deferred,
         "upload_metadata": upload.upload_metadata,
         "concat": upload.concat,
+        "store_token": upload.store_token,
     }
 
 
@@ -125,7 +127,7 @@ def _image_values(image: Image) -> dict[str, Any]:
 
 
 def _part_from_row(row: Row[Any]) -> Part:
-    return Part(start=row.start, end=row.end, sha256=row.sha256)
+    return Part(start=row.start, end=row.end, sha256=row.sha256, number=row.number, etag=row.etag)
 
 
 # --- Statements on the path of every chunk, built once (see the module docstring). ---
@@ -137,6 +139,8 @@ _SELECT_CHUNK_SLOT = (
         uploads,
         upload_parts.c.end.label("part_end"),
         upload_parts.c.sha256.label("part_sha256"),
+        upload_parts.c.number.label("part_number"),
+        upload_parts.c.etag.label("part_etag"),
     )
     .select_from(
         uploads.outerjoin(
@@ -182,7 +186,8 @@ def chunk_slot(conn: Connection, upload_id: str, index: int) -> tuple[Upload, Pa
     upload = _upload_from_row(row)
     if row.part_end is None:
         return upload, None
-    return upload, Part(index * upload.chunk_size, row.part_end, row.part_sha256)
+    start = index * upload.chunk_size
+    return upload, Part(start, row.part_end, row.part_sha256, row.part_number, row.part_etag)
 
 
 def list_parts(conn: Connection, upload_id: str) -> list[Part]:
@@ -195,7 +200,14 @@ def list_parts(conn: Connection, upload_id: str) -> list[Part]:
 
 
 def _part_values(upload_id: str, part: Part) -> dict[str, Any]:
-    return {"upload_id": upload_id, "start": part.start, "end": part.end, "sha256": part.sha256}
+    return {
+        "upload_id": upload_id,
+        "start": part.start,
+        "end": part.end,
+        "sha256": part.sha256,
+        "number": part.number,
+        "etag": part.etag,
+    }
 
 
 def add_part(conn: Connection, upload_id: str, part: Part) -> bool:

@@ -1,11 +1,12 @@
 """The one SQLAlchemy Core schema, shared by SQLite and PostgreSQL.
 
-Four tables::
+Five tables::
 
     uploads        one row per upload in progress (or completed, until swept)
-    upload_parts   the byte ranges of an upload that are durable and recorded
+    upload_parts   the byte ranges of an upload that are durable and recorded (staging receipts)
     upload_concat  the partial uploads a final (tus concatenation) upload is made of, in order
     images         one row per stored image; several may share a blob (same sha256)
+    leases         who works on what right now (an upload's writer, a chunk, the sweeper)
 
 The migrations in ``migrations/versions`` create exactly this schema; a contract test compares
 the two, so a change here needs a new migration.
@@ -38,6 +39,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "UtcDateTime",
     "images",
+    "leases",
     "metadata",
     "upload_concat",
     "upload_parts",
@@ -112,6 +114,8 @@ uploads = Table(
     Column("length_deferred", Boolean, nullable=False, server_default=false()),
     Column("upload_metadata", Text, nullable=True),
     Column("concat", Text, nullable=True),
+    # Added by migration 0004: the staging port's token for the upload (``Staging.begin``).
+    Column("store_token", Text, nullable=True),
     PrimaryKeyConstraint("id"),
     CheckConstraint("state IN ('receiving', 'completing', 'completed')", name="state"),
     CheckConstraint("size >= 0", name="size"),
@@ -132,6 +136,10 @@ upload_parts = Table(
     Column("start", BigInteger, nullable=False),
     Column("end", BigInteger, nullable=False),
     Column("sha256", String(SHA256_HEX), nullable=False),
+    # Added by migration 0004: the staging port's part number and what the store called the
+    # part (an S3 ETag); 0 and NULL for parts recorded before, on local disk.
+    Column("number", Integer, nullable=False, server_default="0"),
+    Column("etag", Text, nullable=True),
     # One part per start offset: the key that makes a second record of a chunk detectable.
     PrimaryKeyConstraint("upload_id", "start"),
     CheckConstraint('"end" >= start', name="range"),
@@ -177,4 +185,18 @@ images = Table(
     PrimaryKeyConstraint("id"),
     # Blobs are shared by content: deleting an image must count the other references.
     Index(None, "sha256"),
+)
+
+#: Added by migration 0004. A lease is an exclusive claim on a key (``upload/<id>`` for the
+#: request writing a resumable upload, ``chunk/<id>/<n>`` for one chunk, ``sweeper``) that
+#: every process and node sees. It ends when released, or when ``expires_at`` passes without
+#: a renewal (its holder died). ``stop`` is a newer request asking the holder to step aside.
+leases = Table(
+    "leases",
+    metadata,
+    Column("key", String(128), nullable=False),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("stop", Boolean, nullable=False, server_default=false()),
+    PrimaryKeyConstraint("key"),
 )

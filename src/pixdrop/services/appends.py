@@ -12,7 +12,7 @@ from typing import Protocol
 import anyio
 from starlette.requests import ClientDisconnect
 
-from pixdrop.errors import ChecksumMismatch, InvalidResumableRequest, PixdropError
+from pixdrop.errors import ChecksumMismatch, ClientGone, InvalidResumableRequest, PixdropError
 from pixdrop.models import Image, Upload
 from pixdrop.services.images import StoredImage
 
@@ -107,7 +107,7 @@ class AppendBody:
                 self._scope = scope
                 try:
                     block = await self._body.__anext__()
-                except ClientDisconnect:
+                except (ClientDisconnect, ClientGone):
                     pass
                 finally:
                     self._scope = None
