@@ -38,6 +38,7 @@ from pixdrop.errors import (
 )
 from pixdrop.models import Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
 from pixdrop.services.appends import (
+    CHECKSUM_ALGORITHMS,
     AppendBody,
     AppendResult,
     Checksum,
@@ -49,6 +50,14 @@ from pixdrop.services.images import StoredImage
 from pixdrop.services.uploads import UploadService
 from pixdrop.services.whole import WholeCreation
 from pixdrop.services.writers import Writers
+
+__all__ = [
+    "CHECKSUM_ALGORITHMS",
+    "AppendResult",
+    "Checksum",
+    "Progress",
+    "ResumableService",
+]
 
 log = logging.getLogger("pixdrop.resumable")
 
