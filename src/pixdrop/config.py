@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         description="Metadata database: sqlite:///PATH or postgresql://USER@HOST/DB "
         "(default: SQLite in the data directory).",
     )
+    blob_store: str | None = Field(
+        None,
+        description="Where image bytes and uploads in progress live: file:///PATH "
+        "(default: the data directory).",
+    )
     workers: int = Field(1, ge=1, le=64, description="Worker processes.")
     public_url: str | None = Field(
         None,
@@ -173,6 +178,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'pixdrop.db'}"
+
+    @property
+    def resolved_blob_store(self) -> str:
+        """The blob store URL, defaulting to the data directory (today's layout)."""
+        if self.blob_store:
+            return self.blob_store
+        return self.data_dir.resolve().as_uri()
 
     @property
     def cors_origin_list(self) -> list[str]:

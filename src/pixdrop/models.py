@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
 #: Ids carry 128 random bits, URL-safe base64 without padding: exactly 22 characters.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC: the default clock of the services."""
+    return datetime.now(UTC)
 
 
 def new_id() -> str:

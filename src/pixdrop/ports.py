@@ -44,7 +44,8 @@ class Staging(Protocol):
 
         With *durable* off the staging object need not survive a crash of the machine: for
         bytes that are kept only if they are finished (a one-request upload), never recorded
-        meanwhile. Idempotent for the same id.
+        meanwhile. Idempotent: called again for the same id (with *durable*, once its bytes
+        are to be recorded after all), it keeps what is staged and answers the same token.
         """
 
     async def put_part(
@@ -300,30 +301,3 @@ class ImageProber(Protocol):
 
     def probe(self, head: bytes) -> ImageInfo:
         """Sniff format and dimensions; raise ``UnprocessableImage`` if it is not an image."""
-
-
-# --- Legacy: the file-shaped port the services still use until they move to the ports above.
-
-
-class LegacyBlobStore(Protocol):
-    """The former one-file blob port (removed once services use ``Staging`` and ``Blobs``)."""
-
-
-@runtime_checkable
-class DigestsStaging(Protocol):
-    async def digest_staging(self, upload_id: str, size: int) -> str: ...
-
-
-class LockBusy(Exception):
-    """Raised by a ``Locker`` when the key is held by someone else."""
-
-
-class Locker(Protocol):
-    def hold(self, key: str) -> AbstractAsyncContextManager[None]: ...
-
-
-@runtime_checkable
-class LocalFiles(Protocol):
-    def staging_path(self, upload_id: str) -> Path: ...
-
-    def blob_path(self, key: str) -> Path: ...

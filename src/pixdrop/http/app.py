@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -14,7 +15,6 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import create_engine
 from starlette.middleware.cors import CORSMiddleware
 
 from pixdrop import __version__
@@ -25,14 +25,16 @@ from pixdrop.http.middleware import RequestLogMiddleware
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.imaging.codec import VipsCodec
-from pixdrop.locking import FileLocker, PostgresLocker
-from pixdrop.metadata import SqlMetadataStore, database_url, open_metadata_store
-from pixdrop.models import ImageLimits
-from pixdrop.ports import ImageCodec, Locker
-from pixdrop.services import ImageService, UploadLimits, UploadService
+from pixdrop.metadata import SqlMetadataStore, open_metadata_store
+from pixdrop.metadata.leases import open_leases
+from pixdrop.models import ImageLimits, utcnow
+from pixdrop.ports import BlobStore, ImageCodec
+from pixdrop.services import Completion, ImageService, Lifecycle, UploadLimits, UploadService
+from pixdrop.services.leases import LeaseKeeper
+from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.renditions import RenditionService
 from pixdrop.services.resumable import ResumableService
-from pixdrop.storage.local import LocalBlobStore
+from pixdrop.storage import open_blob_store
 
 log = logging.getLogger("pixdrop")
 
@@ -72,15 +74,6 @@ CORS_EXPOSED = [
 ]
 
 
-def _open_locker(settings: Settings) -> FileLocker | PostgresLocker:
-    url = database_url(settings.resolved_database_url)
-    if url.get_backend_name() == "postgresql":
-        # Several nodes may share this database: their locks must live in it too.
-        # Each held lock keeps a connection for as long as its chunk takes to arrive.
-        return PostgresLocker(create_engine(url, pool_size=16, max_overflow=64, pool_pre_ping=True))
-    return FileLocker(settings.data_dir / "locks")
-
-
 def _accepted_formats(settings: Settings, codec: ImageCodec) -> list[str]:
     """The formats asked for, each of which the codec must decode; by default, all it can."""
     wanted = settings.format_list
@@ -92,34 +85,52 @@ def _accepted_formats(settings: Settings, codec: ImageCodec) -> list[str]:
     return list(wanted)
 
 
-def _build_images(
-    settings: Settings, meta: SqlMetadataStore, locker: Locker, codec: ImageCodec
-) -> ImageService:
-    return ImageService(
-        blobs=LocalBlobStore(settings.data_dir, sync=settings.fsync),
-        meta=meta,
-        locker=locker,
+def _image_limits(settings: Settings) -> ImageLimits:
+    return ImageLimits(
+        max_width=settings.max_width,
+        max_height=settings.max_height,
+        max_pixels=settings.max_pixels,
+        max_frames=settings.max_frames,
+    )
+
+
+def _upload_limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(
+        max_image_size=int(settings.max_image_size),
+        default_chunk_size=int(settings.default_chunk_size),
+        min_chunk_size=int(settings.min_chunk_size),
+        max_chunk_size=int(settings.max_chunk_size),
+        max_chunks=settings.max_chunks,
+        ttl=timedelta(seconds=settings.upload_ttl),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Backends:
+    """What the runtime's services stand on, to be closed when the app stops."""
+
+    store: BlobStore
+    meta: SqlMetadataStore
+    keeper: LeaseKeeper
+    codec: ImageCodec
+
+
+def _build_runtime(settings: Settings, backends: _Backends) -> Runtime:
+    store, meta, codec = backends.store, backends.meta, backends.codec
+    locks = LeaseLocks(backends.keeper)
+    lifecycle = Lifecycle(
+        staging=store.staging, meta=meta, limits=_upload_limits(settings), clock=utcnow
+    )
+    completion = Completion(
+        staging=store.staging,
+        blobs=store.blobs,
+        locks=locks,
         prober=HeaderProber(_accepted_formats(settings, codec)),
         codec=codec,
-        limits=ImageLimits(
-            max_width=settings.max_width,
-            max_height=settings.max_height,
-            max_pixels=settings.max_pixels,
-            max_frames=settings.max_frames,
-        ),
-        max_request_size=int(settings.max_request_size),
+        limits=_image_limits(settings),
+        clock=utcnow,
     )
-
-
-async def _build_runtime(
-    settings: Settings, codec: ImageCodec
-) -> tuple[Runtime, FileLocker | PostgresLocker]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    meta = await to_thread.run_sync(
-        partial(open_metadata_store, settings.resolved_database_url, sync=settings.fsync)
-    )
-    locker = _open_locker(settings)
-    images = _build_images(settings, meta, locker, codec)
+    images = ImageService(blobs=store.blobs, meta=meta, locks=locks)
     renditions = RenditionService(
         images=images,
         codec=codec,
@@ -128,26 +139,50 @@ async def _build_runtime(
         strip_gps=settings.strip_gps,
         patience=settings.decode_timeout * 2 + 10,
     )
-    limits = UploadLimits(
-        max_image_size=int(settings.max_image_size),
-        default_chunk_size=int(settings.default_chunk_size),
-        min_chunk_size=int(settings.min_chunk_size),
-        max_chunk_size=int(settings.max_chunk_size),
-        max_chunks=settings.max_chunks,
-        ttl=timedelta(seconds=settings.upload_ttl),
+    uploads = UploadService(
+        lifecycle=lifecycle, completion=completion, staging=store.staging, meta=meta, locks=locks
     )
-    uploads = UploadService(images=images, limits=limits)
     resumable = ResumableService(
-        uploads, lock_wait=settings.lock_wait, idle_timeout=settings.idle_timeout
+        lifecycle=lifecycle,
+        completion=completion,
+        staging=store.staging,
+        meta=meta,
+        locks=locks,
+        max_request_size=int(settings.max_request_size),
+        lock_wait=settings.lock_wait,
+        idle_timeout=settings.idle_timeout,
     )
-    return Runtime(settings, images, uploads, meta, renditions, resumable), locker
+    return Runtime(
+        settings=settings,
+        images=images,
+        uploads=uploads,
+        meta=meta,
+        renditions=renditions,
+        resumable=resumable,
+        oneshot=resumable.oneshot,
+        lifecycle=lifecycle,
+        completion=completion,
+    )
 
 
-async def _sweep_forever(uploads: UploadService, interval: float) -> None:
+async def _open_backends(settings: Settings, codec: ImageCodec) -> _Backends:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_blob_store(settings.resolved_blob_store, sync=settings.fsync)
+    meta = await to_thread.run_sync(
+        partial(open_metadata_store, settings.resolved_database_url, sync=settings.fsync)
+    )
+    keeper = LeaseKeeper(open_leases(meta), lock_wait=settings.lock_wait)
+    return _Backends(store, meta, keeper, codec)
+
+
+async def _sweep_forever(rt: Runtime, keeper: LeaseKeeper, interval: float) -> None:
+    """Sweep expired and orphaned uploads every *interval* seconds, on one process of all
+    those sharing the database at a time (the holder of the ``sweeper`` lease)."""
     while True:
         await anyio.sleep(interval)
         try:
-            await uploads.sweep()
+            if await keeper.lead("sweeper", ttl=interval * 3):
+                await rt.lifecycle.sweep()
         except Exception:  # a failed sweep must not end the sweeper; the next one retries
             log.exception("sweeping expired uploads failed")
 
@@ -159,19 +194,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers=settings.image_workers, decode_timeout=settings.decode_timeout
     )
     try:
-        rt, locker = await _build_runtime(settings, codec)
+        backends = await _open_backends(settings, codec)
     except BaseException:
         await codec.close()
         raise
+    rt = _build_runtime(settings, backends)
     app.state.runtime = rt
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_sweep_forever, rt.uploads, settings.sweep_interval)
+            tasks.start_soon(_sweep_forever, rt, backends.keeper, settings.sweep_interval)
             yield
             tasks.cancel_scope.cancel()
     finally:
+        await backends.keeper.close()
         await rt.meta.close()
-        locker.close()
+        await backends.store.close()
         await codec.close()
 
 

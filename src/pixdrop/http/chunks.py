@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pixdrop.http import wire
 from pixdrop.http.errors import invalid_request
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import stored_image_json, upload_json
@@ -83,7 +84,7 @@ async def put_chunk(request: Request, upload_id: str, index: str) -> JSONRespons
     receipt = await runtime(request).uploads.put_chunk(
         upload_id,
         index,
-        request.stream(),
+        wire.body(request),
         content_length=content_length(request),
         expected=expected_digests(request),
     )

@@ -14,7 +14,7 @@ router = APIRouter(tags=["operations"])
 async def get_limits(request: Request) -> JSONResponse:
     rt = runtime(request)
     s = rt.settings
-    prober = rt.images.prober
+    prober = rt.completion.prober
     return JSONResponse(
         {
             "max_request_size": int(s.max_request_size),

@@ -20,6 +20,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pixdrop.errors import ClientGone
 from pixdrop.http.errors import internal_error
 
 log = logging.getLogger("pixdrop.access")
@@ -66,7 +67,7 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except ClientDisconnect:
+        except (ClientDisconnect, ClientGone):
             # The client went away mid-body: nothing was recorded and nobody is listening.
             log.debug("client disconnected, request id %s", request_id)
             if not status_sent:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from pixdrop.errors import PayloadTooLarge
+from pixdrop.http import wire
 from pixdrop.http.multipart import MultipartFile
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import stored_image_json
@@ -56,12 +57,12 @@ async def create_image(request: Request, filename: str | None = None) -> JSONRes
         )
     expected = expected_digests(request)
     content_type = request.headers.get("content-type", "")
-    body: AsyncIterator[bytes] = request.stream()
+    body: AsyncIterator[bytes] = wire.body(request)
     if content_type.lower().startswith("multipart/form-data"):
         form = MultipartFile(body, content_type)
         await form.open()
         body, filename = form.stream(), form.filename or filename
-    stored = await rt.images.put_single(body, expected=expected, filename=filename)
+    stored = await rt.oneshot.put_single(body, expected=expected, filename=filename)
     return JSONResponse(
         stored_image_json(stored, base_url(request)),
         status_code=201,

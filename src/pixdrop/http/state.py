@@ -10,6 +10,9 @@ from pixdrop.config import Settings
 from pixdrop.ports import MetadataStore
 from pixdrop.protocols.forwarded import forwarded_origin
 from pixdrop.services import ImageService, UploadService
+from pixdrop.services.completion import Completion
+from pixdrop.services.lifecycle import Lifecycle
+from pixdrop.services.oneshot import OneShot
 from pixdrop.services.renditions import RenditionService
 from pixdrop.services.resumable import ResumableService
 
@@ -24,6 +27,9 @@ class Runtime:
     meta: MetadataStore
     renditions: RenditionService
     resumable: ResumableService
+    oneshot: OneShot
+    lifecycle: Lifecycle
+    completion: Completion
 
 
 def runtime(request: Request) -> Runtime:

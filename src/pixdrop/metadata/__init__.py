@@ -37,9 +37,9 @@ SUPPORTED_URLS = (
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-#: The advisory lock serialising migrations on PostgreSQL: ASCII "pxdr" and "migr". The
-#: two-integer form has its own key space, apart from the single-bigint keys that
-#: ``pixdrop.locking.PostgresLocker`` uses, so the two can never collide.
+#: The advisory lock serialising migrations on PostgreSQL: ASCII "pxdr" and "migr" (the
+#: two-integer form has its own key space). Everything else is coordinated by leases
+#: (``metadata/leases.py``), which hold no connection.
 MIGRATION_LOCK = (0x70786472, 0x6D696772)
 
 

@@ -1,11 +1,18 @@
-"""Services own the rules: offsets, chunk bookkeeping, completion, images."""
+"""Services own the rules: upload life cycle, chunks, appends, completion, images.
 
-from pixdrop.services.images import ImageService, StoredImage
-from pixdrop.services.uploads import ChunkReceipt, UploadLimits, UploadService, UploadStatus
+Each is a small object; ``http/app.py`` (the composition root) builds them on the ports.
+"""
+
+from pixdrop.services.completion import Completion, StoredImage
+from pixdrop.services.images import ImageService
+from pixdrop.services.lifecycle import Lifecycle, UploadLimits
+from pixdrop.services.uploads import ChunkReceipt, UploadService, UploadStatus
 
 __all__ = [
     "ChunkReceipt",
+    "Completion",
     "ImageService",
+    "Lifecycle",
     "StoredImage",
     "UploadLimits",
     "UploadService",

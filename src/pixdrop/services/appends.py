@@ -1,184 +1,40 @@
-"""The body of one resumable append (bounded, hashed beside the disk writes, stoppable), and
-what an append answers."""
+"""Appends: a resumable upload (tus 1.0, the IETF draft) grows by bodies sent at its offset.
+
+* An append writes at the upload's current offset (``Staging.put_part``), then records the
+  part; the offset is the end of the recorded parts, so it is exact after any crash.
+* An interrupted append (the client went away, or sent nothing for ``idle_timeout`` seconds)
+  keeps what reached the store, unless it carried a checksum, which can then not be verified.
+* One writer per upload, on any process or node: the writer holds the upload's lease. A newer
+  request does not wait for an older one whose client may be gone: it asks it to stop (through
+  the lease), the older one records what it has and answers 409, and the newer one goes on.
+* When the last byte is in, ``on_complete`` (the resumable service) completes the upload
+  before the answer is sent.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
 
-import anyio
-from starlette.requests import ClientDisconnect
+from pixdrop.errors import (
+    InconsistentUploadLength,
+    OffsetMismatch,
+    PayloadTooLarge,
+    PixdropError,
+    UploadLocked,
+    UploadNotFound,
+    UploadNotReceiving,
+    UploadTakenOver,
+)
+from pixdrop.models import Image, Upload, UploadState
+from pixdrop.ports import LeaseBusy, MetadataStore, Staging
+from pixdrop.services.completion import StoredImage
+from pixdrop.services.lifecycle import Lifecycle, token
+from pixdrop.services.locks import LeaseLocks
+from pixdrop.services.metering import Body, Checksum, checksum_algorithms
 
-from pixdrop.errors import ChecksumMismatch, ClientGone, InvalidResumableRequest, PixdropError
-from pixdrop.models import Image, Upload
-from pixdrop.services.images import StoredImage
-
-#: Checksum algorithms of the tus checksum extension, as tus names them.
-CHECKSUM_ALGORITHMS = ("sha1", "sha256", "sha512", "md5", "crc32")
-
-
-class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-
-    def digest(self) -> bytes: ...
-
-
-class _Crc32:
-    """CRC-32 (IEEE) with the hashlib interface; the digest is the big-endian 32-bit value."""
-
-    def __init__(self) -> None:
-        self._value = 0
-
-    def update(self, data: bytes, /) -> None:
-        self._value = zlib.crc32(data, self._value)
-
-    def digest(self) -> bytes:
-        return self._value.to_bytes(4, "big")
-
-
-def new_hasher(algorithm: str) -> _Hasher:
-    """A hasher for one of ``CHECKSUM_ALGORITHMS``."""
-    if algorithm == "crc32":
-        return _Crc32()
-    if algorithm in CHECKSUM_ALGORITHMS:
-        return hashlib.new(algorithm)
-    raise ValueError(f"unsupported checksum algorithm {algorithm!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Checksum:
-    """A checksum a client sent for one request body (tus ``Upload-Checksum``)."""
-
-    algorithm: str
-    digest: bytes
-
-
-def checksum_algorithms(
-    checksum: Checksum | None, trailer_checksum: Callable[[], Checksum | None] | None
-) -> tuple[str, ...]:
-    """What to hash a body with: the algorithm of its *checksum*, or every supported one when
-    the checksum comes in a trailer, after the body (none if the body carries no checksum)."""
-    if checksum is not None:
-        return (checksum.algorithm,)
-    return CHECKSUM_ALGORITHMS if trailer_checksum else ()
-
-
-class AppendBody:
-    """One append's request body: bounded, hashed on the writer thread, and stoppable.
-
-    Iteration ends early (``interrupted``) when the client disconnects, sends nothing for
-    *idle_timeout* seconds, or a newer request calls :meth:`stop`; the bytes yielded so far
-    are written and recorded as usual. The first *head_size* bytes are kept (``head``).
-    """
-
-    def __init__(
-        self,
-        body: AsyncIterator[bytes],
-        *,
-        limit: int,
-        too_long: Callable[[], PixdropError],
-        checksums: tuple[str, ...],
-        idle_timeout: float,
-        head_size: int = 0,
-    ) -> None:
-        self._body = body
-        self._limit = limit
-        self._too_long = too_long
-        self._idle_timeout = idle_timeout
-        self._scope: anyio.CancelScope | None = None
-        self._sha256 = hashlib.sha256()
-        self._checks = {name: new_hasher(name) for name in checksums}
-        self._head_size = head_size
-        self._head = bytearray()
-        self.length = 0
-        self.interrupted = False
-        self.taken_over = False
-
-    def __aiter__(self) -> AppendBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while not self.interrupted:
-            block: bytes | None = None
-            with anyio.CancelScope(deadline=anyio.current_time() + self._idle_timeout) as scope:
-                self._scope = scope
-                try:
-                    block = await self._body.__anext__()
-                except (ClientDisconnect, ClientGone):
-                    pass
-                finally:
-                    self._scope = None
-            if block is None:  # cancelled by stop(), idle, or the client disconnected
-                self.interrupted = True
-                break
-            if not block:
-                continue
-            if self.length + len(block) > self._limit:
-                raise self._too_long()
-            self.length += len(block)
-            if len(self._head) < self._head_size:
-                self._head += block[: self._head_size - len(self._head)]
-            return block
-        raise StopAsyncIteration
-
-    def stop(self) -> None:
-        """Ask the request to end its body where it is (a newer request takes over)."""
-        self.taken_over = True
-        self.interrupted = True
-        if self._scope is not None:
-            self._scope.cancel()
-
-    def observe(self, blocks: Sequence[bytes]) -> None:
-        for block in blocks:
-            self._sha256.update(block)
-            for hasher in self._checks.values():
-                hasher.update(block)
-
-    @property
-    def sha256(self) -> str:
-        return self._sha256.hexdigest()
-
-    @property
-    def head(self) -> bytes:
-        return bytes(self._head)
-
-    def kept(
-        self,
-        written: int,
-        checksum: Checksum | None,
-        trailer_checksum: Callable[[], Checksum | None] | None,
-    ) -> int:
-        """How many of the *written* bytes to keep: all of them, unless the body carries a
-        checksum. Then an interrupted body keeps none (it cannot be checked) and a whole one
-        is verified (``ChecksumMismatch`` if it differs)."""
-        if not self._checks:
-            return written
-        if self.interrupted:
-            return 0
-        self.verify(checksum or (trailer_checksum and trailer_checksum()))
-        return written
-
-    def verify(self, checksum: Checksum | None) -> None:
-        """Raise unless the body matches *checksum* (``None``: an announced trailer never came)."""
-        if checksum is None:
-            raise InvalidResumableRequest(
-                "The request announced an Upload-Checksum trailer but did not send it; the "
-                "data was discarded."
-            )
-        if self.digest(checksum.algorithm) != checksum.digest:
-            raise ChecksumMismatch(
-                f"The body does not match its {checksum.algorithm} checksum; it was discarded. "
-                "Send it again.",
-                algorithm=checksum.algorithm,
-            )
-
-    def digest(self, algorithm: str) -> bytes | None:
-        """The body's digest by *algorithm*, if it was asked to compute that one."""
-        hasher = self._checks.get(algorithm)
-        return None if hasher is None else hasher.digest()
+__all__ = ["AppendRequest", "AppendResult", "Appender", "Progress", "writer_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,3 +59,228 @@ class AppendResult:
     stored: StoredImage | None
     #: The body ended early (client gone or idle); what arrived is kept.
     interrupted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One append, as the protocol adapter parsed it (see ``ResumableService.append``)."""
+
+    offset: int
+    body: AsyncIterator[bytes]
+    content_length: int | None
+    length: int | None = None
+    complete: bool | None = None
+    checksum: Checksum | None = None
+    trailer_checksum: Callable[[], Checksum | None] | None = None
+
+
+def writer_key(upload_id: str) -> str:
+    """The lease of the request writing a resumable upload."""
+    return f"upload/{upload_id}"
+
+
+class _Writer:
+    """The body being written under a writer lease: what a newer request asks to stop."""
+
+    def __init__(self) -> None:
+        self.body: Body | None = None
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.body is not None:
+            self.body.stop()
+
+
+OnComplete = Callable[[Upload], Awaitable[StoredImage | None]]
+
+
+class Appender:
+    """Append bodies to resumable uploads (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        lifecycle: Lifecycle,
+        staging: Staging,
+        meta: MetadataStore,
+        locks: LeaseLocks,
+        idle_timeout: float,
+        lock_wait: float,
+        on_complete: OnComplete,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.staging = staging
+        self.meta = meta
+        self.locks = locks
+        self.idle_timeout = idle_timeout
+        self.lock_wait = lock_wait
+        self.on_complete = on_complete
+
+    @asynccontextmanager
+    async def writing(self, upload_id: str, writer: _Writer | None = None) -> AsyncIterator[None]:
+        """Hold the upload's writer lease, taken over from an older request if need be;
+        ``UploadLocked`` (423) if that request does not yield within ``lock_wait``."""
+        writer = writer or _Writer()
+        async with AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(
+                    self.locks.take_over(writer_key(upload_id), writer.stop)
+                )
+            except LeaseBusy:
+                error = UploadLocked(
+                    f"Upload {upload_id} is being written by another request that did "
+                    f"not yield within {self.lock_wait:g} s; retry shortly."
+                )
+                error.headers["Retry-After"] = "1"
+                raise error from None
+            yield
+
+    async def append(self, upload: Upload, request: AppendRequest) -> AppendResult:
+        """Append *request* to *upload* (already checked writable), under its writer lease."""
+        writer = _Writer()
+        async with self.writing(upload.id, writer):
+            upload, current = await self.meta.resume_point(upload.id)
+            if upload.state is not UploadState.RECEIVING:
+                return await self._to_finished(upload, request)
+            self._check_offset(upload, current, request.offset)
+            upload = await self._declare_length(upload, current, request)
+            body = self._body(upload, current, request)
+            writer.body = body
+            if writer.stopped:
+                body.stop()
+            written = await self._write(upload, current, body, request)
+            return await self._conclude(upload, current + written, body, request)
+
+    async def _to_finished(self, upload: Upload, request: AppendRequest) -> AppendResult:
+        """An append to a complete upload: for tus, an empty one at its end is a harmless
+        repeat; the IETF draft (*complete* given) refuses every one."""
+        harmless = request.complete is None and not request.content_length
+        if harmless and request.offset == upload.size:
+            return AppendResult(Progress(upload, upload.size, upload.size, None), None, False)
+        raise UploadNotReceiving(
+            f"Upload {upload.id} is complete ({upload.size} bytes) and takes no more data.",
+            offset=upload.size,
+        )
+
+    @staticmethod
+    def _check_offset(upload: Upload, current: int, offset: int) -> None:
+        if offset != current:
+            raise OffsetMismatch(
+                f"Upload-Offset is {offset}, but upload {upload.id} has {current} bytes; "
+                f"send from offset {current}.",
+                offset=current,
+                expected_offset=current,
+                provided_offset=offset,
+            )
+
+    async def _declare_length(self, upload: Upload, current: int, request: AppendRequest) -> Upload:
+        length, sending = request.length, current + (request.content_length or 0)
+        if length is None:
+            return upload
+        if not upload.length_deferred:
+            if length != upload.size:
+                raise InconsistentUploadLength(
+                    f"Upload {upload.id} is {upload.size} bytes long; its length cannot change "
+                    f"to {length}.",
+                    length=upload.size,
+                )
+            return upload
+        if length < sending:
+            raise InconsistentUploadLength(
+                f"Upload-Length {length} is less than the {sending} bytes the upload would "
+                "then hold.",
+                offset=current,
+            )
+        self.lifecycle.check_size(length)
+        await self.meta.set_length(upload.id, length)
+        return replace(upload, size=length, length_deferred=False)
+
+    def _body(self, upload: Upload, current: int, request: AppendRequest) -> Body:
+        known = None if upload.length_deferred else upload.size
+        limit = (known if known is not None else self.lifecycle.max_size) - current
+        too_long = self.too_long(upload, current, known)
+        if request.content_length is not None and request.content_length > limit:
+            raise too_long()
+        sent = None if request.content_length is None else current + request.content_length
+        if request.complete and known is not None and sent is not None and sent != known:
+            raise InconsistentUploadLength(
+                f"This request completes the upload, but {current} + {request.content_length} "
+                f"bytes is not its length of {known} bytes.",
+                offset=current,
+                length=known,
+            )
+        return Body(
+            request.body,
+            limit=limit,
+            too_long=too_long,
+            checksums=checksum_algorithms(request.checksum, request.trailer_checksum),
+            idle_timeout=self.idle_timeout,
+        )
+
+    def too_long(
+        self, upload: Upload, current: int, known: int | None
+    ) -> Callable[[], PixdropError]:
+        """The error for a body that would carry the upload past its length."""
+        max_size = self.lifecycle.max_size
+        if known is None:
+            return lambda: PayloadTooLarge(
+                f"Upload {upload.id} would grow past {max_size} bytes, the largest accepted.",
+                limit="max_image_size",
+                allowed=max_size,
+            )
+        return lambda: PayloadTooLarge(
+            f"Upload {upload.id} is {known} bytes long and has {current}; this request sends "
+            f"more than the {known - current} bytes that remain.",
+            limit="upload_length",
+            allowed=known - current,
+        )
+
+    async def _write(self, upload: Upload, current: int, body: Body, request: AppendRequest) -> int:
+        """Store the body at *current* and record what is kept; return its length."""
+        try:
+            part = await self.staging.put_part(
+                upload.id, token(upload), number=0, offset=current, data=body, observe=body.observe
+            )
+        except FileNotFoundError:
+            raise UploadNotFound(f"Upload {upload.id} was deleted.") from None
+        written = body.kept(part.length, request.checksum, request.trailer_checksum)
+        if written:
+            await self.meta.add_part(upload.id, part)
+        return written
+
+    async def _conclude(
+        self, upload: Upload, offset: int, body: Body, request: AppendRequest
+    ) -> AppendResult:
+        """After the bytes are recorded: say so, or complete the upload."""
+        if body.taken_over:
+            raise UploadTakenOver(
+                f"A newer request took over upload {upload.id}; {offset} bytes are "
+                "stored. Ask for the offset and go on from there.",
+                offset=offset,
+            )
+        known = None if upload.length_deferred else upload.size
+        ended = not body.interrupted and request.complete
+        if ended and known is not None and offset != known:
+            raise InconsistentUploadLength(
+                f"This request was to end upload {upload.id}, but it is {known} bytes long "
+                f"and has {offset}; the bytes are kept.",
+                offset=offset,
+                length=known,
+            )
+        if ended and known is None:
+            await self.meta.set_length(upload.id, offset)
+            upload = replace(upload, size=offset, length_deferred=False)
+            known = offset
+        done = not body.interrupted and request.complete is not False and offset == known
+        if not done:
+            return AppendResult(Progress(upload, offset, known, None), None, body.interrupted)
+        # (A partial upload may be gone once this returns: its final upload spent it.)
+        stored = await self.on_complete(upload)
+        image = stored.image if stored else None
+        upload = replace(
+            upload,
+            state=UploadState.COMPLETED,
+            image_id=image.id if image and not upload.is_partial else None,
+        )
+        return AppendResult(Progress(upload, offset, known, image), stored, body.interrupted)

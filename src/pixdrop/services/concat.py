@@ -1,31 +1,50 @@
 """tus concatenation: a final upload made of partial uploads, joined once all are complete.
 
-Part of ``ResumableService`` (a mixin: the methods below are the service's own, kept in a file
-of their own). The partial uploads are appended to like any upload; when the last byte of the
-last one arrives (or the final upload is created after them), the staged pieces are joined in
-the kernel (``BlobStore.concat_staging``: ``copy_file_range``, a reflink where the file system
-can) and the final upload goes through image ingest. The pieces are freed after the join, which
+The partial uploads are appended to like any upload; when the last byte of the last one
+arrives (or the final upload is created after them), the staged pieces are joined by the store
+(``Staging.join``: ``copy_file_range`` on disk, a reflink where the file system can) and the
+final upload goes through the completion pipeline. The pieces are freed after the join, which
 the tus concatenation extension allows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from pixdrop.errors import InvalidResumableRequest, UploadNotFound
 from pixdrop.models import Upload, UploadProtocol, UploadState
-from pixdrop.ports import LockBusy
-from pixdrop.services.core import ResumableCore
-from pixdrop.services.images import StoredImage
+from pixdrop.ports import LeaseBusy, MetadataStore, Staging
+from pixdrop.services.completion import StoredImage
+from pixdrop.services.lifecycle import Lifecycle, token
+from pixdrop.services.locks import LeaseLocks
 
-__all__ = ["Concatenation"]
+__all__ = ["Concatenator"]
+
+#: Ingests a final upload from the key its joined object is read by.
+IngestJoined = Callable[[Upload, str], Awaitable[StoredImage]]
 
 
-class Concatenation:
-    """The concatenation methods of ``ResumableService``."""
+class Concatenator:
+    """Create final uploads and assemble them (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        lifecycle: Lifecycle,
+        staging: Staging,
+        meta: MetadataStore,
+        locks: LeaseLocks,
+        ingest: IngestJoined,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.staging = staging
+        self.meta = meta
+        self.locks = locks
+        self.ingest = ingest
 
     async def create_final(
-        self: ResumableCore,
+        self,
         *,
         protocol: UploadProtocol,
         partial_ids: list[str],
@@ -45,8 +64,8 @@ class Concatenation:
         known = all(not p.length_deferred for p in partials)
         total = sum(p.size for p in partials) if known else None
         if total is not None:
-            self._check_length(total)
-        upload = self._new_upload(
+            self.lifecycle.check_size(total)
+        upload = self.lifecycle.new(
             protocol,
             total,
             metadata=metadata,
@@ -54,14 +73,15 @@ class Concatenation:
             content_type=content_type,
             concat=concat,
         )
-        await self.blobs.create_staging(upload.id)
-        await self.meta.create_final(upload, partial_ids)
-        stored = await self._try_assemble(upload.id)
+        upload = await self.lifecycle.open(upload, partial_ids=partial_ids)
+        stored = await self.assemble(upload.id)
         return await self.meta.get_upload(upload.id) if stored else upload, stored
 
-    async def _partial(self: ResumableCore, upload_id: str) -> Upload:
+    async def _partial(self, upload_id: str) -> Upload:
         try:
-            upload = await self.get(upload_id)
+            upload = await self.lifecycle.get(upload_id)
+            if upload.protocol == "native":
+                raise UploadNotFound(upload_id)
         except UploadNotFound:
             raise InvalidResumableRequest(
                 f"Upload-Concat names {upload_id!r}, which is not an upload on this server.",
@@ -75,7 +95,7 @@ class Concatenation:
             )
         return upload
 
-    async def _partials_of(self: ResumableCore, final_id: str) -> list[Upload] | None:
+    async def partials_of(self, final_id: str) -> list[Upload] | None:
         """The partial uploads of a final upload, or ``None`` if one of them is gone."""
         found = []
         for pid in await self.meta.concat_partials(final_id):
@@ -85,29 +105,42 @@ class Concatenation:
                 return None
         return found
 
-    async def _try_assemble(self: ResumableCore, final_id: str) -> StoredImage | None:
+    async def partial_completed(self, upload: Upload) -> StoredImage | None:
+        """A partial upload got its last byte: mark it complete and assemble the final
+        uploads waiting for it; the image, if one was made."""
+        await self.meta.transition(upload.id, {UploadState.RECEIVING}, UploadState.COMPLETED)
+        stored = None
+        for final_id in await self.meta.finals_waiting_for(upload.id):
+            stored = await self.assemble(final_id) or stored
+        return stored
+
+    async def assemble(self, final_id: str) -> StoredImage | None:
         """Join the partial uploads of *final_id* and ingest the image, if all are complete."""
         try:
-            async with self.locker.hold(f"complete/{final_id}"):
+            async with self.locks.hold(f"complete/{final_id}"):
                 final = await self.meta.get_upload(final_id)
                 if final.state is UploadState.COMPLETED:
                     return None
-                partials = await self._partials_of(final_id)
+                partials = await self.partials_of(final_id)
                 if partials is None or any(p.state is not UploadState.COMPLETED for p in partials):
                     return None
-                total = sum(p.size for p in partials)
-                if total > self.max_size:
-                    await self._free(final_id)
-                    self._check_length(total)
-                if final.length_deferred:
-                    await self.meta.set_length(final_id, total)
-                    final = replace(final, size=total, length_deferred=False)
-                await self.blobs.concat_staging(final_id, [(p.id, p.size) for p in partials])
-                try:
-                    return await self._ingest(final)
-                finally:
-                    # The pieces are spent (tus allows freeing them after concatenation).
-                    for piece in partials:
-                        await self._free(piece.id)
-        except LockBusy:
+                return await self._join(final, partials)
+        except LeaseBusy:
             return None  # another request is completing it right now
+
+    async def _join(self, final: Upload, partials: list[Upload]) -> StoredImage:
+        total = sum(p.size for p in partials)
+        if total > self.lifecycle.max_size:
+            await self.lifecycle.free(final)
+            self.lifecycle.check_size(total)
+        if final.length_deferred:
+            await self.meta.set_length(final.id, total)
+            final = replace(final, size=total, length_deferred=False)
+        sources = [(p.id, token(p), await self.meta.list_parts(p.id)) for p in partials]
+        key = await self.staging.join(final.id, token(final), sources)
+        try:
+            return await self.ingest(final, key)
+        finally:
+            # The pieces are spent (tus allows freeing them after concatenation).
+            for piece in partials:
+                await self.lifecycle.free(piece)

@@ -34,8 +34,6 @@ from pixdrop.models import (
 )
 from pixdrop.ports import ImageCodec
 from pixdrop.services.images import ImageService
-from pixdrop.services.locks import hold_waiting
-from pixdrop.services.streams import collect
 
 #: Default quality per output format: what looks alike at a glance (AVIF's scale runs lower).
 DEFAULT_QUALITY = {"webp": 80, "avif": 55, "jpeg": 82, "png": 100}
@@ -182,7 +180,8 @@ class RenditionService:
         key = derived_key(image.sha256, spec.name)
 
         async def make() -> bytes:
-            return await self.codec.render(await self.images.blob_source(image), image.format, spec)
+            async with self.images.original_file(image) as path:
+                return await self.codec.render(path, image.format, spec)
 
         size = await self._ensure(image, key, make)
         etag = f'"{image.sha256}.{spec.name}"'
@@ -198,19 +197,18 @@ class RenditionService:
         key = derived_key(image.sha256, name)
 
         async def make() -> bytes:
-            stripped = await self.codec.strip_gps(
-                await self.images.blob_source(image), image.format
-            )
+            async with self.images.original_file(image) as path:
+                stripped = await self.codec.strip_gps(path, image.format)
             # None: the decoder found no location after all; the copy is then the original.
             if stripped is None:
-                return await collect(self.images.read(image, 0, image.size))
+                return b"".join([block async for block in self.images.read(image, 0, image.size)])
             return stripped
 
         size = await self._ensure(image, key, make)
         return Rendition(key, size, MEDIA_TYPES[fmt], f'"{image.sha256}.{name}"')
 
     def read(self, rendition: Rendition, start: int, end: int) -> AsyncIterator[bytes]:
-        return self.images.blobs.read(rendition.key, start, end)
+        return self.images.blobs.open_range(rendition.key, start, end)
 
     async def _ensure(self, image: Image, key: str, make: Callable[[], Awaitable[bytes]]) -> int:
         """The size of derived blob *key*, making it with *make* once if it is missing."""
@@ -222,7 +220,7 @@ class RenditionService:
             return size
         self._making[key] = done = anyio.Event()
         try:
-            async with hold_waiting(self.images.locker, f"render/{key}", self.patience):
+            async with self.images.locks.hold_waiting(f"render/{key}", self.patience):
                 size = await self._size_of(key)  # made by another process meanwhile?
                 if size is None:
                     data = await make()
@@ -234,13 +232,13 @@ class RenditionService:
         return size
 
     async def _store(self, image: Image, key: str, data: bytes) -> None:
-        async with hold_waiting(self.images.locker, f"blob/{image.sha256}"):
+        async with self.images.locks.hold_waiting(f"blob/{image.sha256}"):
             if await self.images.meta.count_images_with_sha256(image.sha256) == 0:
                 raise ImageNotFound(f"Image {image.id} was deleted.")
-            await self.images.blobs.put(key, data)
+            await self.images.blobs.put_small(key, data)
 
     async def _size_of(self, key: str) -> int | None:
         try:
-            return await self.images.blobs.blob_size(key)
+            return await self.images.blobs.size(key)
         except FileNotFoundError:
             return None

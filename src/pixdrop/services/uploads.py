@@ -8,12 +8,9 @@ derived from the recorded parts alone, so it is exact after any crash.
 
 from __future__ import annotations
 
-import hashlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from pixdrop import ranges
 from pixdrop.errors import (
@@ -23,32 +20,21 @@ from pixdrop.errors import (
     ChunkSizeMismatch,
     Conflict,
     InvalidUploadRequest,
-    PayloadTooLarge,
     UnprocessableImage,
     UploadExpired,
     UploadIncomplete,
     UploadNotFound,
     UploadNotReceiving,
 )
-from pixdrop.models import Image, Part, Upload, UploadState, is_valid_id, new_id
-from pixdrop.ports import DigestsStaging, LockBusy
+from pixdrop.models import Image, Part, Upload, UploadState, is_valid_id
+from pixdrop.ports import LeaseBusy, MetadataStore, Staging
 from pixdrop.protocols.digest import ExpectedDigests
-from pixdrop.services.images import ImageService, StoredImage
-from pixdrop.services.streams import MeteredStream, collect
+from pixdrop.services.completion import Completion, Staged, StoredImage
+from pixdrop.services.lifecycle import Lifecycle, token
+from pixdrop.services.locks import LeaseLocks
+from pixdrop.services.metering import Body
 
-log = logging.getLogger("pixdrop.uploads")
-
-
-@dataclass(frozen=True, slots=True)
-class UploadLimits:
-    """The bounds a chunked upload must respect."""
-
-    max_image_size: int
-    default_chunk_size: int
-    min_chunk_size: int
-    max_chunk_size: int
-    max_chunks: int
-    ttl: timedelta
+__all__ = ["ChunkReceipt", "UploadService", "UploadStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +59,22 @@ class ChunkReceipt:
 class UploadService:
     """Create uploads, take chunks in any order, report what is missing, complete, abort."""
 
-    def __init__(self, *, images: ImageService, limits: UploadLimits) -> None:
-        self.images = images
-        self.blobs = images.blobs
-        self.meta = images.meta
-        self.locker = images.locker
-        self.limits = limits
-        self.clock = images.clock
+    def __init__(
+        self,
+        *,
+        lifecycle: Lifecycle,
+        completion: Completion,
+        staging: Staging,
+        meta: MetadataStore,
+        locks: LeaseLocks,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.completion = completion
+        self.staging = staging
+        self.meta = meta
+        self.locks = locks
+        self.limits = lifecycle.limits
+        self.clock = lifecycle.clock
 
     async def create(
         self,
@@ -92,32 +87,20 @@ class UploadService:
     ) -> UploadStatus:
         """Start an upload of *size* bytes; raise ``InvalidUploadRequest``/``PayloadTooLarge``."""
         chunk_size = self._check_shape(size, chunk_size)
-        now = self.clock()
-        upload = Upload(
-            id=new_id(),
-            size=size,
+        upload = self.lifecycle.new(
+            "native",
+            size,
             chunk_size=chunk_size,
-            state=UploadState.RECEIVING,
-            created_at=now,
-            expires_at=now + self.limits.ttl,
-            sha256=sha256.lower() if sha256 else None,
+            sha256=sha256,
             filename=filename,
             content_type=content_type,
         )
-        # Bytes before records: the staging object exists before anyone can name the upload.
-        await self.blobs.create_staging(upload.id)
-        await self.meta.create_upload(upload)
+        upload = await self.lifecycle.open(upload)
         return UploadStatus(upload, [], list(range(upload.chunk_count)))
 
     def _check_shape(self, size: int, chunk_size: int | None) -> int:
         lim = self.limits
-        if size > lim.max_image_size:
-            raise PayloadTooLarge(
-                f"The image is {size} bytes; the largest accepted is {lim.max_image_size} bytes.",
-                limit="max_image_size",
-                value=size,
-                allowed=lim.max_image_size,
-            )
+        self.lifecycle.check_size(size, "image")
         if chunk_size is None:
             chunk_size = lim.default_chunk_size
         elif not lim.min_chunk_size <= chunk_size <= lim.max_chunk_size:
@@ -202,7 +185,7 @@ class UploadService:
             self._check_native(upload)
             self._chunk_index(upload, index_text)
         try:
-            async with self.locker.hold(f"chunk/{upload_id}/{number}"):
+            async with self.locks.hold(f"chunk/{upload_id}/{number}"):
                 upload, stored = await self.meta.chunk_slot(upload_id, number)
                 self._check_native(upload)
                 index = self._chunk_index(upload, index_text)
@@ -210,7 +193,7 @@ class UploadService:
                 start, end = upload.chunk_range(index)
                 if content_length is not None and content_length != end - start:
                     raise self._wrong_length(index, end - start, content_length)
-                stream = MeteredStream(
+                stream = Body(
                     body,
                     limit=end - start,
                     too_long=lambda: self._wrong_length(index, end - start, None),
@@ -218,7 +201,7 @@ class UploadService:
                 )
                 if stored is None:
                     return await self._write_chunk(upload, index, stream)
-        except LockBusy:
+        except LeaseBusy:
             error = ChunkBusy(
                 f"Chunk {number} is being written by another request; retry shortly.",
                 index=number,
@@ -246,28 +229,34 @@ class UploadService:
             expected_size=want,
         )
 
-    async def _write_chunk(self, upload: Upload, index: int, stream: MeteredStream) -> ChunkReceipt:
+    async def _write_chunk(self, upload: Upload, index: int, stream: Body) -> ChunkReceipt:
         start, end = upload.chunk_range(index)
         try:
-            await self.blobs.write_at(upload.id, start, stream, stream.observe)
+            part = await self.staging.put_part(
+                upload.id,
+                token(upload),
+                number=index + 1,
+                offset=start,
+                data=stream,
+                observe=stream.observe,
+            )
         except FileNotFoundError:
             raise UploadNotFound(f"Upload {upload.id} was deleted.") from None
-        if stream.length != end - start:
-            raise self._wrong_length(index, end - start, stream.length)
-        stream.verify(f"chunk {index}")
-        part = Part(start, end, stream.sha256)
+        if part.length != end - start:
+            raise self._wrong_length(index, end - start, part.length)
+        stream.verify_digests(f"chunk {index}")
         await self.meta.add_part(upload.id, part)
         return ChunkReceipt(upload.id, index, part, created=True)
 
     async def _compare_chunk(
-        self, upload: Upload, index: int, stored: Part, stream: MeteredStream
+        self, upload: Upload, index: int, stored: Part, stream: Body
     ) -> ChunkReceipt:
         """A chunk that is already stored: hash the re-sent bytes, store nothing."""
-        await stream.drain()
+        sha256 = await stream.drain()
         if stream.length != stored.length:
             raise self._wrong_length(index, stored.length, stream.length)
-        stream.verify(f"chunk {index}")
-        if stream.sha256 != stored.sha256:
+        stream.verify_digests(f"chunk {index}")
+        if sha256 != stored.sha256:
             raise ChunkConflict(
                 f"Chunk {index} is already stored with different bytes (sha256 "
                 f"{stored.sha256}); an upload's chunks cannot change. Start a new upload "
@@ -298,8 +287,8 @@ class UploadService:
             )
         async with AsyncExitStack() as stack:
             try:
-                await stack.enter_async_context(self.locker.hold(f"complete/{upload.id}"))
-            except LockBusy:
+                await stack.enter_async_context(self.locks.hold(f"complete/{upload.id}"))
+            except LeaseBusy:
                 raise Conflict(
                     f"Upload {upload.id} is being completed by another request; ask "
                     "GET /v1/uploads/{id} for the result in a moment."
@@ -312,82 +301,22 @@ class UploadService:
                 upload.id, {UploadState.RECEIVING, UploadState.COMPLETING}, UploadState.COMPLETING
             )
             try:
-                return await self.finish_staged(upload)
+                return await self._ingest(upload)
             except UnprocessableImage:
-                await self.free(upload.id)
+                await self.lifecycle.free(upload)
                 raise
         raise AssertionError("unreachable")
 
-    async def finish_staged(self, upload: Upload) -> StoredImage:
-        """Hash the staged bytes, check them against the announced sha256, ingest the image.
-
-        The caller has stopped further writes (state ``completing``) and frees the upload if
-        this raises ``UnprocessableImage``.
-        """
-
-        async def checked_sha256() -> str:
-            sha = await self._hash_staged(upload)
-            if upload.sha256 and sha != upload.sha256:
-                raise UnprocessableImage(
-                    f"The assembled bytes have sha256 {sha}, not the {upload.sha256} given when "
-                    "the upload was created. The upload was discarded; upload the file again.",
-                    reason="sha256-mismatch",
-                    expected_sha256=upload.sha256,
-                    actual_sha256=sha,
-                )
-            return sha
+    async def _ingest(self, upload: Upload) -> StoredImage:
+        parts = await self.meta.list_parts(upload.id)
+        key = await self.staging.finish(upload.id, token(upload), parts)
+        staged = Staged(upload.id, token(upload), key, upload.size, expected_sha256=upload.sha256)
 
         async def record(image: Image) -> None:
             await self.meta.complete_upload(upload.id, image)
 
-        # The whole-file hash (one pass over the staged file, in a thread) runs while the codec
-        # decodes in its worker process: two cores busy instead of one after another.
-        return await self.images.ingest(
-            upload.id,
-            sha256=checked_sha256(),
-            size=upload.size,
-            head=await self._staged_head(upload),
-            filename=upload.filename,
-            record=record,
-        )
-
-    async def _staged_head(self, upload: Upload) -> bytes:
-        want = min(self.images.prober.head_size, upload.size)
-        return await collect(self.blobs.read_staging(upload.id, 0, want))
-
-    async def _hash_staged(self, upload: Upload) -> str:
-        if isinstance(self.blobs, DigestsStaging):
-            return await self.blobs.digest_staging(upload.id, upload.size)
-        hasher = hashlib.sha256()
-        async for block in self.blobs.read_staging(upload.id, 0, upload.size):
-            hasher.update(block)
-        return hasher.hexdigest()
+        return await self.completion.ingest(staged, filename=upload.filename, record=record)
 
     async def abort(self, upload_id: str) -> None:
         """Forget the upload, then free its bytes (a crash in between leaves only bytes)."""
-        upload = await self.get(upload_id)
-        await self.free(upload.id)
-
-    async def free(self, upload_id: str) -> None:
-        """Delete the upload record, then its bytes (any protocol; no error if absent)."""
-        await self.meta.delete_upload(upload_id)
-        await self.blobs.discard(upload_id)
-
-    async def sweep(self, now: datetime | None = None, batch: int = 100) -> int:
-        """Remove expired uploads (records, then bytes) and orphaned staging objects."""
-        now = now or self.clock()
-        removed = 0
-        for upload in await self.meta.expired_uploads(now, batch):
-            await self.meta.delete_upload(upload.id)
-            await self.blobs.discard(upload.id)
-            removed += 1
-        grace = self.limits.ttl.total_seconds()
-        for staging_id in await self.blobs.staging_ids(older_than=grace):
-            try:
-                await self.meta.get_upload(staging_id)
-            except UploadNotFound:
-                await self.blobs.discard(staging_id)
-                removed += 1
-        if removed:
-            log.info("swept %d expired or orphaned uploads", removed)
-        return removed
+        await self.lifecycle.free(await self.get(upload_id))

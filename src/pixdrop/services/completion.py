@@ -1,0 +1,206 @@
+"""Completion: the one pipeline every upload ends in, whichever way its bytes came.
+
+It owns the durability order of an image (DESIGN.md):
+
+1. the staged parts are made one object (``Staging.finish``, or ``join`` for tus
+   concatenation): on disk the staging file is already whole, on S3 the multipart finishes;
+2. the first bytes are sniffed and the header's dimensions checked (``ImageProber``, in
+   process, microseconds): a decompression bomb stops here;
+3. the object is handed to the decoder as a local file (``Blobs.materialize``), which checks
+   the limits again and decodes every pixel, while the whole object's sha256 is computed
+   beside it (unless the bytes were hashed on their way in) and checked against the one the
+   client announced;
+4. under the blob's lease (so a delete of the same bytes cannot interleave), the object is
+   kept as the content-addressed blob (``Staging.keep``: a hard link on disk; identical bytes
+   share one blob), then the image is recorded (``record``, one transaction that may also
+   mark the upload completed);
+5. the staged object is dropped.
+
+A crash before 4 leaves the upload as it was (complete again); between keeping and recording,
+a blob no record names yet (the retry records it); after recording, leftovers the sweeper
+removes. There is never a record without its bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import unicodedata
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pixdrop.errors import UnprocessableImage
+from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, new_id
+from pixdrop.ports import Blobs, DigestsInPlace, ImageCodec, ImageProber, Staging
+from pixdrop.services.lifecycle import Clock
+from pixdrop.services.locks import LeaseLocks
+from pixdrop.tasks import both
+
+__all__ = ["Completion", "Staged", "StoredImage", "clean_filename", "token_hash"]
+
+#: Records a new image (and whatever goes with it) in one transaction.
+Record = Callable[[Image], Awaitable[None]]
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def clean_filename(name: str | None) -> str | None:
+    """A client's file name reduced to a harmless base name (no path, no control characters)."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
+    return base[:255] or None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image, plus its delete token when it was created by this call."""
+
+    image: Image
+    delete_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A finished staged object, ready for the pipeline."""
+
+    upload_id: str
+    token: str
+    #: The key ``Blobs`` reads it by (what ``Staging.finish`` or ``join`` answered).
+    key: str
+    size: int
+    #: Its sha256 if the bytes were hashed on their way in; else computed here.
+    sha256: str | None = None
+    #: Its first bytes if they were kept on their way in; else read here.
+    head: bytes | None = None
+    #: The sha256 the client announced for the whole upload, if any.
+    expected_sha256: str | None = None
+
+
+class Completion:
+    """Turns a finished staged object into a stored, recorded image (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        staging: Staging,
+        blobs: Blobs,
+        locks: LeaseLocks,
+        prober: ImageProber,
+        codec: ImageCodec,
+        limits: ImageLimits,
+        clock: Clock,
+    ) -> None:
+        self.staging = staging
+        self.blobs = blobs
+        self.locks = locks
+        self.prober = prober
+        self.codec = codec
+        self.limits = limits
+        self.clock = clock
+
+    async def ingest(self, staged: Staged, *, filename: str | None, record: Record) -> StoredImage:
+        """Check, keep and record the image in *staged*; ``UnprocessableImage`` if the bytes
+        are not an acceptable image or not the announced ones (the caller frees the upload)."""
+        head = staged.head if staged.head is not None else await self._head(staged)
+        try:
+            info = self._probe(head)
+        except UnprocessableImage:
+            if staged.sha256 is None and staged.expected_sha256:
+                await self._checked_sha256(staged)  # a wrong file is the clearer refusal
+            raise
+        async with self.blobs.materialize(staged.key) as path:
+            inspecting = self.codec.inspect(path, info.format, self.limits)
+            if staged.sha256 is None:
+                digest, details = await both(self._checked_sha256(staged), inspecting)
+            else:
+                self._check_sha256(staged, staged.sha256)
+                digest, details = staged.sha256, await inspecting
+        delete_token = secrets.token_urlsafe(32)
+        image = self._image(digest, staged.size, info, details, delete_token, filename)
+        async with self.locks.hold_waiting(f"blob/{digest}"):
+            await self.staging.keep(staged.upload_id, staged.token, digest)
+            await record(image)
+        await self.staging.abort(staged.upload_id, staged.token)
+        return StoredImage(image, delete_token)
+
+    async def _head(self, staged: Staged) -> bytes:
+        want = min(self.prober.head_size, staged.size)
+        blocks = [block async for block in self.blobs.open_range(staged.key, 0, want)]
+        return b"".join(blocks)
+
+    async def _checked_sha256(self, staged: Staged) -> str:
+        if isinstance(self.blobs, DigestsInPlace):
+            digest = await self.blobs.sha256(staged.key, staged.size)
+        else:
+            hasher = hashlib.sha256()
+            async for block in self.blobs.open_range(staged.key, 0, staged.size):
+                hasher.update(block)
+            digest = hasher.hexdigest()
+        self._check_sha256(staged, digest)
+        return digest
+
+    @staticmethod
+    def _check_sha256(staged: Staged, digest: str) -> None:
+        if staged.expected_sha256 and digest != staged.expected_sha256:
+            raise UnprocessableImage(
+                f"The assembled bytes have sha256 {digest}, not the {staged.expected_sha256} "
+                "given when the upload was created. The upload was discarded; upload the file "
+                "again.",
+                reason="sha256-mismatch",
+                expected_sha256=staged.expected_sha256,
+                actual_sha256=digest,
+            )
+
+    def _probe(self, head: bytes) -> ImageInfo:
+        """Sniff the format and check the header's dimensions, before any decoding."""
+        try:
+            info = self.prober.probe(head)
+        except UnprocessableImage as exc:
+            # A TIFF may put its directory anywhere, often after the pixels. The codec reads
+            # the header from the whole file, so a directory past the head is no refusal.
+            if exc.extra.get("reason") == "header-too-large" and exc.extra.get("format") == "tiff":
+                return ImageInfo("tiff", "image/tiff", 0, 0)
+            raise
+        breach = self.limits.breach(info.width, info.height, 1)
+        if breach is not None:
+            limit, value, allowed = breach
+            raise UnprocessableImage(
+                f"The image's header says it is {info.width}x{info.height} pixels, over the "
+                f"limit {limit} = {allowed} ({value}). Nothing was decoded; send a smaller image.",
+                reason="limit-exceeded",
+                limit=limit,
+                value=value,
+                allowed=allowed,
+            )
+        return info
+
+    def _image(
+        self,
+        digest: str,
+        size: int,
+        info: ImageInfo,
+        details: ImageDetails,
+        delete_token: str,
+        filename: str | None,
+    ) -> Image:
+        return Image(
+            id=new_id(),
+            sha256=digest,
+            size=size,
+            content_type=info.content_type,
+            format=info.format,
+            width=details.width,
+            height=details.height,
+            created_at=self.clock(),
+            delete_token_hash=token_hash(delete_token),
+            filename=clean_filename(filename),
+            frames=details.frames,
+            orientation=details.orientation,
+            has_alpha=details.has_alpha,
+            placeholder=details.placeholder,
+            has_gps=details.has_gps,
+        )
