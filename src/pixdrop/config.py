@@ -15,13 +15,15 @@ from typing import Annotated, Any
 from pydantic import ByteSize, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pixdrop.formats import NAMES
+
 ENV_PREFIX = "PIXDROP_"
 MiB = 1024 * 1024
 
 Size = Annotated[ByteSize, Field(gt=0)]
 
 #: Every format pixdrop knows; HEIC only where libheif has an HEVC decoder.
-KNOWN_FORMATS = ("jpeg", "png", "gif", "webp", "avif", "tiff", "heic")
+KNOWN_FORMATS = NAMES
 #: Presets whose names are paths: ``GET /v1/images/{id}/thumb``.
 DEFAULT_PRESETS = "thumb=256,small=512,medium=1024,large=2048"
 DEFAULT_VARIANT_SIZES = "64,128,160,256,320,480,512,640,800,1024,1280,1600,2048"
@@ -111,7 +113,7 @@ class Settings(BaseSettings):
     formats: str | None = Field(
         None,
         description="Accepted image formats, comma-separated, of "
-        "jpeg,png,gif,webp,avif,tiff,heic (default: every one of them the decoder supports).",
+        f"{','.join(KNOWN_FORMATS)} (default: every one of them the decoder supports).",
     )
     max_width: int = Field(32_768, ge=1, description="Widest image accepted, in pixels.")
     max_height: int = Field(32_768, ge=1, description="Tallest image accepted, in pixels.")

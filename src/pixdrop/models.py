@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
+from pixdrop.formats import BY_NAME, FORMATS
+
 #: Ids carry 128 random bits, URL-safe base64 without padding: exactly 22 characters.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
@@ -190,22 +192,15 @@ class VariantSpec:
         return f"w{w}-h{h}-{self.fit.value}-q{self.quality}.{self.format}"
 
 
-#: Media type of every format pixdrop reads or writes.
-MEDIA_TYPES = {
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "gif": "image/gif",
-    "webp": "image/webp",
-    "avif": "image/avif",
-    "tiff": "image/tiff",
-    "heic": "image/heic",
-}
+#: Media type of every format pixdrop reads or writes (``pixdrop.formats``).
+MEDIA_TYPES = {f.name: f.media_type for f in FORMATS}
 
 
 def gps_free_format(fmt: str) -> str:
     """The format of the GPS-free copy of a *fmt* original: the same where it can be written
     (losslessly edited, or re-encoded), else JPEG."""
-    return fmt if fmt in ("jpeg", "png", "webp", "avif", "tiff") else "jpeg"
+    known = BY_NAME.get(fmt)
+    return known.gps_free_as if known else "jpeg"
 
 
 def derived_key(source: str, name: str) -> str:

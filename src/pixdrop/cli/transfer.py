@@ -36,6 +36,7 @@ from pixdrop.client import (
     UploadStatus,
 )
 from pixdrop.client import Progress as Moved
+from pixdrop.formats import BY_NAME, DEFAULT_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,8 +45,9 @@ EXIT_CODES = """\b
 Exit codes: 0 all done; 1 something failed (the server refused, or retries ran out);
 2 usage error (bad option, no such file); 130 interrupted (Ctrl-C): run the same
 command again to resume."""
-#: Files taken from a directory (a file named on the command line is always sent).
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".tif", ".tiff"}
+#: Files taken from a directory: those of the formats a server accepts by default (a file
+#: named on the command line is always sent).
+IMAGE_SUFFIXES = {ext for name in DEFAULT_NAMES for ext in BY_NAME[name].extensions}
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?)(b?)\s*$", re.IGNORECASE)
 

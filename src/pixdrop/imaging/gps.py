@@ -21,7 +21,10 @@ import mmap
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Final
+
+from pixdrop.formats import BY_NAME, FORMATS
 
 __all__ = ["GpsLayoutError", "apply", "find_edits", "strip"]
 
@@ -46,7 +49,7 @@ _TYPE_SIZES: Final = {
     13: 4,
 }
 #: Formats whose XMP packets are searched for in the whole file, not found by their structure.
-XMP_ANYWHERE: Final = frozenset({"gif", "avif", "heic", "tiff"})
+XMP_ANYWHERE: Final = frozenset(f.name for f in FORMATS if f.xmp_anywhere)
 _XMP_GPS: Final = re.compile(rb"GPS(?:Latitude|Longitude|Altitude|DestLatitude|DestLongitude)")
 _XMP_JPEG: Final = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
 _EXIF: Final = b"Exif\x00\x00"
@@ -216,6 +219,16 @@ def _heif(data: Data) -> list[Edit]:
     return edits
 
 
+def _tiff(data: Data) -> list[Edit]:
+    return tiff_edits(data, 0, len(data))
+
+
+#: Where each container (``Format.container``) keeps its EXIF; GIF has none.
+_EDITORS: Final[dict[str, Callable[[Data], list[Edit]]]] = dict(
+    jpeg=_jpeg, png=_png, webp=_webp, tiff=_tiff, heif=_heif
+)
+
+
 def find_edits(data: Data, fmt: str, *, xmp_gps: bool | None = None) -> list[Edit]:
     """The edits that remove every GPS location from the file; empty if it has none.
 
@@ -223,19 +236,10 @@ def find_edits(data: Data, fmt: str, *, xmp_gps: bool | None = None) -> list[Edi
     AVIF, HEIC and TIFF that includes XMP GPS properties anywhere in the file; a caller that
     has already searched the whole file (``xmp_search``) passes what it found as *xmp_gps*.
     """
+    known = BY_NAME.get(fmt)
+    editor = _EDITORS.get(known.container) if known else None
     try:
-        if fmt == "jpeg":
-            edits = _jpeg(data)
-        elif fmt == "png":
-            edits = _png(data)
-        elif fmt == "webp":
-            edits = _webp(data)
-        elif fmt == "tiff":
-            edits = tiff_edits(data, 0, len(data))
-        elif fmt in ("avif", "heic"):
-            edits = _heif(data)
-        else:
-            edits = []
+        edits = editor(data) if editor else []
     except (struct.error, zlib.error, IndexError) as exc:
         raise GpsLayoutError(f"metadata does not parse: {exc}") from None
     if xmp_gps is None and fmt in XMP_ANYWHERE:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from pixdrop.formats import BY_NAME
 from pixdrop.imaging import gps, placeholder, vips
 from pixdrop.models import Fit, ImageDetails, ImageLimits, VariantSpec, gps_free_format
 
@@ -54,9 +55,6 @@ _MARKUP_URL: Final = re.compile(b":(?<=" + _anycase(b"javascript:") + b")")
 #: Windows overlap by more than the longest possible match, so no match straddles unseen.
 _SCAN_WINDOW: Final = 8 * 1024 * 1024
 _SCAN_OVERLAP: Final = 1024
-_NAMES: Final = dict(
-    jpeg="JPEG", png="PNG", gif="GIF", webp="WebP", avif="AVIF", tiff="TIFF", heic="HEIC"
-)
 
 
 class Refusal(Exception):
@@ -83,7 +81,7 @@ def _check_limits(header: vips.Header, fmt: str, limits: ImageLimits) -> None:
     if breach is not None:
         limit, value, allowed = breach
         raise Refusal(
-            f"The {_NAMES[fmt]} image is {header.width}x{header.height} pixels in "
+            f"The {BY_NAME[fmt].display} image is {header.width}x{header.height} pixels in "
             f"{header.frames} frame(s), over the limit {limit} = {allowed} ({value}). "
             "Nothing was decoded; send a smaller image.",
             {"reason": "limit-exceeded", "limit": limit, "value": value, "allowed": allowed},
@@ -142,7 +140,7 @@ def _refuse_markup(found: tuple[int, bytes] | None, fmt: str) -> None:
         offset, raw = found
         token = raw.decode("latin-1").strip("<>/ ").lower()
         raise Refusal(
-            f"The {_NAMES[fmt]} file also carries web markup ({token!r} at byte "
+            f"The {BY_NAME[fmt].display} file also carries web markup ({token!r} at byte "
             f"{offset}), as files made to slip script past filters do. Re-save the "
             "image in an image editor and upload that.",
             {"reason": "embedded-markup", "format": fmt, "offset": offset},
@@ -192,7 +190,7 @@ def scan_markup(source: Path | bytes, fmt: str) -> bool:
 
 def _corrupt(fmt: str, why: str) -> Refusal:
     return Refusal(
-        f"The {_NAMES[fmt]} image does not decode ({why}); it is truncated or corrupt. "
+        f"The {BY_NAME[fmt].display} image does not decode ({why}); it is truncated or corrupt. "
         "Send the whole, intact file.",
         {"reason": "corrupt-image", "format": fmt, "decoder": why},
     )

@@ -17,24 +17,13 @@ from typing import Any, Final
 
 import pyvips  # type: ignore[import-untyped]
 
+from pixdrop.formats import BY_NAME, DEFAULT_NAMES, FORMATS, VARIANT_FORMATS
 from pixdrop.models import Fit, VariantSpec
 
-#: The loader of each format (libvips operation nickname without ``load``).
-LOADERS: Final = {
-    "jpeg": "jpeg",
-    "png": "png",
-    "gif": "gif",
-    "webp": "webp",
-    "avif": "heif",
-    "heic": "heif",
-    "tiff": "tiff",
-}
-#: The loader operations left unblocked.
+#: The loader operations left unblocked (``Format.loader``).
 _LOADER_OPERATIONS: Final = tuple(
-    f"{nick}load{kind}" for nick in sorted(set(LOADERS.values())) for kind in ("", "_buffer")
+    f"{nick}load{kind}" for nick in sorted({f.loader for f in FORMATS}) for kind in ("", "_buffer")
 )
-#: Formats whose files may hold several same-sized frames that libvips shows as one tall image.
-ANIMATED: Final = frozenset({"gif", "webp"})
 #: "No limit" for a free side of a variant's box: thumbnail needs a number.
 _UNBOUNDED: Final = 10_000_000
 
@@ -100,7 +89,7 @@ def _first_line(exc: Exception) -> str:
 
 
 def _load(source: Path | bytes, fmt: str, **options: Any) -> Any:
-    name = LOADERS[fmt] + "load"
+    name = BY_NAME[fmt].loader + "load"
     if isinstance(source, Path):
         return _call(getattr(pyvips.Image, name), str(source), **options)
     return _call(getattr(pyvips.Image, name + "_buffer"), source, **options)
@@ -119,7 +108,7 @@ def header(source: Path | bytes, fmt: str) -> Header:
     fields: list[str] = list(image.get_fields())
     frames = _int_field(image, "n-pages", 1)
     height = int(image.height)
-    if fmt in ANIMATED and frames > 1:
+    if BY_NAME[fmt].animated and frames > 1:
         height = _int_field(image, "page-height", height)
     return Header(
         width=int(image.width),
@@ -147,7 +136,7 @@ def decode_and_preview(source: Path | bytes, fmt: str, head: Header, size: int) 
         options["shrink"] = next(
             s for s in (8, 4, 2, 1) if s == 1 or min(head.width, head.height) // s >= size
         )
-    if fmt in ANIMATED and head.frames > 1:
+    if BY_NAME[fmt].animated and head.frames > 1:
         _call(_load(source, fmt, n=-1, **options).avg)  # every frame; the preview shows one
     image = _load(source, fmt, **options)
     if fmt == "jpeg" and (image.bands, image.format, image.interpretation) == (3, "uchar", "srgb"):
@@ -225,36 +214,28 @@ def render(source: Path | bytes, spec: VariantSpec) -> bytes:
     if spec.fit is Fit.COVER and spec.width and spec.height:
         options["crop"] = "centre"
     image = _thumbnail(source, width, **options)
-    keep_alpha = spec.format in ("png", "webp", "avif") and image.hasalpha()
+    known = BY_NAME.get(spec.format)  # an unknown one: _save says it cannot write it
+    keep_alpha = known is not None and known.keeps_alpha and image.hasalpha()
     return _save(_as_srgb8(image, alpha=keep_alpha), spec.format, spec.quality)
 
 
 def _save(image: Any, fmt: str, quality: int) -> bytes:
-    # keep=0: no EXIF (GPS), XMP, IPTC or ICC; the pixels are sRGB, which needs no profile.
-    if fmt == "jpeg":
-        data = _call(image.jpegsave_buffer, Q=quality, keep=0, optimize_coding=True)
-    elif fmt == "webp":
-        data = _call(image.webpsave_buffer, Q=quality, keep=0, effort=4)
-    elif fmt == "avif":
-        data = _call(
-            image.heifsave_buffer, Q=quality, keep=0, compression="av1", effort=2, bitdepth=8
-        )
-    elif fmt == "png":
-        data = _call(image.pngsave_buffer, keep=0, compression=6)
-    elif fmt == "gif":
-        data = _call(image.gifsave_buffer, keep=0)
-    elif fmt == "tiff":
-        data = _call(image.tiffsave_buffer, keep=0, compression="deflate")
-    else:
+    """*image* written as *fmt* with the table's saver options (``Format.save_options``)."""
+    spec = BY_NAME.get(fmt)
+    if spec is None or spec.saver is None:
         raise ValueError(f"cannot write {fmt!r}")
-    return bytes(data)
+    options: dict[str, Any] = dict(spec.save_options)
+    if spec.lossy:
+        options["Q"] = quality
+    # keep=0: no EXIF (GPS), XMP, IPTC or ICC; the pixels are sRGB, which needs no profile.
+    return bytes(_call(getattr(image, f"{spec.saver}save_buffer"), keep=0, **options))
 
 
 def encodes() -> tuple[str, ...]:
     """Variant formats this libvips can write (AVIF needs an AV1 encoder in libheif)."""
     probe = _call(pyvips.Image.black, 8, 8)
     found = []
-    for fmt in ("webp", "avif", "jpeg", "png"):
+    for fmt in VARIANT_FORMATS:
         try:
             _save(probe, fmt, 50)
         except VipsFailure:
@@ -269,7 +250,7 @@ def decodes() -> tuple[str, ...]:
     libheif cannot be asked for its decoders, so HEIC counts as decodable only if an HEVC
     image can be written and read back.
     """
-    found = ["jpeg", "png", "gif", "webp", "avif", "tiff"]
+    found = list(DEFAULT_NAMES)  # the optional format, HEIC, is the one tried below
     try:
         sample = _call(pyvips.Image.black(8, 8).heifsave_buffer, compression="hevc")
         _load(bytes(sample), "heic").avg()
