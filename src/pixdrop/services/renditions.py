@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import anyio
 
 from pixdrop.errors import BadRequest, ImageNotFound, NotFound
+from pixdrop.formats import BY_NAME, FORMATS, NEGOTIATED, fallback_variant
 from pixdrop.models import (
     MEDIA_TYPES,
     Fit,
@@ -36,7 +37,7 @@ from pixdrop.ports import ImageCodec
 from pixdrop.services.images import ImageService
 
 #: Default quality per output format: what looks alike at a glance (AVIF's scale runs lower).
-DEFAULT_QUALITY = {"webp": 80, "avif": 55, "jpeg": 82, "png": 100}
+DEFAULT_QUALITY = {f.name: f.variant.quality for f in FORMATS if f.variant}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +154,10 @@ class RenditionService:
 
     def _format(self, value: str | None, accept: str, alpha: bool) -> tuple[str, bool]:
         if value in (None, "", "auto"):
-            for fmt in ("avif", "webp"):
+            for fmt in NEGOTIATED:
                 if fmt in self.codec.encodes and accepts(accept, MEDIA_TYPES[fmt]):
                     return fmt, True
-            return ("png" if alpha else "jpeg"), True
+            return fallback_variant(alpha), True
         if value not in self.codec.encodes:
             raise BadRequest(
                 f"format={value} is not offered; use one of auto, {', '.join(self.codec.encodes)}.",
@@ -166,7 +167,7 @@ class RenditionService:
 
     @staticmethod
     def _quality(value: str | None, fmt: str) -> int:
-        if fmt == "png":
+        if not BY_NAME[fmt].lossy:
             return 100  # lossless: q would only multiply names for identical bytes
         if value is None or value == "":
             return DEFAULT_QUALITY[fmt]
