@@ -1,6 +1,9 @@
 """IETF resumable uploads: whole requests read (creation, append, HEAD and DELETE checks).
 
-Sans-I/O, on the single fields of ``protocols/ietf.py``. A creation request also carries the
+Sans-I/O, on the single fields of ``protocols/ietf.py``. ``read_creation``, ``read_append``
+and ``read_bare`` read a request's interop version and then all its fields into one value,
+raising errors as a client of that version must see them (``ietf_responses.spoken``);
+``http/ietf.py`` makes its service call from that value. A creation request also carries the
 image's representation metadata: ``Content-Type`` and a ``Content-Disposition`` file name,
 or tus's ``Upload-Metadata`` (tus-js-client sends that in its IETF modes too).
 """
@@ -16,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 from pixdrop.errors import InvalidResumableRequest
 from pixdrop.protocols import tus
 from pixdrop.protocols.ietf import (
+    INTEROP_HEADER,
     PARTIAL_UPLOAD,
     UPLOAD_LENGTH,
     UPLOAD_OFFSET,
@@ -25,12 +29,14 @@ from pixdrop.protocols.ietf import (
     creation_completes,
     features,
     field,
+    interop_version,
     media_type,
     repr_digest,
     request_length,
     upload_length,
     upload_offset,
 )
+from pixdrop.protocols.ietf_responses import spoken
 
 #: Transfer media types that say nothing about the uploaded image.
 _TRANSFER_TYPES: Final = (PARTIAL_UPLOAD, tus.OFFSET_OCTET_STREAM, "application/octet-stream")
@@ -187,3 +193,49 @@ def check_no_upload_fields(headers: Mapping[str, str], version: int, method: str
             f"A {method.upper()} request to an upload must not carry {', '.join(present)}.",
             fields=present,
         )
+
+
+# --- whole requests, version included -------------------------------------------------------
+
+
+def read_version(headers: Mapping[str, str]) -> int:
+    """The request's interop version: 400 if pixdrop does not speak it, or if it is missing
+    (the caller sends only requests carrying ``Upload-Draft-Interop-Version`` here)."""
+    version = interop_version(headers)
+    if version is None:
+        raise InvalidResumableRequest(
+            f"This is not an IETF resumable-upload request: it has no {INTEROP_HEADER}.",
+            header=INTEROP_HEADER,
+        )
+    return version
+
+
+def read_creation(headers: Mapping[str, str], content_length: int | None) -> Creation:
+    """A creation request's version and fields (``parse_creation``), in one value."""
+    version = read_version(headers)
+    with spoken(version):
+        return parse_creation(headers, version, content_length)
+
+
+def read_append(headers: Mapping[str, str], content_length: int | None) -> Append:
+    """An append's version and fields (``parse_append``), in one value."""
+    version = read_version(headers)
+    with spoken(version):
+        return parse_append(headers, version, content_length)
+
+
+@dataclass(frozen=True, slots=True)
+class Bare:
+    """A request that carries no upload data (``OPTIONS``, ``HEAD``, ``DELETE``), read."""
+
+    version: int
+
+
+def read_bare(headers: Mapping[str, str], method: str) -> Bare:
+    """The version of a request without upload data, and for ``HEAD`` and ``DELETE`` the
+    check that it carries no upload fields (``check_no_upload_fields``)."""
+    version = read_version(headers)
+    if method.upper() in ("HEAD", "DELETE"):
+        with spoken(version):
+            check_no_upload_fields(headers, version, method)
+    return Bare(version)

@@ -8,6 +8,8 @@ dicts, status codes or ``PixdropError``s. Every header dict carries the request'
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Final
 
@@ -280,3 +282,28 @@ def translate_error(
     for name, value in error_headers(version, offset=known, complete=complete).items():
         error.headers.setdefault(name, value)
     return error
+
+
+@contextmanager
+def spoken(
+    version: int,
+    *,
+    appending_bytes: bool = False,
+    limit: str | None = None,
+    length_errors: bool = False,
+) -> Iterator[None]:
+    """Raise the ``PixdropError``s raised inside as ``translate_error`` has an IETF client of
+    *version* see them (the keywords are its own)."""
+    try:
+        yield
+    except PixdropError as exc:
+        error = translate_error(
+            exc,
+            version,
+            appending_bytes=appending_bytes,
+            limit=limit,
+            length_errors=length_errors,
+        )
+        if error is exc:
+            raise
+        raise error from exc
