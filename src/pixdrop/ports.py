@@ -58,8 +58,12 @@ class Staging(Protocol):
         data: AsyncIterable[bytes],
         observe: Observer | None = None,
     ) -> Part:
-        """Store *data* as part *number* (1-based) of the upload, at byte *offset*; return its
-        receipt (range, sha256 of the bytes, the store's etag).
+        """Store *data* as part *number* of the upload, at byte *offset*; return its receipt
+        (range, sha256 of the bytes, the store's etag).
+
+        *number* is 1-based where the caller knows the part's place (native chunk *i* is part
+        *i + 1*, a one-shot body part 1); 0 for an append (tus, IETF), whose parts follow one
+        another at growing offsets: the store then numbers (and, on S3, gathers) them itself.
 
         The bytes are durable when this returns. If *data* raises, the exception propagates
         and nothing must be recorded for this part (bytes that reached storage stay
@@ -80,7 +84,7 @@ class Staging(Protocol):
     ) -> str:
         """Finish *upload_id* as the concatenation of other staged uploads, each given as
         ``(upload id, token, parts)``, in order (tus concatenation); return the key as
-        ``finish`` does. The sources stay until aborted."""
+        ``finish`` does. The target must have been begun; the sources stay until aborted."""
 
     async def keep(self, upload_id: str, token: str, key: str) -> None:
         """Store the finished object of *upload_id* as content blob *key* (its sha256).

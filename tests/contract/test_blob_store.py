@@ -19,9 +19,9 @@ import anyio
 import pytest
 
 from pixdrop.models import Part, derived_key, new_id
-from pixdrop.ports import BlobStore, DigestsInPlace, DigestsStaging, LocalFiles
+from pixdrop.ports import BlobStore, DigestsInPlace
 from pixdrop.storage import default_blob_store_url, open_blob_store
-from pixdrop.storage.local import LocalBlobStore, LocalStore
+from pixdrop.storage.local import LocalStore
 
 T = TypeVar("T")
 
@@ -349,12 +349,30 @@ def test_begin_is_idempotent(store: BlobStore) -> None:
     assert run(go) == b"kept across a second begin"
 
 
-def test_part_numbers_start_at_one(store: BlobStore) -> None:
+def test_appends_are_numbered_by_the_store(store: BlobStore) -> None:
+    """Part number 0 is an append: parts at growing offsets that the store numbers itself."""
+
+    async def go() -> bytes:
+        upload_id = new_id()
+        token = await store.staging.begin(upload_id)
+        first = await store.staging.put_part(
+            upload_id, token, number=0, offset=0, data=stream(b"appended ")
+        )
+        second = await store.staging.put_part(
+            upload_id, token, number=0, offset=first.end, data=stream(b"in order")
+        )
+        key = await store.staging.finish(upload_id, token, [first, second])
+        return await collect(store.blobs.open_range(key, 0, 100))
+
+    assert run(go) == b"appended in order"
+
+
+def test_negative_part_numbers_are_refused(store: BlobStore) -> None:
     async def go() -> None:
         upload_id = new_id()
         token = await store.staging.begin(upload_id)
         with pytest.raises(ValueError, match="part number"):
-            await store.staging.put_part(upload_id, token, number=0, offset=0, data=stream(b"x"))
+            await store.staging.put_part(upload_id, token, number=-1, offset=0, data=stream(b"x"))
 
     run(go)
 
@@ -682,28 +700,3 @@ def test_urls(tmp_path: Path) -> None:
     for bad in ("http://example.com/x", "gs://bucket", "file://elsewhere/x", "file:relative", ""):
         with pytest.raises(ValueError, match="file:///"):
             open_blob_store(bad)
-
-
-def test_the_deprecated_local_blob_store_still_serves_the_old_api(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
-    assert isinstance(store, LocalFiles)
-    assert isinstance(store, DigestsStaging)
-    uid, target = new_id(), new_id()
-    assert store.staging_path(uid) == tmp_path / "staging" / uid
-    assert store.blob_path("ab" * 32) == tmp_path / "blobs" / "ab" / "ab" / ("ab" * 32)
-
-    async def go() -> None:
-        await store.create_staging(uid)
-        assert await store.write_at(uid, 0, stream(b"0123456789abcdef")) == 16
-        await store.truncate_staging(uid, 10)
-        assert await store.digest_staging(uid, 10) == sha(b"0123456789")
-        assert await collect(store.read_staging(uid, 0, 99)) == b"0123456789"
-        await store.create_staging(target)
-        await store.concat_staging(target, [(uid, 4), (uid, 10)])
-        assert await collect(store.read_staging(target, 0, 99)) == b"01230123456789"
-        await store.commit(uid, sha(b"0123456789"))
-        await store.discard(uid)
-        assert await store.blob_size(sha(b"0123456789")) == 10
-        assert await store.staging_ids(older_than=-1) == [target]
-
-    run(go)

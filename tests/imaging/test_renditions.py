@@ -8,15 +8,16 @@ from typing import Any
 import anyio
 import pytest
 
+from pixdrop.config import Settings
 from pixdrop.errors import BadRequest, NotFound
-from pixdrop.imaging import HeaderProber
-from pixdrop.locking import FileLocker
+from pixdrop.http.app import Backends, build_runtime
 from pixdrop.metadata import open_metadata_store
+from pixdrop.metadata.leases import open_leases
 from pixdrop.models import Fit, ImageDetails, ImageLimits, VariantSpec
 from pixdrop.protocols.digest import ExpectedDigests
-from pixdrop.services import ImageService
+from pixdrop.services.leases import LeaseKeeper
 from pixdrop.services.renditions import RenditionService, VariantRequest, accepts
-from pixdrop.storage.local import LocalBlobStore
+from pixdrop.storage.local import LocalStore
 from tests.http.helpers import tiny_image
 
 
@@ -45,40 +46,34 @@ class CountingCodec:
 
 
 async def scenario(root: Path, requests: int) -> tuple[int, set[bytes]]:
-    meta = open_metadata_store(f"sqlite:///{root / 'meta.db'}")
-    locker = FileLocker(root / "locks")
+    settings = Settings(data_dir=root, formats="jpeg,png", variant_presets="thumb=2")
+    meta = open_metadata_store(settings.resolved_database_url)
     codec = CountingCodec()
-    images = ImageService(
-        blobs=LocalBlobStore(root),
-        meta=meta,
-        locker=locker,
-        prober=HeaderProber(),
-        codec=codec,
-        limits=ImageLimits(1000, 1000, 10**6, 10),
-        max_request_size=10**6,
-    )
-    renditions = RenditionService(
-        images=images, codec=codec, presets={"thumb": 2}, sizes=(), strip_gps=True, patience=10
-    )
+    leases = open_leases(meta)
+    keeper = LeaseKeeper(leases, lock_wait=1)
+    rt = build_runtime(settings, Backends(LocalStore(root), meta, leases, keeper, codec))
+    await keeper.__aenter__()
 
     async def body() -> Any:
         yield tiny_image()
 
     try:
-        stored = await images.put_single(body(), expected=ExpectedDigests(), filename=None)
+        stored = await rt.oneshot.put_single(body(), expected=ExpectedDigests(), filename=None)
         spec = VariantSpec(2, 2, Fit.CONTAIN, "webp", 80)
         served: set[bytes] = set()
 
         async def one() -> None:
-            rendition = await renditions.variant(stored.image, spec, False)
-            served.add(b"".join([b async for b in renditions.read(rendition, 0, rendition.size)]))
+            rendition = await rt.renditions.variant(stored.image, spec, False)
+            read = rt.renditions.read(rendition, 0, rendition.size)
+            served.add(b"".join([b async for b in read]))
 
         async with anyio.create_task_group() as tasks:
             for _ in range(requests):
                 tasks.start_soon(one)
         return codec.renders, served
     finally:
-        locker.close()
+        await keeper.__aexit__(None, None, None)
+        await leases.close()
         await meta.close()
 
 

@@ -26,7 +26,7 @@ from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.imaging.codec import VipsCodec
 from pixdrop.metadata import SqlMetadataStore, open_metadata_store
-from pixdrop.metadata.leases import open_leases
+from pixdrop.metadata.leases import SqlLeases, open_leases
 from pixdrop.models import ImageLimits, utcnow
 from pixdrop.ports import BlobStore, ImageCodec
 from pixdrop.services import Completion, ImageService, Lifecycle, UploadLimits, UploadService
@@ -106,16 +106,17 @@ def _upload_limits(settings: Settings) -> UploadLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class _Backends:
+class Backends:
     """What the runtime's services stand on, to be closed when the app stops."""
 
     store: BlobStore
     meta: SqlMetadataStore
+    leases: SqlLeases
     keeper: LeaseKeeper
     codec: ImageCodec
 
 
-def _build_runtime(settings: Settings, backends: _Backends) -> Runtime:
+def build_runtime(settings: Settings, backends: Backends) -> Runtime:
     store, meta, codec = backends.store, backends.meta, backends.codec
     locks = LeaseLocks(backends.keeper)
     lifecycle = Lifecycle(
@@ -165,14 +166,15 @@ def _build_runtime(settings: Settings, backends: _Backends) -> Runtime:
     )
 
 
-async def _open_backends(settings: Settings, codec: ImageCodec) -> _Backends:
+async def open_backends(settings: Settings, codec: ImageCodec) -> Backends:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_blob_store(settings.resolved_blob_store, sync=settings.fsync)
     meta = await to_thread.run_sync(
         partial(open_metadata_store, settings.resolved_database_url, sync=settings.fsync)
     )
-    keeper = LeaseKeeper(open_leases(meta), lock_wait=settings.lock_wait)
-    return _Backends(store, meta, keeper, codec)
+    leases = open_leases(meta)
+    keeper = LeaseKeeper(leases, lock_wait=settings.lock_wait)
+    return Backends(store, meta, leases, keeper, codec)
 
 
 async def _sweep_forever(rt: Runtime, keeper: LeaseKeeper, interval: float) -> None:
@@ -194,19 +196,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers=settings.image_workers, decode_timeout=settings.decode_timeout
     )
     try:
-        backends = await _open_backends(settings, codec)
+        backends = await open_backends(settings, codec)
     except BaseException:
         await codec.close()
         raise
-    rt = _build_runtime(settings, backends)
+    rt = build_runtime(settings, backends)
     app.state.runtime = rt
     try:
         async with anyio.create_task_group() as tasks:
+            await tasks.start(backends.keeper.run)
             tasks.start_soon(_sweep_forever, rt, backends.keeper, settings.sweep_interval)
             yield
             tasks.cancel_scope.cancel()
     finally:
-        await backends.keeper.close()
+        await backends.leases.close()
         await rt.meta.close()
         await backends.store.close()
         await codec.close()

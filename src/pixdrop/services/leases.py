@@ -32,7 +32,7 @@ from typing import Protocol, runtime_checkable
 import anyio
 from anyio.abc import TaskStatus
 
-from pixdrop.metadata.leases import new_holder
+from pixdrop.holders import new_holder
 from pixdrop.ports import LeaseBusy, Leases
 
 __all__ = ["HeldLease", "LeaseKeeper", "RenewsInBulk"]

@@ -28,11 +28,13 @@ class LeaseLocks:
     def __init__(self, keeper: LeaseKeeper) -> None:
         self.keeper = keeper
 
-    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
+    def hold(self, key: str) -> AbstractAsyncContextManager[object]:
         """Hold *key* while the block runs; ``LeaseBusy`` at once if it is held elsewhere."""
         return self.keeper.hold(key)
 
-    def take_over(self, key: str, on_stop: Callable[[], None]) -> AbstractAsyncContextManager[None]:
+    def take_over(
+        self, key: str, on_stop: Callable[[], None]
+    ) -> AbstractAsyncContextManager[object]:
         """Hold *key*, asking a current holder to step aside (``LeaseBusy`` if it does not
         within ``lock_wait``); *on_stop* runs if a newer request asks this one to."""
         return self.keeper.hold(key, take_over=True, on_stop=on_stop)

@@ -62,6 +62,7 @@ class ResumableService:
         idle_timeout: float = 30.0,
     ) -> None:
         self.lifecycle = lifecycle
+        self.clock = lifecycle.clock
         self.completion = completion
         self.staging = staging
         self.meta = meta

@@ -65,7 +65,7 @@ class LocalStaging(Staging):
         data: AsyncIterable[bytes],
         observe: Observer | None = None,
     ) -> Part:
-        if number < 1 or offset < 0:
+        if number < 0 or offset < 0:
             raise ValueError(f"bad part number {number} or offset {offset}")
         hasher = hashlib.sha256()
 
