@@ -109,7 +109,9 @@ def test_cli_suffixes_are_the_default_formats_extensions() -> None:
     assert {".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".tif", ".tiff"} == IMAGE_SUFFIXES
 
 
-@pytest.mark.parametrize("path", sorted(DATA.iterdir()), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(p for p in DATA.iterdir() if p.is_file()), ids=lambda p: p.name
+)
 def test_sample_images_match_the_table(path: Path) -> None:
     info = HeaderProber().probe(path.read_bytes())
     assert path.suffix in BY_NAME[info.format].extensions
