@@ -128,6 +128,7 @@ def test_upload_round_trips_every_field(store: SqlMetadataStore) -> None:
         filename="Crème brûlée 🍮.png",
         content_type="image/png",
         image_id=new_id(),
+        store_token="2~multipart-upload-id-of-the-store",
     )
     run(store.create_upload, upload)
     got = run(store.get_upload, upload.id)
@@ -210,6 +211,18 @@ def test_chunk_slot_reads_the_upload_and_the_part_of_one_chunk(store: SqlMetadat
     assert run(store.chunk_slot, upload.id, 10**6) == (upload, None)
     with pytest.raises(UploadNotFound):
         run(store.chunk_slot, new_id(), 3)
+
+
+def test_parts_keep_their_staging_receipt(store: SqlMetadataStore) -> None:
+    """Part number and ETag come back as recorded, from every read, so that any node can
+    finish an upload whose parts other nodes put (``Staging.finish`` takes the receipts)."""
+    upload = make_upload(size=3_000, chunk_size=1_000, store_token="token")
+    first = Part(0, 1_000, sha(), number=1, etag='"etag-1"')
+    third = Part(2_000, 3_000, sha(), number=3, etag='"etag-3"')
+    anyio.run(partial(store.create_upload, upload, parts=[first]))
+    run(store.add_part, upload.id, third)
+    assert run(store.list_parts, upload.id) == [first, third]
+    assert run(store.chunk_slot, upload.id, 2) == (upload, third)
 
 
 def test_chunk_slot_past_4_gib(store: SqlMetadataStore) -> None:

@@ -127,22 +127,27 @@ class OneShot:
             written = stream.kept(part.length, checksum, trailer_checksum)
             if written != length:  # interrupted: keep what arrived, resumable from there
                 return await self._keep_partial(upload, part if written else None, stream)
-            completed = replace(upload, state=UploadState.COMPLETED)
-
-            async def record(image: Image) -> None:
-                done = replace(completed, image_id=image.id)
-                await self.meta.create_upload(done, parts=[part], image=image)
-
-            key = await self.staging.finish(upload.id, upload.store_token or "", [part])
-            staged = Staged(upload.id, upload.store_token or "", key, length, part.sha256)
-            staged = replace(staged, head=stream.head)
-            stored = await self.completion.ingest(staged, filename=filename, record=record)
+            return await self._complete_whole(upload, part, stream.head)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.staging.abort(upload.id, upload.store_token or "")
             raise
+
+    async def _complete_whole(self, upload: Upload, part: Part, head: bytes) -> AppendResult:
+        """All the bytes arrived: the image, the upload and its part, in one transaction."""
+        completed = replace(upload, state=UploadState.COMPLETED)
+
+        async def record(image: Image) -> None:
+            done = replace(completed, image_id=image.id)
+            await self.meta.create_upload(done, parts=[part], image=image)
+
+        store_token = upload.store_token or ""
+        key = await self.staging.finish(upload.id, store_token, [part])
+        staged = Staged(upload.id, store_token, key, part.length, part.sha256, head)
+        stored = await self.completion.ingest(staged, filename=upload.filename, record=record)
         completed = replace(completed, image_id=stored.image.id)
-        return AppendResult(Progress(completed, length, length, stored.image), stored, False)
+        progress = Progress(completed, part.length, part.length, stored.image)
+        return AppendResult(progress, stored, False)
 
     async def _keep_partial(self, upload: Upload, part: Part | None, stream: Body) -> AppendResult:
         """A body that stopped early becomes a resumable upload holding what arrived."""
