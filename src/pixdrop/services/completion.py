@@ -2,7 +2,8 @@
 
 It owns the durability order of an image (DESIGN.md):
 
-1. the staged parts are made one object (``Staging.finish``, or ``join`` for tus
+1. the recorded parts must cover ``[0, size)`` (``ranges.missing``: the one range model of
+   every protocol), then they are made one object (``Staging.finish``, or ``join`` for tus
    concatenation): on disk the staging file is already whole, on S3 the multipart finishes;
 2. the first bytes are sniffed and the header's dimensions checked (``ImageProber``, in
    process, microseconds): a decompression bomb stops here;
@@ -26,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from pixdrop.errors import UnprocessableImage
-from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, new_id
+from pixdrop import ranges
+from pixdrop.errors import UnprocessableImage, UploadIncomplete
+from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
 from pixdrop.ports import Blobs, DigestsInPlace, ImageCodec, ImageProber, Staging
-from pixdrop.services.lifecycle import Clock
+from pixdrop.services.lifecycle import Clock, token
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.tasks import both
 
@@ -101,6 +103,19 @@ class Completion:
         self.codec = codec
         self.limits = limits
         self.clock = clock
+
+    async def stage(self, upload: Upload, parts: Sequence[Part]) -> Staged:
+        """Make one object of an upload's recorded *parts* (``Staging.finish``), after
+        checking that they cover ``[0, size)``: the range model every protocol shares."""
+        gaps = ranges.missing([(p.start, p.end) for p in parts], upload.size)
+        if gaps:
+            raise UploadIncomplete(
+                f"Upload {upload.id} lacks {sum(end - start for start, end in gaps)} of its "
+                f"{upload.size} bytes (first gap at {gaps[0][0]}); send them, then complete.",
+                missing_ranges=[list(gap) for gap in gaps],
+            )
+        key = await self.staging.finish(upload.id, token(upload), parts)
+        return Staged(upload.id, token(upload), key, upload.size, expected_sha256=upload.sha256)
 
     async def ingest(self, staged: Staged, *, filename: str | None, record: Record) -> StoredImage:
         """Check, keep and record the image in *staged*; ``UnprocessableImage`` if the bytes

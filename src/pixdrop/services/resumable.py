@@ -215,12 +215,15 @@ class ResumableService:
         # upload meanwhile (its writer lease is held, or it is a final upload, which takes no
         # data), so that would be one more commit and fsync. After a crash here the upload is
         # still receiving and has all its bytes: the client's next (empty) append completes it.
-        parts = await self.meta.list_parts(upload.id)
-        key = await self.staging.finish(upload.id, token(upload), parts)
-        return await self._ingest_key(upload, key)
+        staged = await self.completion.stage(upload, await self.meta.list_parts(upload.id))
+        return await self._ingest(upload, staged)
 
     async def _ingest_key(self, upload: Upload, key: str) -> StoredImage:
+        """Ingest a final upload from its joined object."""
         staged = Staged(upload.id, token(upload), key, upload.size, expected_sha256=upload.sha256)
+        return await self._ingest(upload, staged)
+
+    async def _ingest(self, upload: Upload, staged: Staged) -> StoredImage:
 
         async def record(image: Image) -> None:
             await self.meta.complete_upload(upload.id, image)

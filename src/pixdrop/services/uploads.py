@@ -29,7 +29,7 @@ from pixdrop.errors import (
 from pixdrop.models import Image, Part, Upload, UploadState, is_valid_id
 from pixdrop.ports import LeaseBusy, MetadataStore, Staging
 from pixdrop.protocols.digest import ExpectedDigests
-from pixdrop.services.completion import Completion, Staged, StoredImage
+from pixdrop.services.completion import Completion, StoredImage
 from pixdrop.services.lifecycle import Lifecycle, token
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.metering import Body
@@ -308,9 +308,7 @@ class UploadService:
         raise AssertionError("unreachable")
 
     async def _ingest(self, upload: Upload) -> StoredImage:
-        parts = await self.meta.list_parts(upload.id)
-        key = await self.staging.finish(upload.id, token(upload), parts)
-        staged = Staged(upload.id, token(upload), key, upload.size, expected_sha256=upload.sha256)
+        staged = await self.completion.stage(upload, await self.meta.list_parts(upload.id))
 
         async def record(image: Image) -> None:
             await self.meta.complete_upload(upload.id, image)
