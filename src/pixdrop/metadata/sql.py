@@ -65,7 +65,12 @@ def make_engine(url: URL, *, sync: bool = True, poolclass: type[Pool] | None = N
     if url.get_backend_name() == "postgresql":
         # pre_ping: a connection the server dropped (restart, failover, idle timeout) is replaced
         # instead of failing the next request.
-        options = {} if sync else {"options": "-c synchronous_commit=off"}
+        options: dict[str, str] = {}
+        if not sync:
+            # Added to (not replacing) any options the URL carries, such as a search_path.
+            given = url.query.get("options", "")
+            given = given if isinstance(given, str) else " ".join(given)
+            options["options"] = f"{given} -c synchronous_commit=off".strip()
         return create_engine(url, pool_pre_ping=True, connect_args=options)
     raise ValueError(f"unsupported database backend {url.get_backend_name()!r}")
 

@@ -136,11 +136,15 @@ class Appender:
                 raise error from None
             yield
 
-    async def append(self, upload: Upload, request: AppendRequest) -> AppendResult:
-        """Append *request* to *upload* (already checked writable), under its writer lease."""
+    async def append(
+        self, upload_id: str, request: AppendRequest, check: Callable[[Upload], None]
+    ) -> AppendResult:
+        """Append *request* to the upload under its writer lease; *check* refuses uploads
+        this request may not write (read under the lease, in the same lookup as the offset)."""
         writer = _Writer()
-        async with self.writing(upload.id, writer):
-            upload, current = await self.meta.resume_point(upload.id)
+        async with self.writing(upload_id, writer):
+            upload, current = await self.meta.resume_point(upload_id)
+            check(upload)
             if upload.state is not UploadState.RECEIVING:
                 return await self._to_finished(upload, request)
             self._check_offset(upload, current, request.offset)

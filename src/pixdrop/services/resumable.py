@@ -27,7 +27,7 @@ from pixdrop.errors import (
     UnprocessableImage,
     UploadNotFound,
 )
-from pixdrop.models import Image, Upload, UploadProtocol, UploadState
+from pixdrop.models import Image, Upload, UploadProtocol, UploadState, is_valid_id
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.services.appends import Appender, AppendRequest, AppendResult, Progress
 from pixdrop.services.completion import Completion, Staged, StoredImage
@@ -195,17 +195,21 @@ class ResumableService:
         the body, else nothing is kept (``ChecksumMismatch``). A *trailer_checksum* arrives
         after the body, so the body is hashed with every supported algorithm.
         """
-        upload = await self.get(upload_id)
+        if not is_valid_id(upload_id):
+            raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
+        request = AppendRequest(
+            offset, body, content_length, length, complete, checksum, trailer_checksum
+        )
+        return await self.appender.append(upload_id, request, self._check_writable)
+
+    def _check_writable(self, upload: Upload) -> None:
+        self._check_resumable(upload)
         self.lifecycle.check_alive(upload)
         if upload.is_final:
             raise FinalUploadNotWritable(
                 f"Upload {upload.id} is a final upload: it is made of its partial uploads and "
                 "takes no data itself. Send the data to the partial uploads."
             )
-        request = AppendRequest(
-            offset, body, content_length, length, complete, checksum, trailer_checksum
-        )
-        return await self.appender.append(upload, request)
 
     async def _completed(self, upload: Upload) -> StoredImage | None:
         """The upload has all its bytes: ingest it, or, for a partial, complete its finals."""

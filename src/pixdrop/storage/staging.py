@@ -123,7 +123,11 @@ class LocalStaging(Staging):
                 os.close(fd)
 
     async def finish(self, upload_id: str, token: str, parts: Sequence[Part]) -> str:
-        await self.resize(upload_id, _extent(upload_id, parts), grow=False)
+        size = _extent(upload_id, parts)
+        # Inline: a stat of a file just written is answered from the inode cache, and the
+        # usual case (nothing to cut) then costs no thread hop (~0.2 ms on every image).
+        if os.stat(self._at.staging(upload_id)).st_size != size:
+            await self.resize(upload_id, size, grow=False)
         return staged_key(upload_id)
 
     async def resize(self, upload_id: str, size: int, *, grow: bool) -> None:
