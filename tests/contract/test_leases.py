@@ -1,7 +1,10 @@
-"""The ``Leases`` contract of ``SqlLeases`` (SQLite, PostgreSQL), and ``LeaseKeeper`` on it.
+"""The ``Leases`` contract, on both backends ``open_leases`` picks: ``FileLeases`` (SQLite, one
+machine: kernel file locks) and ``SqlLeases`` (PostgreSQL: rows with a time to live), and
+``LeaseKeeper`` on them.
 
-Every test runs on both backends. On PostgreSQL the tests of a session share one database, so
-each test uses keys of its own.
+Every test runs on both backends, except those about a lease lapsing after its time to live,
+which only a lease row does (a file lock lasts as long as its process). On PostgreSQL the
+tests of a session share one database, so each test uses keys of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ import anyio
 import pytest
 
 from pixdrop.metadata import SqlMetadataStore, open_metadata_store
-from pixdrop.metadata.leases import SqlLeases, holder_is_dead, new_holder, open_leases
+from pixdrop.metadata.leases import (
+    FileLeases,
+    SqlLeases,
+    holder_is_dead,
+    new_holder,
+    open_leases,
+)
 from pixdrop.ports import LeaseBusy
 from pixdrop.services.leases import LeaseKeeper, RenewsInBulk
 from tests.e2e import pixdrop_env
@@ -29,8 +38,17 @@ from tests.e2e import pixdrop_env
 T = TypeVar("T")
 
 
+Leases = SqlLeases | FileLeases
+
+
 def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
     return anyio.run(function, *args)
+
+
+def lapses(leases: Leases) -> None:
+    """Skip a test about leases lapsing after their time to live, where they do not."""
+    if isinstance(leases, FileLeases):
+        pytest.skip("on one machine a lease lasts as long as its process, not a time to live")
 
 
 def new_key() -> str:
@@ -45,14 +63,14 @@ def store(database_url: str) -> Iterator[SqlMetadataStore]:
 
 
 @pytest.fixture
-def leases(store: SqlMetadataStore) -> Iterator[SqlLeases]:
+def leases(store: SqlMetadataStore) -> Iterator[Leases]:
     opened = open_leases(store)
     yield opened
     run(opened.close)
 
 
 @pytest.fixture
-def other_leases(store: SqlMetadataStore) -> Iterator[SqlLeases]:
+def other_leases(store: SqlMetadataStore) -> Iterator[Leases]:
     """A second instance on the same database: what another process would open."""
     opened = open_leases(store)
     yield opened
@@ -84,14 +102,14 @@ def test_a_gone_process_of_this_host_is_dead_and_others_are_not() -> None:
 # --- The port ---
 
 
-def test_acquire_is_exclusive(leases: SqlLeases) -> None:
+def test_acquire_is_exclusive(leases: Leases) -> None:
     key, a, b = new_key(), new_holder(), new_holder()
     assert run(leases.acquire, key, a, 30)
     assert not run(leases.acquire, key, b, 30)
     assert run(leases.acquire, new_key(), b, 30)  # other keys are free
 
 
-def test_the_holder_may_acquire_again_which_clears_the_stop_flag(leases: SqlLeases) -> None:
+def test_the_holder_may_acquire_again_which_clears_the_stop_flag(leases: Leases) -> None:
     key, a = new_key(), new_holder()
     assert run(leases.acquire, key, a, 30)
     run(leases.ask_stop, key)
@@ -99,7 +117,8 @@ def test_the_holder_may_acquire_again_which_clears_the_stop_flag(leases: SqlLeas
     assert run(leases.renew, key, a, 30) is False
 
 
-def test_an_expired_lease_may_be_taken_and_its_holder_then_lost_it(leases: SqlLeases) -> None:
+def test_an_expired_lease_may_be_taken_and_its_holder_then_lost_it(leases: Leases) -> None:
+    lapses(leases)
     key, a, b = new_key(), new_holder(), new_holder()
     assert run(leases.acquire, key, a, 0.3)
     assert not run(leases.acquire, key, b, 30)
@@ -110,7 +129,7 @@ def test_an_expired_lease_may_be_taken_and_its_holder_then_lost_it(leases: SqlLe
     assert run(leases.renew, key, b, 30) is False
 
 
-def test_renewal_keeps_a_lease_past_its_first_ttl(leases: SqlLeases) -> None:
+def test_renewal_keeps_a_lease_past_its_first_ttl(leases: Leases) -> None:
     key, a, b = new_key(), new_holder(), new_holder()
     assert run(leases.acquire, key, a, 0.3)
     for _ in range(3):
@@ -119,7 +138,7 @@ def test_renewal_keeps_a_lease_past_its_first_ttl(leases: SqlLeases) -> None:
     assert not run(leases.acquire, key, b, 30)
 
 
-def test_renewing_a_released_lease_raises(leases: SqlLeases) -> None:
+def test_renewing_a_released_lease_raises(leases: Leases) -> None:
     key, a = new_key(), new_holder()
     assert run(leases.acquire, key, a, 30)
     run(leases.release, key, a)
@@ -127,7 +146,7 @@ def test_renewing_a_released_lease_raises(leases: SqlLeases) -> None:
         run(leases.renew, key, a, 30)
 
 
-def test_ask_stop_is_seen_by_renew(leases: SqlLeases, other_leases: SqlLeases) -> None:
+def test_ask_stop_is_seen_by_renew(leases: Leases, other_leases: Leases) -> None:
     key, a = new_key(), new_holder()
     run(other_leases.ask_stop, key)  # nobody holds it: nothing happens
     assert run(leases.acquire, key, a, 30)
@@ -137,7 +156,7 @@ def test_ask_stop_is_seen_by_renew(leases: SqlLeases, other_leases: SqlLeases) -
     assert run(leases.renew, key, a, 30) is True  # until it is released or re-acquired
 
 
-def test_renew_held_renews_every_lease_of_a_holder(leases: SqlLeases) -> None:
+def test_renew_held_renews_every_lease_of_a_holder(leases: Leases) -> None:
     assert isinstance(leases, RenewsInBulk)
     a, b = new_holder(), new_holder()
     k1, k2, k3 = new_key(), new_key(), new_key()
@@ -151,7 +170,7 @@ def test_renew_held_renews_every_lease_of_a_holder(leases: SqlLeases) -> None:
     assert run(leases.renew_held, new_holder(), 30) == {}
 
 
-def test_only_the_holder_releases(leases: SqlLeases) -> None:
+def test_only_the_holder_releases(leases: Leases) -> None:
     key, a, b = new_key(), new_holder(), new_holder()
     assert run(leases.acquire, key, a, 30)
     run(leases.release, key, b)
@@ -161,7 +180,8 @@ def test_only_the_holder_releases(leases: SqlLeases) -> None:
     run(leases.release, key, a)  # holds none: no error
 
 
-def test_purge_deletes_long_expired_leases(leases: SqlLeases) -> None:
+def test_purge_deletes_long_expired_leases(leases: Leases) -> None:
+    lapses(leases)
     old, live, a = new_key(), new_key(), new_holder()
     assert run(leases.acquire, old, a, 0.01)
     assert run(leases.acquire, live, a, 30)
@@ -170,7 +190,7 @@ def test_purge_deletes_long_expired_leases(leases: SqlLeases) -> None:
     assert run(leases.renew_held, a, 30) == {live: False}
 
 
-def acquire_from_threads(leases: SqlLeases, key: str, threads: int) -> list[bool]:
+def acquire_from_threads(leases: Leases, key: str, threads: int) -> list[bool]:
     """Let *threads* threads, each its own holder, acquire *key* at the same moment."""
     barrier = threading.Barrier(threads)
     results: list[bool] = []
@@ -178,7 +198,7 @@ def acquire_from_threads(leases: SqlLeases, key: str, threads: int) -> list[bool
     def contend() -> None:
         holder = new_holder()
         barrier.wait()
-        results.append(leases.sync.acquire(key, holder, 30))
+        results.append(anyio.run(leases.acquire, key, holder, 30))
 
     workers = [threading.Thread(target=contend) for _ in range(threads)]
     for worker in workers:
@@ -188,12 +208,13 @@ def acquire_from_threads(leases: SqlLeases, key: str, threads: int) -> list[bool
     return sorted(results)
 
 
-def test_concurrent_acquires_from_threads_one_wins(leases: SqlLeases) -> None:
+def test_concurrent_acquires_from_threads_one_wins(leases: Leases) -> None:
     for _ in range(5):
         assert acquire_from_threads(leases, new_key(), 8) == [False] * 7 + [True]
 
 
-def test_concurrent_takeovers_of_an_expired_lease_one_wins(leases: SqlLeases) -> None:
+def test_concurrent_takeovers_of_an_expired_lease_one_wins(leases: Leases) -> None:
+    lapses(leases)
     key = new_key()
     assert run(leases.acquire, key, new_holder(), 0.05)
     time.sleep(0.1)
@@ -248,7 +269,7 @@ def test_concurrent_acquires_from_processes_one_wins(database_url: str) -> None:
 
 
 def test_a_killed_holder_on_this_host_counts_as_expired(
-    database_url: str, leases: SqlLeases
+    database_url: str, leases: Leases
 ) -> None:
     key, mine = new_key(), new_holder()
     child = spawn_child(database_url, key, "hold")
@@ -305,7 +326,7 @@ class CountingBulk(Counting):
         return await self.inner.renew_held(holder, ttl)
 
 
-def test_keeper_hold_is_exclusive_and_released_on_exit(leases: SqlLeases) -> None:
+def test_keeper_hold_is_exclusive_and_released_on_exit(leases: Leases) -> None:
     key, other = new_key(), new_holder()
 
     async def main() -> None:
@@ -324,7 +345,7 @@ def test_keeper_hold_is_exclusive_and_released_on_exit(leases: SqlLeases) -> Non
     run(main)
 
 
-def test_keeper_needs_its_ticker(leases: SqlLeases) -> None:
+def test_keeper_needs_its_ticker(leases: Leases) -> None:
     async def main() -> None:
         with pytest.raises(RuntimeError, match="not running"):
             async with LeaseKeeper(leases, lock_wait=1).hold(new_key()):
@@ -333,7 +354,7 @@ def test_keeper_needs_its_ticker(leases: SqlLeases) -> None:
     run(main)
 
 
-def test_keeper_takes_over_in_process_at_once(leases: SqlLeases) -> None:
+def test_keeper_takes_over_in_process_at_once(leases: Leases) -> None:
     key = new_key()
 
     async def main() -> None:
@@ -362,7 +383,7 @@ def test_keeper_takes_over_in_process_at_once(leases: SqlLeases) -> None:
 
 
 def test_keeper_takes_over_from_another_process_through_the_stop_flag(
-    leases: SqlLeases, other_leases: SqlLeases
+    leases: Leases, other_leases: Leases
 ) -> None:
     key = new_key()
 
@@ -396,7 +417,7 @@ def test_keeper_takes_over_from_another_process_through_the_stop_flag(
 
 
 def test_keeper_gives_up_after_lock_wait_if_the_holder_never_yields(
-    leases: SqlLeases, other_leases: SqlLeases
+    leases: Leases, other_leases: Leases
 ) -> None:
     key = new_key()
 
@@ -419,7 +440,7 @@ def test_keeper_gives_up_after_lock_wait_if_the_holder_never_yields(
     run(main)
 
 
-def test_keeper_renews_in_one_statement_and_is_silent_when_idle(leases: SqlLeases) -> None:
+def test_keeper_renews_in_one_statement_and_is_silent_when_idle(leases: Leases) -> None:
     counting = CountingBulk(leases)
     keys, other = [new_key(), new_key()], new_holder()
 
@@ -442,7 +463,7 @@ def test_keeper_renews_in_one_statement_and_is_silent_when_idle(leases: SqlLease
     run(main)
 
 
-def test_keeper_renews_key_by_key_without_bulk_renewal(leases: SqlLeases) -> None:
+def test_keeper_renews_key_by_key_without_bulk_renewal(leases: Leases) -> None:
     counting = Counting(leases)
     key, other = new_key(), new_holder()
 
@@ -457,7 +478,7 @@ def test_keeper_renews_key_by_key_without_bulk_renewal(leases: SqlLeases) -> Non
     run(main)
 
 
-def test_keeper_calls_on_stop_when_a_lease_is_lost(leases: SqlLeases) -> None:
+def test_keeper_calls_on_stop_when_a_lease_is_lost(leases: Leases) -> None:
     key, thief = new_key(), new_holder()
 
     async def main() -> None:
@@ -474,7 +495,7 @@ def test_keeper_calls_on_stop_when_a_lease_is_lost(leases: SqlLeases) -> None:
     run(main)
 
 
-def test_keeper_releases_when_cancelled(leases: SqlLeases) -> None:
+def test_keeper_releases_when_cancelled(leases: Leases) -> None:
     key, other = new_key(), new_holder()
 
     async def main() -> None:
@@ -487,7 +508,7 @@ def test_keeper_releases_when_cancelled(leases: SqlLeases) -> None:
     run(main)
 
 
-def test_lead_elects_one(leases: SqlLeases, other_leases: SqlLeases) -> None:
+def test_lead_elects_one(leases: Leases, other_leases: Leases) -> None:
     key = f"sweeper/{secrets.token_hex(4)}"
 
     async def main() -> None:
@@ -501,6 +522,8 @@ def test_lead_elects_one(leases: SqlLeases, other_leases: SqlLeases) -> None:
             async with first.hold(new_key()):  # renewing in bulk does not drop the lead
                 await anyio.sleep(first.interval * 3)
                 assert await first.lead(key, 0.3)
+            if isinstance(leases, FileLeases):
+                return  # a file lock lasts while its process lives: no lapse to wait for
             await anyio.sleep(0.4)  # the leader stopped leading
             assert await second.lead(key, 0.3)
             assert not await first.lead(key, 0.3)
@@ -512,8 +535,24 @@ def test_sqlite_leases_live_beside_the_metadata_database(tmp_path: Path) -> None
     store = open_metadata_store(f"sqlite:///{tmp_path / 'pixdrop.db'}")
     leases = open_leases(store)
     try:
-        assert leases.dialect == "sqlite"
+        assert isinstance(leases, FileLeases)
+        assert (tmp_path / "pixdrop-leases.lock").exists()
         assert (tmp_path / "pixdrop-leases.db").exists()
     finally:
         run(leases.close)
+        run(store.close)
+
+
+def test_a_file_lease_outlives_its_ttl_while_its_process_lives(tmp_path: Path) -> None:
+    store = open_metadata_store(f"sqlite:///{tmp_path / 'pixdrop.db'}")
+    leases, other = open_leases(store), open_leases(store)
+    key, a, b = new_key(), new_holder(), new_holder()
+    try:
+        assert run(leases.acquire, key, a, 0.05)
+        time.sleep(0.1)
+        assert not run(other.acquire, key, b, 30)  # another open file: excluded, no lapse
+        run(leases.close)  # as if its process died: the kernel drops the lock
+        assert run(other.acquire, key, b, 30)
+    finally:
+        run(other.close)
         run(store.close)

@@ -26,7 +26,7 @@ from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.imaging.codec import VipsCodec
 from pixdrop.metadata import SqlMetadataStore, open_metadata_store
-from pixdrop.metadata.leases import SqlLeases, open_leases
+from pixdrop.metadata.leases import FileLeases, SqlLeases, open_leases
 from pixdrop.models import ImageLimits, utcnow
 from pixdrop.ports import BlobStore, ImageCodec
 from pixdrop.services import Completion, ImageService, Lifecycle, UploadLimits, UploadService
@@ -111,7 +111,7 @@ class Backends:
 
     store: BlobStore
     meta: SqlMetadataStore
-    leases: SqlLeases
+    leases: SqlLeases | FileLeases
     keeper: LeaseKeeper
     codec: ImageCodec
 

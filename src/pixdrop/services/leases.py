@@ -109,6 +109,8 @@ class LeaseKeeper:
         # Keys taken by lead(): renewed in bulk with the others, but not strays.
         self._led: set[str] = set()
         self._wake: anyio.Event | None = None
+        #: The ticker waits for a first lease (nothing held at its last look).
+        self._idle = False
         self._stack: AsyncExitStack | None = None
 
     # --- The ticker ---
@@ -122,7 +124,9 @@ class LeaseKeeper:
         try:
             while True:
                 if not any(entry.acquired for entry in self._held.values()):
+                    self._idle = True
                     await self._wake.wait()
+                    self._idle = False
                     self._wake = anyio.Event()
                     continue
                 await anyio.sleep(self.interval)
@@ -255,7 +259,9 @@ class LeaseKeeper:
                     self._forget(entry)
             raise
         entry.acquired = True
-        if self._wake is not None:
+        if self._idle and self._wake is not None:
+            # Only an idle ticker is woken: a busy one sees this lease at its next tick, so a
+            # stream of short holds (one per chunk) costs no task switch each.
             self._wake.set()
         return entry
 
