@@ -77,13 +77,16 @@ class ChunkGate:
     """ASGI middleware: records every request and can hold chunk PUTs open.
 
     With ``hold_from = k``, PUTs of chunk ``k`` and above wait before reaching the app until
-    ``release`` is set. The browser meanwhile sees a request in flight.
+    ``release`` is set. The browser meanwhile sees a request in flight. With
+    ``hold_answers_from = k``, those PUTs reach the app (the chunk is stored) and it is their
+    answer that waits: the server holds bytes the browser has not heard about yet.
     """
 
     app: ASGIApp
     requests: list[tuple[str, str]] = field(default_factory=list)
     puts: list[Put] = field(default_factory=list)
     hold_from: int | None = None
+    hold_answers_from: int | None = None
     release: threading.Event = field(default_factory=threading.Event)
     held: int = 0
     open_puts: int = 0
@@ -103,20 +106,25 @@ class ChunkGate:
         async def record(message: Message) -> None:
             if message["type"] == "http.response.start":
                 put.status = message["status"]
+                if self.hold_answers_from is not None and put.index >= self.hold_answers_from:
+                    await self.wait(put)
             await send(message)
 
         self.open_puts += 1
         try:
             if self.hold_from is not None and put.index >= self.hold_from:
-                self.held += 1
-                try:
-                    while not self.release.is_set():
-                        await anyio.sleep(0.02)
-                finally:
-                    self.held -= 1
+                await self.wait(put)
             await self.app(scope, receive, record)
         finally:
             self.open_puts -= 1
+
+    async def wait(self, put: Put) -> None:
+        self.held += 1
+        try:
+            while not self.release.is_set():
+                await anyio.sleep(0.02)
+        finally:
+            self.held -= 1
 
     def stored(self, upload_id: str) -> list[int]:
         """Chunk indices the server acknowledged for *upload_id*."""
@@ -147,6 +155,12 @@ class Gated:
             if body.get("filename") == filename:
                 return body
         raise AssertionError(f"no chunked upload of {filename} reached the server")
+
+    def stored_bytes(self, upload_id: str) -> int:
+        """What ``GET /v1/uploads/{id}`` says the server holds, in bytes."""
+        status = httpx.get(f"{self.url}/v1/uploads/{upload_id}").json()
+        size, chunk = status["size"], status["chunk_size"]
+        return sum(min(chunk, size - i * chunk) for i in status["received"])
 
     def settle(self) -> None:
         """Let held PUTs go on and wait until no chunk PUT is open any more."""
@@ -241,6 +255,59 @@ def item(page: Page, name: str) -> Locator:
     return page.locator("#queue li", has_text=name)
 
 
+def bar(page: Page, name: str) -> tuple[int, int]:
+    """The item's (stored, sending) bytes, as drawn (the page keeps them in data attributes)."""
+    li = item(page, name)
+    return int(li.get_attribute("data-stored") or 0), int(li.get_attribute("data-sending") or 0)
+
+
+def record_bars(page: Page) -> None:
+    """From now on, remember every stored-bytes figure any item shows (``window.barsSeen``)."""
+    page.evaluate(
+        """() => {
+          window.barsSeen = [];
+          new MutationObserver((changes) => {
+            for (const change of changes) {
+              const value = change.target.dataset?.stored;
+              if (value !== undefined) window.barsSeen.push(Number(value));
+            }
+          }).observe(document.getElementById("queue"), {
+            subtree: true, childList: true, attributes: true, attributeFilter: ["data-stored"],
+          });
+        }"""
+    )
+
+
+def bars_seen(page: Page) -> list[int]:
+    return list(page.evaluate("() => window.barsSeen"))
+
+
+def progressbar(page: Page, name: str) -> Locator:
+    """The one progress bar assistive technology sees for *name* (the faint one is hidden)."""
+    bars = item(page, name).get_by_role("progressbar")
+    expect(bars).to_have_count(1)
+    expect(bars).to_have_accessible_name(f"Upload of {name}")
+    return bars
+
+
+def aria_value(page: Page, name: str) -> float:
+    """The value of *name*'s progress bar as Chromium tells assistive technology.
+
+    Asked of the accessibility tree itself (CDP), which also shows that there is exactly one
+    progress bar: the faint "sending" one is hidden from it.
+    """
+    cdp = page.context.new_cdp_session(page)
+    try:
+        root = cdp.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        query = {"nodeId": root, "accessibleName": f"Upload of {name}", "role": "progressbar"}
+        (node,) = cdp.send("Accessibility.queryAXTree", query)["nodes"]
+        props = {p["name"]: p["value"]["value"] for p in node.get("properties", [])}
+        assert (props["valuemin"], props["valuemax"]) == (0, 100)
+        return float(node["value"]["value"])
+    finally:
+        cdp.detach()
+
+
 def thumbnails_loaded(page: Page, count: int) -> None:
     images = page.locator("#gallery li img")
     expect(images).to_have_count(count)
@@ -310,7 +377,7 @@ def test_three_images_pause_resume_and_gallery(
     assert server.gate.stored(chelsea["id"]) == [0, 1]
     page.get_by_role("button", name="Pause chelsea.png").click()
     expect(item(page, "chelsea.png")).to_have_attribute("data-state", "paused")
-    expect(item(page, "chelsea.png")).to_contain_text("Paused at")
+    expect(item(page, "chelsea.png")).to_contain_text("Paused at 13%, stored on the server")
 
     # Held PUTs go on: rocket's arrive; chelsea's were aborted by the pause and record nothing.
     server.settle()
@@ -372,6 +439,118 @@ def test_reload_mid_upload_sends_only_missing_chunks(
     assert len(first_visit) == 6  # 3 stored + 3 cut off by the reload
     expect(page.locator("#pending")).to_be_hidden()
     thumbnails_loaded(page, 1)
+
+
+CHELSEA_SIZE = 240512
+CHUNK = SMALL_CHUNKS["default_chunk_size"]
+
+
+def test_bar_counts_what_the_server_stored_not_what_was_sent(
+    gated: Callable[..., Gated], open_page: Callable[..., Page]
+) -> None:
+    """Issue 19: the bar showed bytes handed to the browser (40%) while the server held 20%."""
+    server = gated(**SMALL_CHUNKS)
+    server.gate.hold_from = 3  # chunks 0-2 are stored; 3-5 are sent but never reach the app
+    page = open_page(server.url)
+    record_bars(page)
+    choose(page, CHELSEA)
+    poll(lambda: server.gate.held, lambda n: n == 3)
+    (upload_id,) = server.gate.upload_ids()
+    on_server = server.stored_bytes(upload_id)
+    assert on_server == 3 * CHUNK
+
+    # The browser has handed the held chunks' bytes over: they show, faintly, as "sending".
+    stored, sending = poll(lambda: bar(page, "chelsea.png"), lambda b: b[1] > 0)
+    assert stored == on_server
+    assert 0 < sending <= 3 * CHUNK
+    assert max(bars_seen(page)) == on_server  # never more than the server held
+    # ... and never as done: not in the percentage, the words or the accessible value.
+    pct = on_server * 100 // CHELSEA_SIZE  # 20
+    assert aria_value(page, "chelsea.png") == pct
+    assert progressbar(page, "chelsea.png").evaluate("el => el.value") == pct
+    sending_bar = item(page, "chelsea.png").locator(".item-sending")
+    assert sending_bar.get_attribute("aria-hidden") == "true"
+    assert sending_bar.evaluate("el => el.value") > pct
+    expect(item(page, "chelsea.png").locator(".item-status")).to_have_text(
+        re.compile(rf"^{pct}% stored\b")
+    )
+
+    # Paused at N% means N% is on the server: the sending part is gone, the rest is exact.
+    page.get_by_role("button", name="Pause chelsea.png").click()
+    expect(item(page, "chelsea.png")).to_have_attribute("data-state", "paused")
+    expect(item(page, "chelsea.png").locator(".item-status")).to_have_text(
+        f"Paused at {pct}%, stored on the server"
+    )
+    assert bar(page, "chelsea.png") == (server.stored_bytes(upload_id), 0)
+    assert aria_value(page, "chelsea.png") == pct
+    server.settle()  # the aborted PUTs go on to the app, which records nothing of them
+    assert bar(page, "chelsea.png") == (server.stored_bytes(upload_id), 0)
+
+    # After a reload the bar starts at what the server says it has (GET .../{id} received),
+    # before any new chunk is acknowledged.
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    record_bars(page)
+    server.gate.release.clear()
+    server.gate.hold_from = 0
+    choose(page, CHELSEA)
+    poll(lambda: server.gate.held, lambda n: n == 3)  # chunks 3-5 again, held
+    assert server.stored_bytes(upload_id) == on_server
+    poll(lambda: bar(page, "chelsea.png"), lambda b: b[1] > 0)
+    assert bar(page, "chelsea.png")[0] == on_server
+    assert aria_value(page, "chelsea.png") == pct
+    seen = bars_seen(page)
+    assert set(seen) <= {0, on_server}, seen  # 0 only while asking the server
+    assert seen[seen.index(on_server) :] == [on_server] * (len(seen) - seen.index(on_server))
+
+    server.gate.release.set()
+    expect(item(page, "chelsea.png")).to_have_attribute("data-state", "done")
+    assert bar(page, "chelsea.png") == (CHELSEA_SIZE, 0)
+    assert aria_value(page, "chelsea.png") == 100
+    seen = bars_seen(page)
+    assert seen == sorted(seen)  # only ever up
+    assert server.gate.upload_ids() == [upload_id]
+
+
+def test_pause_shows_what_the_server_holds_even_unanswered(
+    gated: Callable[..., Gated], open_page: Callable[..., Page]
+) -> None:
+    """A chunk stored whose answer never arrived (pause, reload) counts once paused."""
+    server = gated(**SMALL_CHUNKS)
+    server.gate.hold_answers_from = 3  # chunks 3-5 are stored; their 201s wait
+    page = open_page(server.url)
+    record_bars(page)
+    choose(page, CHELSEA)
+    poll(lambda: server.gate.held, lambda n: n == 3)
+    (upload_id,) = server.gate.upload_ids()
+    assert server.gate.stored(upload_id) == [0, 1, 2, 3, 4, 5]
+    on_server = server.stored_bytes(upload_id)
+    assert on_server == 6 * CHUNK
+
+    # The page counts what it heard back about: 3 chunks, less than the server has.
+    poll(lambda: bar(page, "chelsea.png"), lambda b: b[0] == 3 * CHUNK)
+    assert max(bars_seen(page)) == 3 * CHUNK
+
+    # Pausing asks the server: the bar then shows exactly what it holds.
+    page.get_by_role("button", name="Pause chelsea.png").click()
+    expect(item(page, "chelsea.png")).to_have_attribute("data-state", "paused")
+    pct = on_server * 100 // CHELSEA_SIZE  # 40
+    expect(item(page, "chelsea.png").locator(".item-status")).to_have_text(
+        f"Paused at {pct}%, stored on the server"
+    )
+    assert bar(page, "chelsea.png") == (on_server, 0)
+    assert aria_value(page, "chelsea.png") == pct
+    assert max(bars_seen(page)) == on_server
+
+    server.settle()
+    server.gate.hold_answers_from = None
+    before = len(server.gate.puts)
+    page.get_by_role("button", name="Resume chelsea.png").click()
+    expect(item(page, "chelsea.png")).to_have_attribute("data-state", "done")
+    assert sorted(p.index for p in server.gate.puts[before:]) == list(range(6, 15))
+    seen = bars_seen(page)
+    assert seen == sorted(seen)
+    assert seen[-1] == CHELSEA_SIZE
 
 
 def test_non_images_get_readable_errors_by_keyboard_on_a_phone(

@@ -46,7 +46,7 @@ function changed(upload) {
     renderPending();
     pump();
   } else if (upload.state === "sending" && nowQuarter > quarter && nowQuarter < 4) {
-    announce(`${upload.file.name}: ${nowQuarter * 25}% uploaded.`);
+    announce(`${upload.file.name}: ${nowQuarter * 25}% stored on the server.`);
   }
   seen.set(upload, [upload.state, nowQuarter]);
   if (upload.state === "cancelled") {
@@ -56,6 +56,11 @@ function changed(upload) {
   // Progress events come fast: draw at most once a frame.
   if (dirty.size === 0) requestAnimationFrame(draw);
   dirty.add(upload);
+}
+
+/** Redraw what is sending once a second: the speed falls while the server acknowledges nothing. */
+function redrawSending() {
+  for (const upload of uploads) if (upload.state === "sending") changed(upload);
 }
 
 function draw() {
@@ -168,6 +173,7 @@ async function main() {
   $("file-input").accept = limits.content_types.join(",");
   store.pruneUnfinished(limits.upload_ttl);
   wireInputs();
+  setInterval(redrawSending, 1000);
   renderPending();
   syncGallery();
   store.onOtherTab(() => {

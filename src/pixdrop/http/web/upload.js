@@ -2,6 +2,14 @@
 // several in flight, each with its SHA-256 in Content-Digest. Pause aborts the requests in
 // flight (an aborted chunk is simply missing on the server). Resume, also after a reload,
 // asks the server what is missing and sends only that.
+//
+// Two figures describe the progress, and they are never mixed up:
+// - `acked`: bytes the server has stored. A chunk counts once its PUT was answered 200/201,
+//   or when GET /v1/uploads/{id} lists it as `received`. The bar, the percentage, the speed
+//   and the time left all come from this figure only.
+// - `inFlight`: bytes handed to the browser for requests not answered yet (XHR upload
+//   progress). They may still be lost (pause, reload, network), so they only ever draw the
+//   fainter "sending" part of the bar.
 
 import * as api from "./api.js";
 import { plan, refusal } from "./limits.js";
@@ -19,7 +27,11 @@ class Stopped extends Error {}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Bytes per second over the last few seconds. */
+/**
+ * Acknowledged bytes per second over the last several seconds. Acknowledgements come a
+ * chunk at a time, so the rate is measured up to now, not up to the last one: while the
+ * server acknowledges nothing, the rate falls (and the time left grows) instead of freezing.
+ */
 class Meter {
   constructor() {
     this.samples = [];
@@ -29,17 +41,19 @@ class Meter {
     this.samples = [];
   }
 
+  /** *bytes*: the acknowledged total, now. */
   add(bytes) {
     const now = performance.now();
     this.samples.push([now, bytes]);
-    while (this.samples.length > 2 && now - this.samples[0][0] > 4000) this.samples.shift();
+    while (this.samples.length > 3 && now - this.samples[0][0] > 8000) this.samples.shift();
   }
 
   get rate() {
     if (this.samples.length < 2) return 0;
     const [t0, b0] = this.samples[0];
-    const [t1, b1] = this.samples.at(-1);
-    return t1 - t0 < 300 ? 0 : Math.max(0, ((b1 - b0) * 1000) / (t1 - t0));
+    const b1 = this.samples.at(-1)[1];
+    const elapsed = performance.now() - t0;
+    return elapsed < 300 ? 0 : Math.max(0, ((b1 - b0) * 1000) / elapsed);
   }
 }
 
@@ -59,7 +73,8 @@ export class Upload {
     this.image = null;
     this.uploadId = null;
     this.chunkSize = 0;
-    this.acked = 0; // bytes the server has confirmed
+    this.acked = 0; // bytes the server has stored (the sum of the chunks in `stored`)
+    this.stored = new Set(); // indices of the chunks the server has stored
     this.inflight = new Map(); // chunk index (or WHOLE) → { loaded, abort }
     this.run = 0; // pause and cancel bump it; a run that sees a newer number stops
     this.meter = new Meter();
@@ -67,11 +82,11 @@ export class Upload {
     if (refused) this.fail(refused, false);
   }
 
-  /** Bytes sent so far, counting those of requests still in flight. */
-  get sent() {
-    let total = this.acked;
+  /** Bytes handed to the browser for requests the server has not answered yet. */
+  get inFlight() {
+    let total = 0;
     for (const entry of this.inflight.values()) total += entry.loaded;
-    return Math.min(total, this.file.size);
+    return Math.max(0, Math.min(total, this.file.size - this.acked));
   }
 
   get rate() {
@@ -108,6 +123,24 @@ export class Upload {
     if (!["queued", "preparing", "sending"].includes(this.state)) return;
     this.halt();
     this.set("paused");
+    this.refresh();
+  }
+
+  /**
+   * While paused, ask the server what it holds: a request aborted by the pause may still have
+   * been stored, and "paused at N%" should be the server's own figure.
+   */
+  async refresh() {
+    const run = this.run;
+    if (!this.uploadId || !this.chunkSize) return;
+    try {
+      const status = await api.uploadStatus(this.uploadId);
+      if (run !== this.run || this.state !== "paused") return;
+      this.record(status.received);
+      this.onChange(this);
+    } catch {
+      // Unknown or unreachable: the figure stays what the server acknowledged so far.
+    }
   }
 
   /** Resume after a pause, or try again after a failure that may pass. */
@@ -146,9 +179,11 @@ export class Upload {
     const status = (await this.savedStatus(run)) ?? (await this.create(run, chunkSize));
     this.uploadId = status.id;
     this.chunkSize = status.chunk_size;
+    this.record(status.received);
     let missing = status.missing;
     for (let attempt = 1; ; attempt += 1) {
-      this.acked = this.file.size - missing.reduce((sum, i) => sum + this.chunkLength(i), 0);
+      this.meter.reset();
+      this.meter.add(this.acked); // speed counts from here, not from what an earlier visit sent
       this.set("sending");
       await this.sendMissing(run, missing);
       this.set("finishing");
@@ -161,6 +196,8 @@ export class Upload {
         // A chunk the server lost (it says which): send those again.
         if (error.slug !== "upload-incomplete" || attempt === COMPLETE_ATTEMPTS) throw error;
         missing = error.problem.missing;
+        const lost = new Set(missing);
+        this.record([...this.stored].filter((i) => !lost.has(i)));
       }
     }
   }
@@ -203,6 +240,21 @@ export class Upload {
     return Math.min(this.chunkSize, this.file.size - index * this.chunkSize);
   }
 
+  /** The server's word on which chunks it holds (`received`): replaces what we counted. */
+  record(received) {
+    this.stored = new Set(received);
+    this.acked = 0;
+    for (const index of this.stored) this.acked += this.chunkLength(index);
+  }
+
+  /** A chunk's PUT was answered 200/201: it is stored. */
+  acknowledge(index) {
+    if (this.stored.has(index)) return;
+    this.stored.add(index);
+    this.acked += this.chunkLength(index);
+    this.meter.add(this.acked);
+  }
+
   async sendMissing(run, missing) {
     const todo = [...missing];
     const worker = async () => {
@@ -222,8 +274,9 @@ export class Upload {
     for (let attempt = 1; ; attempt += 1) {
       try {
         await this.transfer(run, index, "PUT", path, body, headers);
-        this.acked += body.byteLength;
-        this.tick();
+        this.check(run); // paused meanwhile: the pause's GET /v1/uploads/{id} counts it
+        this.acknowledge(index);
+        this.onChange(this);
         return;
       } catch (error) {
         this.check(run);
@@ -245,7 +298,7 @@ export class Upload {
     const entry = { loaded: 0, abort: null };
     const request = api.send(method, path, body, headers, (loaded) => {
       entry.loaded = loaded;
-      this.tick();
+      this.onChange(this); // the "sending" part moves; the stored part does not
     });
     entry.abort = request.abort;
     this.inflight.set(slot, entry);
@@ -282,11 +335,6 @@ export class Upload {
   fail(message, retryable) {
     this.retryable = retryable;
     this.set("failed", message);
-  }
-
-  tick() {
-    this.meter.add(this.sent);
-    this.onChange(this);
   }
 
   set(state, message = "") {

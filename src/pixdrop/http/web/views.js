@@ -1,4 +1,9 @@
 // The upload list: one item per file, with its progress bar, figures and buttons.
+//
+// The bar is two <progress> elements on top of each other. The visible, accessible one is
+// what the server has stored (acknowledged chunks); under it, fainter and hidden from
+// assistive technology, what is still on its way. Every figure in words (percentage, speed,
+// time left, announcements) is about stored bytes only.
 
 import { bytes, duration } from "./format.js";
 
@@ -9,8 +14,16 @@ export function announce(text) {
   live().textContent = text;
 }
 
+const share = (count, total) => (total ? Math.floor((count / total) * 100) : 0);
+
+/** The share of the file the server has stored, in whole percent (rounded down). */
 export function percent(upload) {
-  return upload.file.size ? Math.floor((upload.sent / upload.file.size) * 100) : 0;
+  return share(upload.acked, upload.file.size);
+}
+
+/** Stored plus on its way: where the fainter "sending" part of the bar ends. */
+function reach(upload) {
+  return upload.state === "sending" ? share(upload.acked + upload.inFlight, upload.file.size) : 0;
 }
 
 function figures(upload) {
@@ -22,12 +35,12 @@ function figures(upload) {
       return "Preparing…";
     case "sending": {
       const rate = upload.rate;
-      if (!rate) return `${pct}%`;
-      const left = (upload.file.size - upload.sent) / rate;
-      return `${pct}% · ${bytes(rate)}/s · ${duration(left)} left`;
+      if (!rate) return `${pct}% stored`;
+      const left = (upload.file.size - upload.acked) / rate;
+      return `${pct}% stored · ${bytes(rate)}/s · ${duration(left)} left`;
     }
     case "paused":
-      return `Paused at ${pct}%`;
+      return upload.acked ? `Paused at ${pct}%, stored on the server` : "Paused";
     case "finishing":
       return "Checking the image…";
     case "done": {
@@ -76,8 +89,13 @@ export function uploadItem(upload, { onToggle, onDismiss }) {
 
 export function renderUpload(item, upload) {
   const name = upload.file.name || "pasted image";
+  const failed = upload.state === "failed";
   item.dataset.state = upload.state;
-  item.querySelector(".item-progress").value = upload.state === "failed" ? 0 : percent(upload);
+  // Exact byte counts, for whoever inspects the page (and the tests).
+  item.dataset.stored = String(failed ? 0 : upload.acked);
+  item.dataset.sending = String(upload.state === "sending" ? upload.inFlight : 0);
+  item.querySelector(".item-progress").value = failed ? 0 : percent(upload);
+  item.querySelector(".item-sending").value = failed ? 0 : reach(upload);
   item.querySelector(".item-status").textContent = figures(upload);
   setButton(item.querySelector(".toggle"), toggleLabel(upload), name);
   setButton(item.querySelector(".dismiss"), dismissLabel(upload), name);
@@ -89,9 +107,10 @@ export function renderUpload(item, upload) {
 /** What to tell a screen reader when *upload* enters its current state. */
 export function stateNews(upload) {
   const name = upload.file.name || "pasted image";
+  const stored = upload.acked ? ` at ${percent(upload)}%, stored on the server` : "";
   const news = {
     sending: `Uploading ${name}.`,
-    paused: `${name} paused at ${percent(upload)}%.`,
+    paused: `${name} paused${stored}.`,
     done: `${name} uploaded.`,
     failed: `${name} was not uploaded: ${upload.message}`,
     cancelled: `${name} cancelled.`,
