@@ -39,6 +39,10 @@ class Staging(Protocol):
     process or node can go on with the upload: nothing here is remembered in memory.
     """
 
+    #: The smallest part the store takes, but for an upload's last (S3: 5 MiB). Native chunks
+    #: are parts, so uploads on such a store get at least this chunk size.
+    min_part_size: int
+
     async def begin(self, upload_id: str, *, durable: bool = True) -> str:
         """Start staging *upload_id*; return the store's token for it (may be empty).
 

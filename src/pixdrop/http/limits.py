@@ -20,7 +20,7 @@ async def get_limits(request: Request) -> JSONResponse:
             "max_request_size": int(s.max_request_size),
             "max_image_size": int(s.max_image_size),
             "default_chunk_size": int(s.default_chunk_size),
-            "min_chunk_size": int(s.min_chunk_size),
+            "min_chunk_size": rt.uploads.min_chunk_size,
             "max_chunk_size": int(s.max_chunk_size),
             "max_chunks": s.max_chunks,
             "upload_ttl": s.upload_ttl,

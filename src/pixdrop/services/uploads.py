@@ -98,17 +98,24 @@ class UploadService:
         upload = await self.lifecycle.open(upload)
         return UploadStatus(upload, [], list(range(upload.chunk_count)))
 
+    @property
+    def min_chunk_size(self) -> int:
+        """The smallest chunk size a client may ask for: the setting, or the blob store's
+        smallest part if that is larger (S3: 5 MiB), since a native chunk is a part."""
+        return max(self.limits.min_chunk_size, self.staging.min_part_size)
+
     def _check_shape(self, size: int, chunk_size: int | None) -> int:
         lim = self.limits
         self.lifecycle.check_size(size, "image")
+        smallest = self.min_chunk_size
         if chunk_size is None:
-            chunk_size = lim.default_chunk_size
-        elif not lim.min_chunk_size <= chunk_size <= lim.max_chunk_size:
+            chunk_size = max(lim.default_chunk_size, smallest)
+        elif not smallest <= chunk_size <= lim.max_chunk_size:
             raise InvalidUploadRequest(
-                f"chunk_size must be between {lim.min_chunk_size} and {lim.max_chunk_size} bytes.",
+                f"chunk_size must be between {smallest} and {lim.max_chunk_size} bytes.",
                 limit="chunk_size",
                 value=chunk_size,
-                allowed=[lim.min_chunk_size, lim.max_chunk_size],
+                allowed=[smallest, lim.max_chunk_size],
             )
         count = -(-size // chunk_size)
         if count > lim.max_chunks:
