@@ -40,6 +40,9 @@ def _extent(upload_id: str, parts: Sequence[Part]) -> int:
 class LocalStaging(Staging):
     """``Staging`` as one sparse file per upload (see the module docstring)."""
 
+    #: Parts of any size are taken (S3 wants 5 MiB but for the last).
+    min_part_size = 1
+
     def __init__(self, layout: Layout) -> None:
         self._at = layout
 
