@@ -33,10 +33,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import AsyncIterable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 from botocore.exceptions import ClientError
 
 from pixdrop.models import Part, is_valid_id
@@ -52,109 +50,27 @@ from pixdrop.storage.s3_client import (
     is_missing,
     upload_key,
 )
+from pixdrop.storage.s3_multipart import (
+    check_upload,
+    copy_big,
+    copy_parts,
+    read,
+    upload_part,
+)
+from pixdrop.storage.s3_parts import (
+    Grid,
+    Token,
+    encode_etags,
+    extent,
+    grid_plan,
+    native_plan,
+    quoted,
+    spans,
+    tail_name,
+)
 
 #: Gather this many bytes of a body before one thread hop (hash, observe, buffer).
 BATCH = 1024 * 1024
-#: Server-side copies run at once in one finish or join.
-COPIES_IN_FLIGHT = 8
-TOKEN_PREFIX = "s3:"  # noqa: S105 - a format tag, not a secret
-
-
-@dataclass(frozen=True)
-class Token:
-    part_size: int
-    upload_id: str
-
-    def __str__(self) -> str:
-        return f"{TOKEN_PREFIX}{self.part_size}:{self.upload_id}"
-
-    @classmethod
-    def parse(cls, token: str) -> Token:
-        try:
-            scheme_size, upload_id = token.removeprefix(TOKEN_PREFIX).split(":", 1)
-            part_size = int(scheme_size)
-        except ValueError:
-            raise ValueError(f"not an S3 staging token: {token!r}") from None
-        if not token.startswith(TOKEN_PREFIX) or not upload_id or part_size < MIN_PART_SIZE:
-            raise ValueError(f"not an S3 staging token: {token!r}")
-        return cls(part_size, upload_id)
-
-
-def encode_etags(etags: Sequence[tuple[int, str]]) -> str:
-    return " ".join(f"{number}:{etag.strip(chr(34))}" for number, etag in etags)
-
-
-def decode_etags(text: str | None) -> dict[int, str]:
-    found: dict[int, str] = {}
-    for item in (text or "").split():
-        number, _, etag = item.partition(":")
-        if not number.isdigit() or not etag:
-            raise ValueError(f"not an S3 part receipt: {text!r}")
-        found[int(number)] = etag
-    return found
-
-
-def quoted(etag: str) -> str:
-    return '"' + etag.strip('"') + '"'
-
-
-def tail_name(upload_id: str, end: int) -> str:
-    return f"tails/{upload_id}/{end}"
-
-
-def _extent(upload_id: str, parts: Sequence[Part]) -> list[Part]:
-    """*parts* ordered; ``ValueError`` unless they cover ``[0, end)`` without gap or overlap."""
-    ordered = sorted(parts, key=lambda p: (p.start, p.end))
-    position = 0
-    for part in ordered:
-        if part.start != position or part.end < part.start:
-            raise ValueError(
-                f"parts of {upload_id} are not contiguous from 0: "
-                f"expected a part at {position}, got [{part.start}, {part.end})"
-            )
-        position = part.end
-    return ordered
-
-
-class _Grid:
-    """Bytes on the grid of parts of size P, fed on worker threads: full parts go up at once,
-    the rest stays in one buffer (at most P bytes) for the tail."""
-
-    def __init__(self, bucket: Bucket, key: str, token: Token, start: int, head: bytes) -> None:
-        self.bucket = bucket
-        self.key = key
-        self.token = token
-        self.cell_start = start  # a grid line
-        self.cell = bytearray(head)
-        self.etags: list[tuple[int, str]] = []
-
-    def feed(self, blocks: Sequence[bytes]) -> None:
-        size = self.token.part_size
-        for block in blocks:
-            view = memoryview(block)
-            while view:
-                room = size - len(self.cell)
-                self.cell += view[:room]
-                view = view[room:]
-                if len(self.cell) == size:
-                    self._upload_full()
-
-    def _upload_full(self) -> None:
-        number = self.cell_start // self.token.part_size + 1
-        if number > MAX_PARTS:
-            raise ValueError(
-                f"the upload grows past {MAX_PARTS} parts of {self.token.part_size} bytes"
-            )
-        answer = self.bucket.client.upload_part(
-            Bucket=self.bucket.name,
-            Key=self.key,
-            UploadId=self.token.upload_id,
-            PartNumber=number,
-            Body=bytes(self.cell),
-        )
-        self.etags.append((number, answer["ETag"]))
-        self.cell_start += self.token.part_size
-        self.cell = bytearray()
 
 
 class S3Staging(Staging):
@@ -267,7 +183,7 @@ class S3Staging(Staging):
                     f"(offset = (number - 1) * chunk size)"
                 )
         else:
-            await self._check_upload(key, parsed)
+            await check_upload(self.bucket, key, parsed)
         spool = Spool(parsed.part_size, self.scratch)
         try:
             sha256 = await self._drain(data, observe, spool.add_all)
@@ -280,43 +196,10 @@ class S3Staging(Staging):
                     Body=await self.bucket.run(spool.body),
                 )
                 return Part(0, spool.size, sha256, 1, "")
-            answer = await self._upload_part(key, parsed, number, spool)
+            answer = await upload_part(self.bucket, key, parsed, number, spool)
         finally:
             spool.close()
         return Part(offset, offset + spool.size, sha256, number, encode_etags([(number, answer)]))
-
-    async def _upload_part(self, key: str, token: Token, number: int, spool: Spool) -> str:
-        def upload() -> str:
-            answer = self.bucket.client.upload_part(
-                Bucket=self.bucket.name,
-                Key=self.bucket.key(key),
-                UploadId=token.upload_id,
-                PartNumber=number,
-                Body=spool.body(),
-                ContentLength=spool.size,
-            )
-            return answer["ETag"]
-
-        try:
-            return await self.bucket.run(upload)
-        except ClientError as exc:
-            if is_missing(exc):
-                raise FileNotFoundError(f"no staged upload {key}") from exc
-            raise
-
-    async def _check_upload(self, key: str, token: Token) -> None:
-        """``FileNotFoundError`` unless the multipart upload is there (not aborted)."""
-        try:
-            await self.bucket.call(
-                self.bucket.client.list_parts,
-                Key=self.bucket.key(key),
-                UploadId=token.upload_id,
-                MaxParts=1,
-            )
-        except ClientError as exc:
-            if is_missing(exc):
-                raise FileNotFoundError(f"no staged upload {key}") from exc
-            raise
 
     async def _drain(
         self,
@@ -360,7 +243,7 @@ class S3Staging(Staging):
         observe: Observer | None,
     ) -> Part:
         key = upload_key(upload_id)
-        await self._check_upload(key, token)
+        await check_upload(self.bucket, key, token)
         size = token.part_size
         line = offset - offset % size  # the grid line at or before the offset
         etags: list[tuple[int, str]] = []
@@ -372,15 +255,18 @@ class S3Staging(Staging):
             start = offset - (tail or 0)  # a grid line: 0 for a part 1's tail, else `line`
             # Full parts still in that tail (a part 1 longer than P): copied server-side.
             cells = [(cell, cell - start) for cell in range(start, line, size)]
-            etags = await self._copy_parts(
+            etags = await copy_parts(
+                self.bucket,
                 key,
                 token,
                 tail_name(upload_id, offset),
                 [(c // size + 1, at, at + size) for c, at in cells],
             )
             if offset > line:
-                head = await self._read(tail_name(upload_id, offset), line - start, offset - start)
-        grid = _Grid(self.bucket, self.bucket.key(key), token, line, head)
+                head = await read(
+                    self.bucket, tail_name(upload_id, offset), line - start, offset - start
+                )
+        grid = Grid(self.bucket, self.bucket.key(key), token, line, head)
         try:
             sha256 = await self._drain(data, observe, grid.feed)
         except ClientError as exc:
@@ -398,61 +284,9 @@ class S3Staging(Staging):
             )
         return Part(offset, end, sha256, 0, encode_etags(etags + grid.etags))
 
-    async def _read(self, name: str, start: int, end: int) -> bytes:
-        """Bytes ``[start, end)`` of object *name* (a tail: under P bytes)."""
-
-        def read() -> bytes:
-            answer = self.bucket.client.get_object(
-                Bucket=self.bucket.name, Key=self.bucket.key(name), Range=f"bytes={start}-{end - 1}"
-            )
-            with answer["Body"] as body:
-                return body.read()
-
-        got = await self.bucket.run(read)
-        if len(got) != end - start:
-            raise OSError(f"{name} holds fewer bytes than [{start}, {end})")
-        return got
-
-    async def _copy_parts(
-        self, key: str, token: Token, source: str, copies: list[tuple[int, int, int]]
-    ) -> list[tuple[int, str]]:
-        """UploadPartCopy ``(number, start, end)`` of object *source*; their etags."""
-        done: dict[int, str] = {}
-        limiter = anyio.Semaphore(COPIES_IN_FLIGHT)
-
-        async def copy(number: int, start: int, end: int) -> None:
-            async with limiter:
-                try:
-                    answer = await self.bucket.call(
-                        self.bucket.client.upload_part_copy,
-                        Key=self.bucket.key(key),
-                        UploadId=token.upload_id,
-                        PartNumber=number,
-                        CopySource={"Bucket": self.bucket.name, "Key": self.bucket.key(source)},
-                        CopySourceRange=f"bytes={start}-{end - 1}",
-                    )
-                except ClientError as exc:
-                    if is_missing(exc):
-                        raise FileNotFoundError(f"no staged upload {key}") from exc
-                    raise
-                done[number] = answer["CopyPartResult"]["ETag"]
-
-        try:
-            async with anyio.create_task_group() as group:
-                for number, start, end in copies:
-                    group.start_soon(copy, number, start, end)
-        except ExceptionGroup as failed:  # one copy's error, as a plain exception
-            first: BaseException = failed
-            while isinstance(first, ExceptionGroup):
-                first = first.exceptions[0]
-            raise first from None
-        return sorted(done.items())
-
-    # --- finish, join, keep
-
     async def finish(self, upload_id: str, token: str, parts: Sequence[Part]) -> str:
         key = upload_key(upload_id)
-        ordered = _extent(upload_id, parts)
+        ordered = extent(upload_id, parts)
         parsed = Token.parse(token)
         end = ordered[-1].end if ordered else 0
         if end == 0:
@@ -462,16 +296,16 @@ class S3Staging(Staging):
             )
             return key
         if any(part.number >= 2 for part in ordered):
-            plan, copies = self._native_plan(upload_id, ordered)
+            plan, copies = native_plan(upload_id, ordered)
         else:
             tail = await self.bucket.head(tail_name(upload_id, end))
             start = end - (tail or 0)
             if start == 0:  # all of it in one tail (a part 1, grown by appends below P)
                 return await self._finish_by_copy(key, parsed, tail_name(upload_id, end))
-            plan, copies = self._grid_plan(upload_id, parsed, ordered, end, start)
+            plan, copies = grid_plan(upload_id, parsed, ordered, end, start)
         try:
             for source, items in copies.items():
-                plan.update(await self._copy_parts(key, parsed, source, items))
+                plan.update(await copy_parts(self.bucket, key, parsed, source, items))
             await self.bucket.call(
                 self.bucket.client.complete_multipart_upload,
                 Key=self.bucket.key(key),
@@ -499,51 +333,6 @@ class S3Staging(Staging):
             raise
         return key
 
-    def _native_plan(
-        self, upload_id: str, ordered: list[Part]
-    ) -> tuple[dict[int, str], dict[str, list[tuple[int, int, int]]]]:
-        """Parts of a chunked upload: part 1 from its tail, the others from the receipts."""
-        plan: dict[int, str] = {}
-        copies: dict[str, list[tuple[int, int, int]]] = {}
-        for index, part in enumerate(ordered):
-            last = index == len(ordered) - 1
-            if not last and part.length < MIN_PART_SIZE:
-                raise ValueError(
-                    f"upload {upload_id}: part {part.number} has {part.length} bytes; on S3 "
-                    f"every part but the last must be at least {MIN_PART_SIZE} bytes (5 MiB)"
-                )
-            if part.number == 1:
-                copies[tail_name(upload_id, part.end)] = [(1, 0, part.length)]
-            elif part.number >= 2:
-                etags = decode_etags(part.etag)
-                if part.number not in etags:
-                    raise ValueError(f"upload {upload_id}: receipt of part {part.number}: no etag")
-                plan[part.number] = etags[part.number]
-            else:
-                raise ValueError(f"upload {upload_id}: an append among numbered chunks")
-        return plan, copies
-
-    def _grid_plan(
-        self, upload_id: str, token: Token, ordered: list[Part], end: int, start: int
-    ) -> tuple[dict[int, str], dict[str, list[tuple[int, int, int]]]]:
-        """Parts of an appended upload: full parts before *start* from the receipts, the rest
-        from the tail ``[start, end)``."""
-        size = token.part_size
-        known: dict[int, str] = {}
-        for part in ordered:
-            known.update(decode_etags(part.etag))
-        plan: dict[int, str] = {}
-        from_tail: list[tuple[int, int, int]] = []
-        for cell in range(0, end, size):
-            number = cell // size + 1
-            if cell >= start:
-                from_tail.append((number, cell - start, min(end, cell + size) - start))
-            elif number in known:
-                plan[number] = known[number]
-            else:
-                raise ValueError(f"upload {upload_id}: no receipt names part {number}")
-        return plan, {tail_name(upload_id, end): from_tail} if from_tail else {}
-
     async def _finish_by_copy(self, key: str, token: Token, source: str) -> str:
         try:
             await self.bucket.call(
@@ -561,7 +350,7 @@ class S3Staging(Staging):
 
     async def _check_upload_or_object(self, key: str, token: Token) -> None:
         try:
-            await self._check_upload(key, token)
+            await check_upload(self.bucket, key, token)
         except FileNotFoundError:
             if await self.bucket.head(key) is None:
                 raise
@@ -580,7 +369,7 @@ class S3Staging(Staging):
         pieces: list[tuple[str, int]] = []
         for source, source_token, parts in sources:
             source_key = await self.finish(source, source_token, parts)
-            size = _extent(source, parts)[-1].end if parts else 0
+            size = extent(source, parts)[-1].end if parts else 0
             if size:
                 pieces.append((source_key, size))
         total = sum(size for _, size in pieces)
@@ -590,17 +379,19 @@ class S3Staging(Staging):
         etags: dict[int, str] = {}
         copies: dict[str, list[tuple[int, int, int]]] = {}
         for cell in range(0, total, size):
-            number, span = cell // size + 1, self._spans(pieces, cell, min(total, cell + size))
+            number, span = cell // size + 1, spans(pieces, cell, min(total, cell + size))
             if len(span) == 1:
                 name, start, end = span[0]
                 copies.setdefault(name, []).append((number, start, end))
             else:  # across sources: through memory (under P bytes)
-                body = b"".join([await self._read(name, start, end) for name, start, end in span])
+                body = b"".join(
+                    [await read(self.bucket, name, start, end) for name, start, end in span]
+                )
                 spool = Spool(size, self.scratch)
                 spool.add(body)
-                etags[number] = await self._upload_part(key, parsed, number, spool)
+                etags[number] = await upload_part(self.bucket, key, parsed, number, spool)
         for source, items in copies.items():
-            etags.update(await self._copy_parts(key, parsed, source, items))
+            etags.update(await copy_parts(self.bucket, key, parsed, source, items))
         await self.bucket.call(
             self.bucket.client.complete_multipart_upload,
             Key=self.bucket.key(key),
@@ -610,18 +401,6 @@ class S3Staging(Staging):
             },
         )
         return key
-
-    @staticmethod
-    def _spans(pieces: list[tuple[str, int]], start: int, end: int) -> list[tuple[str, int, int]]:
-        """The ranges of the source objects that bytes ``[start, end)`` of the joined
-        object come from: ``(object name, start, end)``."""
-        spans, position = [], 0
-        for name, size in pieces:
-            lo, hi = max(start, position), min(end, position + size)
-            if lo < hi:
-                spans.append((name, lo - position, hi - position))
-            position += size
-        return spans
 
     async def keep(self, upload_id: str, token: str, key: str) -> None:
         staged, blob = upload_key(upload_id), content_name(key)
@@ -638,26 +417,4 @@ class S3Staging(Staging):
                 self.bucket.client.copy_object, Key=self.bucket.key(blob), CopySource=source
             )
             return
-        await self._copy_big(staged, blob, size)
-
-    async def _copy_big(self, staged: str, blob: str, size: int) -> None:
-        """Copy an object past 5 GiB as a multipart upload of server-side part copies."""
-        key = self.bucket.key(blob)
-        created = await self.bucket.call(self.bucket.client.create_multipart_upload, Key=key)
-        token = Token(max(self.part_size, -(-size // MAX_PARTS)), created["UploadId"])
-        part = max(token.part_size, self.copy_part_size)
-        items = [(i // part + 1, i, min(size, i + part)) for i in range(0, size, part)]
-        try:
-            etags = await self._copy_parts(blob, token, staged, items)
-            await self.bucket.call(
-                self.bucket.client.complete_multipart_upload,
-                Key=key,
-                UploadId=token.upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in etags]},
-            )
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.bucket.call(
-                    self.bucket.client.abort_multipart_upload, Key=key, UploadId=token.upload_id
-                )
-            raise
+        await copy_big(self.bucket, staged, blob, size, self.copy_part_size)
