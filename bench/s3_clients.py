@@ -17,7 +17,9 @@ process's CPU seconds (user + system, all threads: what the upload costs the ser
 the ratio of both to ``boto3-threads`` in the same round. The resident memory after import and
 client creation is measured in a fresh interpreter per client.
 
-Run: ``PYTHONPATH=src python -m bench.s3_clients [--size-mib 256] [--rounds 3]``
+Run: ``PYTHONPATH=src python -m bench.s3_clients [--size-mib 256] [--rounds 3]``; aiobotocore
+and obstore are not pixdrop dependencies (``pip install aiobotocore obstore`` first; a client
+that is not installed is left out).
 (or against an existing store with ``--endpoint http://...`` and a bucket that exists).
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import resource
 import subprocess
@@ -241,7 +244,15 @@ async def measure(client: Any, parts: list[bytes], size: int) -> tuple[float, fl
 
 async def run_rounds(endpoint: str, size: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
     parts = [os.urandom(PART) for _ in range(size // PART)]
-    clients = [Aiobotocore(endpoint), Boto3Threads(endpoint), Obstore(endpoint)]
+    clients = [
+        client(endpoint)
+        for client, module in [
+            (Aiobotocore, "aiobotocore"),
+            (Boto3Threads, "boto3"),
+            (Obstore, "obstore"),
+        ]
+        if importlib.util.find_spec(module) is not None
+    ]
     for client in clients:
         await client.open()
         await client.upload("bench/warm-up", parts[:IN_FLIGHT])  # connections, imports
@@ -294,7 +305,11 @@ def main() -> None:
         endpoint = server.endpoint
     try:
         base = baseline_rss(endpoint)
-        rss = {name: rss_after_import(name, endpoint) for name in RSS_PROBES}
+        rss = {
+            name: rss_after_import(name, endpoint)
+            for name in RSS_PROBES
+            if importlib.util.find_spec(name.removesuffix("-threads")) is not None
+        }
         body: Callable[[], Awaitable[Any]] = lambda: run_rounds(  # noqa: E731
             endpoint, args.size_mib * MiB, args.rounds
         )
