@@ -54,17 +54,53 @@ def postgres_url() -> Iterator[str]:
         admin.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> str:
-    """Which metadata backend a test runs on: every HTTP test runs on both."""
+    """Which backends a test runs on: ``sqlite`` (SQLite, images on local disk), ``postgres``
+    (PostgreSQL, local disk) and ``s3`` (PostgreSQL, images in an S3 bucket on SeaweedFS).
+    The ``s3`` variant runs only for tests that start a server (the HTTP suites): the
+    contract suites of the stores run on S3 on their own."""
     return str(request.param)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the ``s3`` variant only for tests that start a server (see ``backend``) and are
+    not marked ``local_disk`` (they look at the data directory's files, or send chunks under
+    S3's 5 MiB part minimum)."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        is_s3 = params is not None and params.params.get("backend") == "s3"
+        uses_server = "server_factory" in getattr(item, "fixturenames", ())
+        local_only = item.get_closest_marker("local_disk") is not None
+        (dropped if is_s3 and (local_only or not uses_server) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture
 def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if backend == "postgres":
+    if backend in ("postgres", "s3"):
         return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path / 'pixdrop.db'}"
+
+
+@pytest.fixture
+def blob_store_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """The ``--blob-store`` of the test's servers: a prefix of its own in the session's
+    bucket for ``s3``, else ``None`` (the data directory)."""
+    if backend != "s3":
+        return None
+    base = str(request.getfixturevalue("s3_url"))
+    bucket_and_prefix, _, query = base.partition("?")
+    return f"{bucket_and_prefix}/t-{secrets.token_hex(6)}?{query}"
 
 
 @dataclass
@@ -106,7 +142,9 @@ ServerFactory = Callable[..., LiveServer]
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path, database_url: str) -> Iterator[ServerFactory]:
+def server_factory(
+    tmp_path: Path, database_url: str, blob_store_url: str | None
+) -> Iterator[ServerFactory]:
     """Start servers with settings overrides; each is stopped at the end of the test."""
     started: list[LiveServer] = []
 
@@ -114,6 +152,7 @@ def server_factory(tmp_path: Path, database_url: str) -> Iterator[ServerFactory]
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
             "database_url": database_url,
+            "blob_store": blob_store_url,
             "access_log": False,
         }
         values.update(overrides)

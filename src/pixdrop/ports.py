@@ -66,8 +66,9 @@ class Staging(Protocol):
         (range, sha256 of the bytes, the store's etag).
 
         *number* is 1-based where the caller knows the part's place (native chunk *i* is part
-        *i + 1*, a one-shot body part 1); 0 for an append (tus, IETF), whose parts follow one
-        another at growing offsets: the store then numbers (and, on S3, gathers) them itself.
+        *i + 1*); 0 for a body of unknown length that appends to the upload (tus, IETF, and a
+        one-request body, which starts one): its parts follow one another at growing offsets,
+        and the store numbers (and, on S3, cuts and gathers) them itself.
 
         The bytes are durable when this returns. If *data* raises, the exception propagates
         and nothing must be recorded for this part (bytes that reached storage stay

@@ -268,9 +268,7 @@ def test_concurrent_acquires_from_processes_one_wins(database_url: str) -> None:
     assert sorted(outcomes) == ["False", "False", "True"]
 
 
-def test_a_killed_holder_on_this_host_counts_as_expired(
-    database_url: str, leases: Leases
-) -> None:
+def test_a_killed_holder_on_this_host_counts_as_expired(database_url: str, leases: Leases) -> None:
     key, mine = new_key(), new_holder()
     child = spawn_child(database_url, key, "hold")
     try:

@@ -41,6 +41,9 @@ from tests.http.helpers import (
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 CHUNK = 64 * KiB
 
+# Chunks of 64 KiB, under S3's 5 MiB part minimum: see tests/http/test_s3.py for S3.
+pytestmark = pytest.mark.local_disk
+
 
 @pytest.fixture
 def client(server) -> Iterator[httpx.Client]:

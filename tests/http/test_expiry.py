@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 
 from tests.http.helpers import (
     assert_problem,
@@ -38,6 +39,7 @@ def wait_past(expires_at: str, margin: float = 0.3) -> None:
         time.sleep(remaining)
 
 
+@pytest.mark.local_disk
 def test_unfinished_upload_is_swept_with_its_bytes(server_factory) -> None:
     live = server_factory(upload_ttl=1, sweep_interval=0.2, **SMALL_CHUNKS)
     data = random.Random(5).randbytes(3 * CHUNK)
@@ -62,6 +64,7 @@ def test_unfinished_upload_is_swept_with_its_bytes(server_factory) -> None:
     assert leftovers == []
 
 
+@pytest.mark.local_disk
 def test_chunk_after_expiry_is_refused(server_factory) -> None:
     """Past ``expires_at`` but before any sweep (the sweep interval is a minute)."""
     live = server_factory(upload_ttl=1, sweep_interval=60, **SMALL_CHUNKS)
@@ -75,6 +78,7 @@ def test_chunk_after_expiry_is_refused(server_factory) -> None:
         assert_problem(response, response.status_code, slug)
 
 
+@pytest.mark.local_disk
 def test_sweeps_keep_images(server_factory, photo_png, photo_jpeg) -> None:
     """Images, whether uploaded in one request or in chunks, outlive their uploads' ttl."""
     live = server_factory(upload_ttl=1, sweep_interval=0.2, **SMALL_CHUNKS)

@@ -283,6 +283,7 @@ def test_docs_page(client) -> None:
         assert client.get(asset).status_code == 200, asset
 
 
+@pytest.mark.local_disk
 def test_limits_are_published(server_factory) -> None:
     live = server_factory(max_request_size="1MiB", min_chunk_size=4096, max_chunks=50)
     with httpx.Client(base_url=live.url) as c:
@@ -391,6 +392,7 @@ def test_variant_refusals(client, photo_jpeg) -> None:
     assert_problem(client.get(f"{base}/thumb", params={"q": "0"}), 400)
 
 
+@pytest.mark.local_disk
 def test_concurrent_requests_for_a_new_variant_get_one_rendition(server, photo_jpeg) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         image = post_image(c, photo_jpeg)

@@ -136,6 +136,7 @@ def test_not_an_image_is_refused_on_the_last_patch(server, client) -> None:
     assert files_containing(server.settings.data_dir, data[:64]) == []
 
 
+@pytest.mark.local_disk
 def test_termination_frees_the_bytes(server, client) -> None:
     data = random.Random(4).randbytes(20 * KiB)
     path = new_upload(client, 2 * len(data))
@@ -146,6 +147,7 @@ def test_termination_frees_the_bytes(server, client) -> None:
     assert head(client, path).status_code == 404
 
 
+@pytest.mark.local_disk
 def test_creation_with_upload_of_a_whole_image(server, client, photo_jpeg) -> None:
     meta = metadata(filename="photo.jpg", filetype="image/jpeg")
     response = create(client, len(photo_jpeg), body=photo_jpeg, headers={"Upload-Metadata": meta})
@@ -446,6 +448,7 @@ def test_pixdrop_serve_ignores_forwarded_by_default(served: ServerProcess) -> No
         assert created.headers["location"].startswith(f"{served.url}/files/"), created.headers
 
 
+@pytest.mark.local_disk
 def test_an_upload_stored_in_full_but_not_ingested_completes_on_the_next_append(
     server, client, photo_jpeg
 ) -> None:

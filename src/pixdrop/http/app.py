@@ -168,7 +168,15 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
 
 async def open_backends(settings: Settings, codec: ImageCodec) -> Backends:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_blob_store(settings.resolved_blob_store, sync=settings.fsync)
+    # Opening an S3 store asks the bucket (a blocking call): off the event loop.
+    store = await to_thread.run_sync(
+        partial(
+            open_blob_store,
+            settings.resolved_blob_store,
+            sync=settings.fsync,
+            scratch=settings.data_dir / "tmp",
+        )
+    )
     meta = await to_thread.run_sync(
         partial(open_metadata_store, settings.resolved_database_url, sync=settings.fsync)
     )

@@ -29,6 +29,9 @@ import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+from anyio import to_thread
 
 from pixdrop import ranges
 from pixdrop.errors import UnprocessableImage, UploadIncomplete
@@ -42,6 +45,11 @@ __all__ = ["Completion", "Staged", "StoredImage", "clean_filename", "token_hash"
 
 #: Records a new image (and whatever goes with it) in one transaction.
 Record = Callable[[Image], Awaitable[None]]
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def token_hash(token: str) -> str:
@@ -130,7 +138,8 @@ class Completion:
         async with self.blobs.materialize(staged.key) as path:
             inspecting = self.codec.inspect(path, info.format, self.limits)
             if staged.sha256 is None:
-                digest, details = await both(self._checked_sha256(staged), inspecting)
+                hashing = self._checked_sha256(staged, path)
+                digest, details = await both(hashing, inspecting)
             else:
                 self._check_sha256(staged, staged.sha256)
                 digest, details = staged.sha256, await inspecting
@@ -147,9 +156,14 @@ class Completion:
         blocks = [block async for block in self.blobs.open_range(staged.key, 0, want)]
         return b"".join(blocks)
 
-    async def _checked_sha256(self, staged: Staged) -> str:
+    async def _checked_sha256(self, staged: Staged, path: Path | None = None) -> str:
+        """The staged object's sha256, checked against the announced one: hashed where it
+        lies if the store can, else from its *path* (materialized for the decoder anyway),
+        else read through the store."""
         if isinstance(self.blobs, DigestsInPlace):
             digest = await self.blobs.sha256(staged.key, staged.size)
+        elif path is not None:
+            digest = await to_thread.run_sync(_file_sha256, path)
         else:
             hasher = hashlib.sha256()
             async for block in self.blobs.open_range(staged.key, 0, staged.size):

@@ -65,7 +65,7 @@ class OneShot:
                 head_size=self.completion.prober.head_size,
             )
             part = await self.staging.put_part(
-                staging_id, store_token, number=1, offset=0, data=stream, observe=stream.observe
+                staging_id, store_token, number=0, offset=0, data=stream, observe=stream.observe
             )
             stream.verify_digests("request body")
             if part.length == 0:
@@ -121,7 +121,7 @@ class OneShot:
         upload = replace(upload, store_token=await self.staging.begin(upload.id, durable=False))
         try:
             part = await self.staging.put_part(
-                upload.id, upload.store_token or "", number=1, offset=0, data=stream,
+                upload.id, upload.store_token or "", number=0, offset=0, data=stream,
                 observe=stream.observe,
             )  # fmt: skip
             written = stream.kept(part.length, checksum, trailer_checksum)
