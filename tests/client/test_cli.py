@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pixdrop.cli.common import format_size
 from tests.client.conftest import (
     CHUNK,
     AccessLog,
@@ -87,6 +89,8 @@ def test_upload_prints_one_json_object_per_image(chunk_server, tmp_path, photo_j
     assert mixed.returncode == 1, mixed.stderr
     lines = json_lines(mixed)
     assert [line["path"] for line in lines] == [str(a), str(bad), str(b)]
+    # a.png went in chunks: its upload id is on its line, and was told as the upload began
+    assert f"{a}: upload {lines[0]['upload_id']}" in mixed.stderr
     assert lines[0]["sha256"] == sha256(data_a)
     assert lines[2]["sha256"] == sha256(photo_jpeg)
     assert lines[2]["format"] == "jpeg"
@@ -104,6 +108,10 @@ def test_upload_prints_one_json_object_per_image(chunk_server, tmp_path, photo_j
     assert plain.returncode == 0, plain.stderr
     assert str(b) in plain.stdout
     assert "/original" in plain.stdout
+    assert f"jpeg, {format_size(len(photo_jpeg))}, id " in plain.stdout
+    chunked = run_cli(state, chunk_server.url, "upload", a, "--chunk-size", "16KiB", "--no-resume")
+    (upload_id,) = re.findall(r"upload ([\w-]{22})\)$", chunked.stdout.strip())
+    assert run_cli(state, chunk_server.url, "status", upload_id).returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -111,7 +119,6 @@ def test_upload_prints_one_json_object_per_image(chunk_server, tmp_path, photo_j
     [
         pytest.param(("upload", "missing.png"), True, id="no such file"),
         pytest.param(("upload", "*.none"), True, id="glob matches nothing"),
-        pytest.param(("upload", "a.png"), False, id="no server"),
         pytest.param(("upload", "a.png", "--chunk-size", "lots"), True, id="bad size"),
         pytest.param(("upload", "a.png", "--parallel", "0"), True, id="bad parallel"),
         pytest.param(("rm", "I" * 22), True, id="rm without a token"),
@@ -138,8 +145,9 @@ def test_status_get_and_rm(chunk_server, tmp_path):
     assert status.returncode == 0, status.stderr
     assert json_lines(status)[0]["missing"] == [0, 2, 3]
     human = run_cli(state, url, "status", upload_id)
+    assert "size      48 KiB, 4 chunks of 16 KiB" in human.stdout  # sizes in binary units
     assert "received  1 of 4 chunks" in human.stdout
-    assert "missing   0, 2, 3" in human.stdout
+    assert "missing   0, 2, 3 (32 KiB)" in human.stdout
     assert run_cli(state, url, "status", "A" * 22).returncode == 1
 
     path = tmp_path / "p.png"
@@ -157,7 +165,47 @@ def test_status_get_and_rm(chunk_server, tmp_path):
     gone = run_cli(state, url, "get", image["id"])
     assert gone.returncode == 1
     assert "404" in gone.stderr
-    assert run_cli(state, url, "rm", image["id"]).returncode == 2  # its token was dropped
+    again = run_cli(state, url, "rm", image["id"])  # its token was dropped: the server says 404
+    assert (again.returncode, again.stdout) == (0, f"{image['id']} is already deleted\n")
+    assert json_lines(run_cli(state, url, "rm", image["id"], "--json"))[0]["already"] is True
+    other = run_cli(state, url, "rm", "B" * 22, "--token", "whatever")
+    assert other.returncode == 1
+    assert f"no such image: {'B' * 22}" in other.stderr
+    elsewhere = run_cli(tmp_path / "other-machine", url, "rm", image["id"], "--token", "t")
+    assert elsewhere.returncode == 1
+    assert "no such image" in elsewhere.stderr  # this machine did not delete it
+
+
+def test_help_texts_promise_resume_only_where_there_is_one(tmp_path):
+    for command in ("get", "rm", "status", "ls", "uploads"):
+        text = run_cli(tmp_path, None, command, "--help").stdout
+        assert "resume" not in text.split("Exit codes")[1], (command, text)
+        assert "http://127.0.0.1:8000" in text  # the default server
+    assert "run the same command again to resume" in run_cli(tmp_path, None, "upload", "-h").stdout
+
+
+def test_ls_lists_newest_first_by_pages(chunk_server, tmp_path):
+    state, url = tmp_path / "state", chunk_server.url
+    paths = [tmp_path / f"{n}.png" for n in "abc"]
+    for seed, path in enumerate(paths):
+        write_png(path, 3000, seed=seed)
+    ids = [line["id"] for line in json_lines(run_cli(state, url, "upload", *paths, "--json"))]
+
+    first = run_cli(state, url, "ls", "--limit", "2")
+    assert first.returncode == 0, first.stderr
+    assert [line.split()[0] for line in first.stdout.splitlines()] == ids[::-1][:2]
+    assert "c.png" in first.stdout.splitlines()[0]
+    assert re.search(r"\d+(\.\d)? KiB", first.stdout)
+    (cursor,) = re.findall(r"pixdrop ls --limit 2 --cursor (\S+)", first.stderr)
+    rest = run_cli(state, url, "ls", "--limit", "2", "--cursor", cursor)
+    assert [line.split()[0] for line in rest.stdout.splitlines()] == ids[::-1][2:]
+    assert "more" not in rest.stderr
+
+    every = json_lines(run_cli(state, url, "ls", "--all", "--limit", "1", "--json"))
+    assert [line["id"] for line in every] == ids[::-1]
+    page = json_lines(run_cli(state, url, "ls", "--limit", "1", "--json"))
+    assert page[0]["original_url"].endswith(f"/v1/images/{ids[-1]}/original")
+    assert set(page[1]) == {"next_cursor"}
 
 
 def remembered_upload(state: Path) -> str | None:
@@ -223,14 +271,27 @@ def test_ctrl_c_exits_130_and_leaves_the_upload_resumable(
         assert out == ""
         assert "interrupted" in err
         assert "Traceback" not in err
+        assert f"{path}: upload {upload_id}" in err  # the id was told as the upload began
         mark = access_log.settle()
         missing = httpx.get(f"{chunk_server.url}/v1/uploads/{upload_id}").json()["missing"]
         assert missing
+
+        # `pixdrop uploads` knows it, and what it misses (asked of the server)
+        (known,) = json_lines(run_cli(state, proxy.url, "uploads", "--json"))
+        assert (known["id"], known["path"], known["missing"]) == (upload_id, str(path), missing)
+        listed = run_cli(state, proxy.url, "uploads")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.startswith(f"{upload_id}  {path}\n")
+        assert f"in {len(missing)} of {known['chunk_count']} chunks" in listed.stdout
+        elsewhere = run_cli(state, chunk_server.url, "uploads")  # same server, another address
+        assert elsewhere.stdout == ""
+        assert "and 1 to other servers" in elsewhere.stderr
 
         proxy.faults = Faults()
         again = run_cli(state, proxy.url, "upload", path, "--chunk-size", "16KiB", "--json")
         assert again.returncode == 0, again.stderr
         assert_sent_only(access_log.since(mark), missing)
         assert json_lines(again)[0]["sha256"] == sha256(data)
+        assert run_cli(state, proxy.url, "uploads", "--json").stdout == ""  # finished: gone
     finally:
         proxy.close()

@@ -15,6 +15,7 @@ import click
 import uvicorn
 
 from pixdrop import __version__
+from pixdrop.cli.common import format_size
 from pixdrop.config import ENV_PREFIX, ConfigError, Settings, load_settings
 
 
@@ -36,7 +37,10 @@ def _setting_options(func: Any) -> Any:
     """
     for name, field in reversed(list(Settings.model_fields.items())):
         flag = "--" + name.replace("_", "-")
-        shown = f" [default: {field.default}]" if field.default is not None else ""
+        default = field.default
+        if default is not None and name.endswith("_size"):
+            default = format_size(int(default))  # "4 GiB", as the setting takes it
+        shown = f" [default: {default}]" if default is not None else ""
         text = (field.description or "") + shown + f" [env: {ENV_PREFIX}{name.upper()}]"
         if field.annotation is bool:
             decls = [f"{flag}/--no-{name.replace('_', '-')}", name]
