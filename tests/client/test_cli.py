@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from tests.client.conftest import (
 )
 from tests.client.proxy import FaultProxy, Faults
 from tests.e2e import ServerProcess, pixdrop_command, pixdrop_env
-from tests.http.helpers import poll
+from tests.http.helpers import poll, wait_for_health
 
 
 @pytest.fixture
@@ -295,3 +297,85 @@ def test_ctrl_c_exits_130_and_leaves_the_upload_resumable(
         assert run_cli(state, proxy.url, "uploads", "--json").stdout == ""  # finished: gone
     finally:
         proxy.close()
+
+
+def test_an_outage_is_told_on_the_files_line_and_the_upload_carries_on(
+    tmp_path, database_url, monkeypatch
+):
+    """The server stops mid-upload and comes back: each failed attempt is told with its wait,
+    its number and its error, and the upload then completes without help."""
+    args = ["--min-chunk-size", "16KiB"]
+    server = ServerProcess(tmp_path, tmp_path / "d", database_url, args)
+    proxy = FaultProxy(server.port, Faults(delay=0.03))  # slow answers: time to stop it
+    state, path, errors = tmp_path / "state", tmp_path / "big.png", tmp_path / "cli.stderr"
+    data = write_png(path, 96 * CHUNK)
+    restarted: ServerProcess | None = None
+    try:
+        server.wait_healthy()
+        with errors.open("w") as err:
+            cli = subprocess.Popen(
+                pixdrop_command("upload", str(path), "--chunk-size", "16KiB", "--json"),
+                env=cli_env(state, proxy.url),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+        upload_id = poll(lambda: remembered_upload(state), bool, timeout=30)
+        url = f"{server.url}/v1/uploads/{upload_id}"
+        poll(lambda: httpx.get(url).json(), lambda s: len(s["received"]) >= 8, 30)
+        server.stop()
+        told = poll(errors.read_text, lambda text: "retrying in" in text, timeout=30)
+        assert "retrying in" in told, told
+        assert cli.poll() is None, "the upload gave up during the outage"
+
+        monkeypatch.setattr("tests.e2e.free_port", lambda: server.port)  # the same address
+        restarted = ServerProcess(tmp_path, tmp_path / "d", database_url, args)
+        restarted.wait_healthy()
+        out, _ = cli.communicate(timeout=120)
+        text = errors.read_text()
+        assert cli.returncode == 0, text
+        notice = rf"pixdrop: {re.escape(str(path))}: .+: retrying in [0-9.]+ s \(attempt \d+\): \S"
+        assert re.search(notice, text), text
+        (image,) = json_lines(subprocess.CompletedProcess([], 0, out, ""))
+        assert image["upload_id"] == upload_id  # the same upload, carried on
+        assert httpx.get(f"{restarted.url}/v1/images/{image['id']}/original").content == data
+        assert proxy.refused >= 1
+    finally:
+        proxy.close()
+        server.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_without_server_the_commands_find_pixdrop_serve_at_its_default_address(tmp_path):
+    """Neither --server nor PIXDROP_SERVER: the client commands use http://127.0.0.1:8000,
+    where `pixdrop serve` listens when not told otherwise."""
+    try:
+        socket.create_server(("127.0.0.1", 8000)).close()
+    except OSError:
+        pytest.skip("port 8000 is taken on this machine")
+    log = tmp_path / "serve.stderr"
+    with log.open("wb") as err:
+        serve = subprocess.Popen(
+            pixdrop_command("serve", "--data-dir", str(tmp_path / "d")),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=pixdrop_env(),
+            start_new_session=True,
+        )
+    try:
+        wait_for_health("http://127.0.0.1:8000", 30, alive=lambda: serve.poll() is None)
+        path = tmp_path / "a.png"
+        data = write_png(path, 2000)
+        sent = run_cli(tmp_path / "state", None, "upload", path, "--json")
+        assert sent.returncode == 0, sent.stderr
+        (image,) = json_lines(sent)
+        assert image["original_url"].startswith("http://127.0.0.1:8000/")
+        assert image["sha256"] == sha256(data)
+        listed = run_cli(tmp_path / "state", None, "ls", "--limit", "1")
+        assert listed.stdout.startswith(image["id"]), (listed.stdout, listed.stderr)
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(timeout=15)
