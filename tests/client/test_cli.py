@@ -379,3 +379,44 @@ def test_without_server_the_commands_find_pixdrop_serve_at_its_default_address(t
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         serve.wait(timeout=15)
+
+
+def test_on_a_terminal_the_retry_is_told_on_the_files_progress_line(chunk_server, tmp_path):
+    """stderr on a pseudo-terminal: rich draws the bars, and a retry shows on the file's bar."""
+    port = int(chunk_server.url.rsplit(":", 1)[1])
+    proxy = FaultProxy(port, Faults(cut_upload_after=20_000, max_cuts=3, delay=0.02))
+    path = tmp_path / "big.png"
+    write_png(path, 24 * CHUNK)
+    leader, follower = os.openpty()
+    env = {**cli_env(tmp_path / "state", proxy.url), "TERM": "xterm", "COLUMNS": "240"}
+    try:
+        cli = subprocess.Popen(
+            pixdrop_command("upload", str(path), "--chunk-size", "16KiB", "--parallel", "2"),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        os.close(follower)
+        drawn = bytearray()
+        while True:
+            try:
+                block = os.read(leader, 65536)
+            except OSError:  # the terminal's other end closed: the CLI is done
+                break
+            if not block:
+                break
+            drawn += block
+        out, _ = cli.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        proxy.close()
+    screen = drawn.decode(errors="replace")
+    assert cli.returncode == 0, screen[-3000:]
+    assert proxy.cuts >= 1
+    assert "\x1b[" in screen  # drawn by rich, not printed line by line
+    assert f"{path}: PUT" not in screen  # the notice is on the bar, not a line of its own
+    notice = r"big\.png (\x1b\[[0-9;]*m)*retrying in [0-9.]+ s \(attempt \d+\): "
+    assert re.search(notice, screen), screen[-3000:]
+    assert "/original" in out
