@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -63,6 +65,8 @@ __all__ = ["IMAGE_SUFFIXES", "expand_paths", "parse_size", "status", "upload", "
 #: Files taken from a directory: those of the formats a server accepts by default (a file
 #: named on the command line is always sent).
 IMAGE_SUFFIXES = {ext for name in DEFAULT_NAMES for ext in BY_NAME[name].extensions}
+#: Seconds a retry notice stays on a file's line at least, however soon bytes move again.
+MIN_NOTICE = 2.0
 
 
 # --- upload ------------------------------------------------------------------------------------
@@ -131,6 +135,7 @@ class Reporter:
         self.task: TaskID | None = None
         self.upload_id: str | None = None
         self._retry_at: int | None = None
+        self._retry_until = 0.0
         self._done = 0
 
     def __enter__(self) -> Reporter:
@@ -159,7 +164,8 @@ class Reporter:
                 self.note(f"{path}: upload {progress.upload_id}{resumed}")
             with self._lock:
                 self._done = progress.done
-                if self._retry_at is not None and progress.done > self._retry_at:
+                shown = self._retry_at is not None and time.monotonic() >= self._retry_until
+                if shown and progress.done > (self._retry_at or 0):
                     self._retry_at = None
                     self.bars.update(task, description=path.name)
             self.bars.update(task, completed=progress.done)
@@ -176,9 +182,11 @@ class Reporter:
                 where = f"{path}: " if path is not None else ""
                 click.echo(f"pixdrop: {where}{notice.what}: {notice}", err=True)
                 return
+            # Shown at once, and for a while: other chunks moving on must not wipe it unseen.
             self._retry_at = self._done
-            text = f"{path.name} [yellow]{notice}[/yellow]"
-            self.bars.update(task, description=text)
+            self._retry_until = time.monotonic() + max(notice.delay, MIN_NOTICE)
+            text = f"{path.name} [yellow]{escape(str(notice))}[/yellow]"
+            self.bars.update(task, description=text, refresh=True)
 
     def note(self, text: str) -> None:
         """A note for stderr, drawn above the bars when they are shown."""
