@@ -224,6 +224,13 @@ class MetadataStore(Protocol):
     async def delete_image(self, image_id: str) -> None:
         """Delete the image record (no error if absent)."""
 
+    async def list_images(
+        self, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[Image]:
+        """Images newest first (by ``created_at``, then ``id``, both descending), at most
+        *limit*; with *after* (the ``(created_at, id)`` of the last image of a previous page),
+        only those that come after it in that order, so pages never overlap or skip."""
+
     async def count_images_with_sha256(self, sha256: str) -> int:
         """How many image records reference the blob *sha256*."""
 

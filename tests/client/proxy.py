@@ -38,6 +38,8 @@ class FaultProxy:
         #: Connections chosen to be cut, and connections actually cut (the fault happened).
         self.doomed = 0
         self.cuts = 0
+        #: Connections closed at once because the server did not answer the proxy's connect.
+        self.refused = 0
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -50,7 +52,13 @@ class FaultProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self.upstream)
+            try:
+                upstream = socket.create_connection(self.upstream)
+            except OSError:  # the server is down: so is this connection, not the proxy
+                with self._lock:
+                    self.refused += 1
+                _shut(client)
+                continue
             with self._lock:
                 self.connections += 1
                 faults = self.faults

@@ -162,7 +162,10 @@ def test_large_file_goes_in_parallel_chunks_with_digests(
             )
     assert 2 <= recorder.most_in_flight <= 4, recorder.most_in_flight
     assert proxy.connections <= 4
-    assert seen[-1] == Progress(len(data), len(data), 0)
+    upload_id = seen[-1].upload_id  # every report names the chunked upload
+    assert seen[-1] == Progress(len(data), len(data), 0, upload_id)
+    assert {p.upload_id for p in seen} == {upload_id}
+    assert len(chunk_puts(access_log.hits, upload_id)) == 21
     assert records(state_dir) == []  # finished: nothing left to resume
 
 

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 import pixdrop.client
+from pixdrop.cli.common import format_size
 from pixdrop.cli.transfer import expand_paths, parse_size
 from pixdrop.client import (
     BadRequestError,
@@ -258,3 +259,16 @@ def test_state_files_are_json(tmp_path: Path) -> None:
     store.save("k", ResumeRecord("http://s", "U", "http://s/u", Fingerprint(1, None, "ab")))
     raw = json.loads((tmp_path / "uploads" / "k.json").read_text())
     assert raw["fingerprint"] == {"size": 1, "mtime_ns": None, "sha256": "ab"}
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (0, "0 B"), (1023, "1023 B"), (1024, "1 KiB"), (1536, "1.5 KiB"), (49289, "48.1 KiB"),
+        (8 * 1024**2, "8 MiB"), (4 * 1024**3, "4 GiB"), (5 * 1024**5, "5 PiB"),
+    ],
+)  # fmt: skip
+def test_sizes_are_printed_in_binary_units_that_parse_back(count: int, text: str) -> None:
+    assert format_size(count) == text
+    if count and float(text.split()[0]).is_integer() and not text.endswith("PiB"):
+        assert parse_size(text.replace(" ", "")) == count  # what --chunk-size takes

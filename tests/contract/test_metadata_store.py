@@ -40,7 +40,7 @@ from pixdrop.models import Image, Part, Upload, UploadState, new_id
 T = TypeVar("T")
 
 #: The newest migration: a fresh database ends there.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 RECEIVING, COMPLETING, COMPLETED = UploadState
 
@@ -504,6 +504,36 @@ def test_count_images_with_sha256(store: SqlMetadataStore) -> None:
     assert run(store.count_images_with_sha256, digest) == 2
     run(store.delete_image, one.id)
     assert run(store.count_images_with_sha256, digest) == 1
+
+
+def test_list_images_pages_newest_first_without_overlap(fresh_database_url: str) -> None:
+    """Newest first; ties on created_at by id; each page continues after the last one's key,
+    also when images are added (newer: not seen) or deleted (gone) between pages."""
+    store = open_metadata_store(fresh_database_url)
+    try:
+        assert run(store.list_images, 10) == []
+        base = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+        made = [make_image(created_at=base + timedelta(seconds=i)) for i in range(5)]
+        # Three images at one instant: the id decides their order.
+        made += [make_image(created_at=base + timedelta(seconds=10)) for _ in range(3)]
+        for image in made:
+            run(store.create_image, image)
+        expected = sorted(made, key=lambda i: (i.created_at, i.id), reverse=True)
+
+        seen: list[Image] = []
+        after: tuple[datetime, str] | None = None
+        while page := run(partial(store.list_images, 3, after)):
+            assert len(page) <= 3
+            seen += page
+            after = (page[-1].created_at, page[-1].id)
+            if len(seen) == 3:  # between pages: a newer image appears, an unseen one goes
+                run(store.create_image, make_image(created_at=base + timedelta(days=1)))
+                run(store.delete_image, expected[5].id)
+        assert [i.id for i in seen] == [i.id for i in expected if i.id != expected[5].id]
+        assert seen[0] == expected[0]  # whole rows, not just ids
+        assert run(store.list_images, 2) != seen[:2]  # the newer one now comes first
+    finally:
+        run(store.close)
 
 
 # --- Lifecycle: migrations, restarts, health ---

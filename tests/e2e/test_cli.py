@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -138,3 +139,21 @@ def test_one_access_log_line_per_request(spawn) -> None:
     for method, path, status in expected:
         lines = poll(lambda m=method, p=path, s=status: log_lines(server, m, p, s), bool, 3.0)
         assert len(lines) == 1, (method, path, status, server.stderr()[-2000:])
+
+
+def test_a_busy_port_is_one_line_and_exit_1_before_any_announcement(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = run_pixdrop("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 1, result.stderr
+    assert "serving on" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "pixdrop:" in line]) == 1
+
+
+def test_serving_is_announced_once_the_port_is_bound(spawn) -> None:
+    server = spawn()
+    announced = [line for line in server.stderr().splitlines() if "serving on" in line]
+    assert announced == [line for line in announced if server.url in line], announced
+    assert len(announced) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pixdrop import __version__
-from pixdrop.cli import transfer
+from pixdrop.cli import images, transfer
 from pixdrop.cli.serve import serve
 
 
@@ -16,6 +16,14 @@ def main() -> None:
 
 
 main.add_command(serve)
-transfer.register(main)
+for command in (
+    transfer.upload,
+    transfer.uploads,
+    transfer.status,
+    images.ls,
+    images.get,
+    images.rm,
+):
+    main.add_command(command)
 
 __all__ = ["main"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ import click
 import uvicorn
 
 from pixdrop import __version__
+from pixdrop.cli.common import format_size
 from pixdrop.config import ENV_PREFIX, ConfigError, Settings, load_settings
 
 
@@ -33,7 +37,10 @@ def _setting_options(func: Any) -> Any:
     """
     for name, field in reversed(list(Settings.model_fields.items())):
         flag = "--" + name.replace("_", "-")
-        shown = f" [default: {field.default}]" if field.default is not None else ""
+        default = field.default
+        if default is not None and name.endswith("_size"):
+            default = format_size(int(default))  # "4 GiB", as the setting takes it
+        shown = f" [default: {default}]" if default is not None else ""
         text = (field.description or "") + shown + f" [env: {ENV_PREFIX}{name.upper()}]"
         if field.annotation is bool:
             decls = [f"{flag}/--no-{name.replace('_', '-')}", name]
@@ -59,8 +66,11 @@ def serve(**flags: Any) -> None:
         sys.exit(2)
     _configure_logging(settings)
     _prepare(settings)
+    # Bound before anything is announced: a busy port is one clear line and exit 1, never
+    # "serving on ..." followed by uvicorn's failure (uvicorn then serves on this socket).
+    sock = _bind(settings.host, settings.port)
     click.echo(
-        f"pixdrop {__version__} serving on http://{settings.host}:{settings.port} "
+        f"pixdrop {__version__} serving on {_origin(settings.host, sock)} "
         f"(data: {settings.data_dir}, workers: {settings.workers})",
         err=True,
     )
@@ -70,30 +80,52 @@ def serve(**flags: Any) -> None:
 
     limit_heap_growth()
 
+    options: dict[str, Any] = {"access_log": False, "log_level": "warning"}
+    options.update(uvicorn_options(settings))
     if settings.workers == 1:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            access_log=False,
-            log_level="warning",
-            **uvicorn_options(settings),
-        )
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+        if not server.started:
+            sys.exit(1)
         return
     # Worker processes rebuild the same settings from the environment.
     for name, value in flags.items():
         if value is not None:
             os.environ[ENV_PREFIX + name.upper()] = str(value)
-    uvicorn.run(
+    config = uvicorn.Config(
         "pixdrop.http.app:app_from_environment",
         factory=True,
-        host=settings.host,
-        port=settings.port,
         workers=settings.workers,
-        access_log=False,
-        log_level="warning",
-        **uvicorn_options(settings),
+        **options,
     )
+    from uvicorn.supervisors import Multiprocess
+
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock]).run()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to *host*:*port* (as uvicorn binds one), or exit 1 with one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason += " (another server runs there: stop it, or pick another --port)"
+        click.echo(f"pixdrop: cannot listen on {host}:{port}: {reason}", err=True)
+        sys.exit(1)
+    sock.set_inheritable(True)  # worker processes serve on it too
+    return sock
+
+
+def _origin(host: str, sock: socket.socket) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{sock.getsockname()[1]}"
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""``pixdrop upload | status | get | rm``: the client commands (thin: args → client → output).
+"""``pixdrop upload | uploads | status``: sending files, and the uploads not finished yet.
 
 Everything about transfers (chunks, parallelism, resume, retries) is ``pixdrop.client``'s; this
 module parses arguments, draws progress with rich on stderr and prints results on stdout.
@@ -6,120 +6,67 @@ module parses arguments, draws progress with rich on stderr and prints results o
 
 from __future__ import annotations
 
-import functools
 import glob
-import json
-import re
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.text import Text
 
+from pixdrop.cli.common import (
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_OK,
+    UPLOAD_EXIT_CODES,
+    emit,
+    error_json,
+    fail,
+    format_size,
+    interruptible,
+    json_option,
+    note_retry,
+    parse_size,
+    server_option,
+    size_option,
+)
 from pixdrop.client import (
     Client,
+    GoneError,
     Image,
+    NotFoundError,
     PixdropClientError,
-    ProblemError,
+    ResumeStore,
+    RetryNotice,
     TokenStore,
     UploadStatus,
 )
 from pixdrop.client import Progress as Moved
+from pixdrop.client.source import Fingerprint
 from pixdrop.formats import BY_NAME, DEFAULT_NAMES
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["IMAGE_SUFFIXES", "expand_paths", "parse_size", "status", "upload", "uploads"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EXIT_CODES = """\b
-Exit codes: 0 all done; 1 something failed (the server refused, or retries ran out);
-2 usage error (bad option, no such file); 130 interrupted (Ctrl-C): run the same
-command again to resume."""
 #: Files taken from a directory: those of the formats a server accepts by default (a file
 #: named on the command line is always sent).
 IMAGE_SUFFIXES = {ext for name in DEFAULT_NAMES for ext in BY_NAME[name].extensions}
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?)(b?)\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """A byte count: ``16384``, ``64KiB``, ``8MiB``, ``8M`` (binary) or ``8MB`` (decimal)."""
-    match = _SIZE.match(text)
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a size such as 16384, 64KiB or 8MiB")
-    number, unit, binary, byte = match.groups()
-    scale = _UNITS[unit.lower()]
-    if unit and byte and not binary:  # "MB": the SI unit
-        scale = 1000 ** (" kmg".index(unit.lower()))
-    return int(number) * scale
-
-
-def _size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    try:
-        return None if value is None else parse_size(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _server_option(func: F) -> F:
-    return click.option(
-        "--server",
-        envvar="PIXDROP_SERVER",
-        required=True,
-        metavar="URL",
-        help="The pixdrop server, e.g. http://127.0.0.1:8000 [env: PIXDROP_SERVER]",
-    )(func)
-
-
-def _json_option(func: F) -> F:
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Machine-readable output: one JSON object a line."
-    )(func)
-
-
-def _interruptible(hint: str = "") -> Callable[[F], F]:
-    """Ctrl-C ends the command with exit code 130 and a short note, not a traceback."""
-
-    def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return func(*args, **kwargs)
-            except KeyboardInterrupt:
-                click.echo(f"\npixdrop: interrupted{hint}", err=True)
-                sys.exit(EXIT_INTERRUPTED)
-
-        return run  # type: ignore[return-value]
-
-    return decorate
-
-
-def _emit(obj: dict[str, Any]) -> None:
-    click.echo(json.dumps(obj, separators=(",", ":"), default=str))
-
-
-def _error_json(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, ProblemError):
-        return {"status": exc.status, "type": exc.type, "title": exc.title, "detail": exc.detail}
-    return {"title": type(exc).__name__, "detail": str(exc)}
-
-
-def _fail(exc: BaseException, as_json: bool, what: str = "") -> None:
-    """Report *exc*: on stderr, and as ``{"error": ...}`` on stdout in JSON mode."""
-    if as_json:
-        _emit({**({"path": what} if what else {}), "error": _error_json(exc)})
-    prefix = f"{what}: " if what else ""
-    click.echo(f"pixdrop: {prefix}{exc}", err=True)
+#: Seconds a retry notice stays on a file's line at least, however soon bytes move again.
+MIN_NOTICE = 2.0
 
 
 # --- upload ------------------------------------------------------------------------------------
@@ -146,16 +93,33 @@ def expand_paths(args: Iterable[str]) -> list[Path]:
     return list(found)
 
 
+class SizeColumn(ProgressColumn):
+    """``1.5 MiB / 8 MiB``: the one size format of the CLI (``format_size``)."""
+
+    def render(self, task: Task) -> Text:
+        total = format_size(task.total) if task.total is not None else "?"
+        return Text(f"{format_size(task.completed)} / {total}", style="progress.download")
+
+
+class SpeedColumn(ProgressColumn):
+    """``12.5 MiB/s``, in the same binary units."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{format_size(speed)}/s" if speed else "", style="progress.data.speed")
+
+
 class Reporter:
-    """Progress bars on stderr (one for the current file, one for the total) when it is a TTY."""
+    """Progress bars on stderr (one for the current file, one for the total) when it is a TTY;
+    notes (the upload id, retries) above them, or as plain stderr lines without bars."""
 
     def __init__(self, files: list[Path], as_json: bool) -> None:
         self.console = Console(stderr=True)
         self.bars = Progress(
             TextColumn("{task.description}", style="bold"),
             BarColumn(),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            SizeColumn(),
+            SpeedColumn(),
             TimeRemainingColumn(),
             console=self.console,
             disable=as_json or not self.console.is_terminal,
@@ -164,6 +128,15 @@ class Reporter:
         self.finished = 0
         label = f"total ({len(files)} file{'s' * (len(files) != 1)})"
         self.total = self.bars.add_task(label, total=sum(self.sizes.values()))
+        self._lock = threading.Lock()
+        #: The file being sent: its path, bar, upload id, and the progress when a retry was
+        #: announced on its line (the line is restored once bytes move past it).
+        self.current: Path | None = None
+        self.task: TaskID | None = None
+        self.upload_id: str | None = None
+        self._retry_at: int | None = None
+        self._retry_until = 0.0
+        self._done = 0
 
     def __enter__(self) -> Reporter:
         self.bars.start()
@@ -174,6 +147,9 @@ class Reporter:
 
     def track(self, path: Path) -> tuple[TaskID, Callable[[Moved], None]]:
         task = self.bars.add_task(path.name, total=self.sizes[path])
+        with self._lock:
+            self.current, self.task, self.upload_id, self._retry_at = path, task, None, None
+            self._done = 0
         first = True
 
         def moved(progress: Moved) -> None:
@@ -182,10 +158,42 @@ class Reporter:
                 # Bytes already on the server are not this run's speed: start the clock here.
                 self.bars.reset(task, total=progress.total, completed=progress.resumed)
             first = False
+            if progress.upload_id and progress.upload_id != self.upload_id:
+                self.upload_id = progress.upload_id
+                resumed = f", resumed at {format_size(progress.resumed)}" * bool(progress.resumed)
+                self.note(f"{path}: upload {progress.upload_id}{resumed}")
+            with self._lock:
+                self._done = progress.done
+                shown = self._retry_at is not None and time.monotonic() >= self._retry_until
+                if shown and progress.done > (self._retry_at or 0):
+                    self._retry_at = None
+                    self.bars.update(task, description=path.name)
             self.bars.update(task, completed=progress.done)
             self.bars.update(self.total, completed=self.finished + progress.done)
 
         return task, moved
+
+    def retry(self, notice: RetryNotice) -> None:
+        """The client's ``on_retry``: the file's line says what failed and when it is tried
+        again, until bytes move again."""
+        with self._lock:
+            path, task = self.current, self.task
+            if self.bars.disable or path is None or task is None:
+                where = f"{path}: " if path is not None else ""
+                click.echo(f"pixdrop: {where}{notice.what}: {notice}", err=True)
+                return
+            # Shown at once, and for a while: other chunks moving on must not wipe it unseen.
+            self._retry_at = self._done
+            self._retry_until = time.monotonic() + max(notice.delay, MIN_NOTICE)
+            text = f"{path.name} [yellow]{escape(str(notice))}[/yellow]"
+            self.bars.update(task, description=text, refresh=True)
+
+    def note(self, text: str) -> None:
+        """A note for stderr, drawn above the bars when they are shown."""
+        if self.bars.disable:
+            click.echo(f"pixdrop: {text}", err=True)
+        else:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def line(self, text: str) -> None:
         """A result line for stdout, drawn above the bars when both share the terminal."""
@@ -198,44 +206,58 @@ class Reporter:
         self.bars.remove_task(task)
         self.finished += self.sizes[path]
         self.bars.update(self.total, completed=self.finished)
+        with self._lock:
+            self.current = self.task = None
 
 
-def _describe(image: Image) -> str:
+def describe(image: Image, upload_id: str | None = None) -> str:
+    """What one line says of an image: where its bytes are, what they are, its id (and the
+    chunked upload that brought it)."""
     size = f"{image.width}x{image.height} " if image.width and image.height else ""
-    return f"{image.url}  ({size}{image.format or '?'}, {image.size} bytes, id {image.id})"
+    via = f", upload {upload_id}" if upload_id else ""
+    kind = f"{size}{image.format or '?'}, {format_size(image.size)}"
+    return f"{image.original_url}  ({kind}, id {image.id}{via})"
 
 
-def _upload_all(client: Client, files: list[Path], options: dict[str, Any]) -> int:
+def _upload_all(
+    client: Client, reporter: Reporter, files: list[Path], options: dict[str, Any]
+) -> int:
     """Upload *files* in turn; return how many failed."""
     tokens, failed, as_json = TokenStore(), 0, options["as_json"]
-    with Reporter(files, as_json) as reporter:
-        for path in files:
-            task, moved = reporter.track(path)
-            try:
-                image = client.upload(
-                    path,
-                    chunk_size=options["chunk_size"],
-                    parallel=options["parallel"],
-                    on_progress=moved,
-                )
-            except (PixdropClientError, OSError) as exc:
-                reporter.settle(path, task)
-                failed += 1
-                _fail(exc, as_json, str(path))
-                continue
+    for path in files:
+        task, moved = reporter.track(path)
+        try:
+            image = client.upload(
+                path,
+                chunk_size=options["chunk_size"],
+                parallel=options["parallel"],
+                on_progress=moved,
+            )
+        except (PixdropClientError, OSError) as exc:
+            upload_id = reporter.upload_id
             reporter.settle(path, task)
-            if image.delete_token:
-                tokens.save(client.base_url, image.id, image.delete_token)
+            failed += 1
             if as_json:
-                _emit({"path": str(path), **image.raw})
-            else:
-                reporter.line(f"{path}  {_describe(image)}")
+                extra = {"upload_id": upload_id} if upload_id else {}
+                emit({"path": str(path), **extra, "error": error_json(exc)})
+            fail(exc, False, str(path))
+            continue
+        upload_id = reporter.upload_id
+        reporter.settle(path, task)
+        if image.delete_token:
+            tokens.save(client.base_url, image.id, image.delete_token)
+        if as_json:
+            emit(
+                {"path": str(path), **({"upload_id": upload_id} if upload_id else {}), **image.raw}
+            )
+        else:
+            reporter.line(f"{path}  {describe(image, upload_id)}")
     return failed
 
 
-@click.command(epilog=EXIT_CODES)
+@click.command(epilog=UPLOAD_EXIT_CODES)
 @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR|GLOB...")
-@_server_option
+@server_option
 @click.option(
     "--parallel",
     type=click.IntRange(1, 64),
@@ -245,42 +267,132 @@ def _upload_all(client: Client, files: list[Path], options: dict[str, Any]) -> i
 )
 @click.option(
     "--chunk-size",
-    callback=_size_option,
+    callback=size_option,
     metavar="SIZE",
     help="Chunk size, e.g. 8MiB (default: the server's). Smaller files go in one request.",
 )
 @click.option("--no-resume", is_flag=True, help="Start afresh even where an earlier run stopped.")
-@_json_option
-@_interruptible("; the chunks sent are kept: run the same command again to send the rest")
+@json_option
+@interruptible("; the chunks sent are kept: run the same command again to send the rest")
 def upload(paths: tuple[str, ...], server: str, no_resume: bool, **options: Any) -> None:
     """Upload images: files, directories (their image files, recursively) or globs.
 
-    Large files go in chunks, in parallel. An interrupted upload (Ctrl-C, a lost connection,
-    a killed process) resumes where it stopped when the same command runs again: only the
-    chunks the server lacks are sent. Delete tokens are kept so that `pixdrop rm` works.
+    Large files go in chunks, in parallel; the id of each chunked upload is printed as it
+    starts (see `pixdrop status ID`, `pixdrop uploads`). An interrupted upload (Ctrl-C, a lost
+    connection, a killed process) resumes where it stopped when the same command runs again:
+    only the chunks the server lacks are sent. A failed request is retried, and the file's
+    line says so. Delete tokens are kept so that `pixdrop rm` works.
     """
     files = expand_paths(paths)
-    with Client(server, resume=not no_resume, max_connections=options["parallel"]) as client:
-        failed = _upload_all(client, files, options)
+    with Reporter(files, options["as_json"]) as reporter:
+        client = Client(
+            server,
+            resume=not no_resume,
+            max_connections=options["parallel"],
+            on_retry=reporter.retry,
+        )
+        with client:
+            failed = _upload_all(client, reporter, files, options)
     if failed and not options["as_json"]:
         click.echo(f"pixdrop: {failed} of {len(files)} uploads failed", err=True)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-# --- status, get, rm ---------------------------------------------------------------------------
+# --- uploads, status ---------------------------------------------------------------------------
 
 
-def _status_lines(status: UploadStatus) -> list[str]:
+def _missing_bytes(status: UploadStatus) -> int:
+    return sum(end - start for start, end in map(status.chunk_range, status.missing))
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else "?"
+
+
+def _file_changed(path: str | None, fingerprint: Fingerprint) -> bool:
+    """Whether the file is gone or no longer the one the upload was made of (size, mtime)."""
+    if path is None:
+        return False
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return True
+    return (stat.st_size, stat.st_mtime_ns) != (fingerprint.size, fingerprint.mtime_ns)
+
+
+def _progress_text(status: UploadStatus) -> str:
+    if status.state == "completed":
+        return f"completed (image {status.image_id}): run the upload again to get its result"
+    missing = _missing_bytes(status)
+    held = format_size(status.size - missing)
+    return (
+        f"{held} of {format_size(status.size)} stored; missing {format_size(missing)} "
+        f"in {len(status.missing)} of {status.chunk_count} chunks; "
+        f"expires {_when(status.expires_at)}"
+    )
+
+
+@click.command(epilog=EXIT_CODES)
+@server_option
+@json_option
+@interruptible()
+def uploads(server: str, as_json: bool) -> None:
+    """List the unfinished uploads this machine knows, and what each misses.
+
+    These are the uploads `pixdrop upload` would resume (their resume records), each with
+    what the server holds and still misses. Run the upload of the same file again to send
+    the rest.
+    """
+    store = ResumeStore()
+    known = store.records()
+    with Client(server, on_retry=note_retry) as client:
+        mine = [(key, r) for key, r in known if r.server == client.base_url]
+        failed = False
+        for _, record in mine:
+            where = record.path or "(bytes or a file object)"
+            changed = _file_changed(record.path, record.fingerprint)
+            try:
+                status = client.status(record.upload_id)
+            except (NotFoundError, GoneError) as exc:
+                if as_json:
+                    emit({"id": record.upload_id, "path": record.path, "error": error_json(exc)})
+                else:
+                    click.echo(
+                        f"{record.upload_id}  {where}\n    gone from the server (expired or "
+                        "aborted): the next upload of this file starts afresh"
+                    )
+                continue
+            except PixdropClientError as exc:
+                fail(exc, as_json)
+                failed = True
+                break
+            if as_json:
+                emit({**status.raw, "path": record.path, "file_changed": changed})
+                continue
+            click.echo(f"{record.upload_id}  {where}\n    {_progress_text(status)}")
+            if changed:
+                click.echo("    the file changed since: its next upload starts afresh")
+    others = len(known) - len(mine)
+    if not as_json:
+        if not mine:
+            click.echo(f"pixdrop: no unfinished uploads to {client.base_url}", err=True)
+        if others:
+            click.echo(f"pixdrop: and {others} to other servers (see --server)", err=True)
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def status_lines(status: UploadStatus) -> list[str]:
     lines = [
         f"upload    {status.id}",
         f"state     {status.state}",
-        f"size      {status.size} bytes, {status.chunk_count} chunks of {status.chunk_size}",
+        f"size      {format_size(status.size)}, {status.chunk_count} chunks of "
+        f"{format_size(status.chunk_size)}",
         f"received  {len(status.received)} of {status.chunk_count} chunks",
     ]
     if status.missing:
         shown = ", ".join(map(str, status.missing[:20]))
         more = f" and {len(status.missing) - 20} more" if len(status.missing) > 20 else ""
-        lines.append(f"missing   {shown}{more}")
+        lines.append(f"missing   {shown}{more} ({format_size(_missing_bytes(status))})")
     if status.expires_at and status.state != "completed":
         lines.append(f"expires   {status.expires_at.isoformat()}")
     if status.image_id:
@@ -290,83 +402,21 @@ def _status_lines(status: UploadStatus) -> list[str]:
 
 @click.command(epilog=EXIT_CODES)
 @click.argument("upload_id")
-@_server_option
-@_json_option
-@_interruptible()
+@server_option
+@json_option
+@interruptible()
 def status(upload_id: str, server: str, as_json: bool) -> None:
-    """Show which chunks of a chunked upload the server holds and which are missing."""
+    """Show which chunks of a chunked upload the server holds and which are missing.
+
+    UPLOAD_ID is printed by `pixdrop upload` and listed by `pixdrop uploads`.
+    """
     try:
-        with Client(server) as client:
+        with Client(server, on_retry=note_retry) as client:
             found = client.status(upload_id)
     except PixdropClientError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         sys.exit(EXIT_FAILED)
     if as_json:
-        _emit(found.raw)
+        emit(found.raw)
     else:
-        click.echo("\n".join(_status_lines(found)))
-
-
-@click.command(epilog=EXIT_CODES)
-@click.argument("image_id")
-@click.option(
-    "-o", "--output", metavar="FILE", help="Save the original bytes to FILE ('-': standard output)."
-)
-@_server_option
-@_json_option
-@_interruptible()
-def get(image_id: str, output: str | None, server: str, as_json: bool) -> None:
-    """Show an image's metadata, or save its original bytes with -o (verified by sha256)."""
-    try:
-        with Client(server) as client:
-            image = client.get(image_id)
-            if output is not None:
-                dest = sys.stdout.buffer if output == "-" else Path(output)
-                client.download(image_id, dest)
-    except (PixdropClientError, OSError) as exc:
-        _fail(exc, as_json)
-        sys.exit(EXIT_FAILED)
-    if as_json and output != "-":
-        _emit({**image.raw, **({"path": output} if output else {})})
-    elif output is None:
-        click.echo("\n".join(f"{k:<13} {v}" for k, v in image.raw.items()))
-    elif output != "-":
-        click.echo(f"{output}  ({image.size} bytes, sha256 {image.sha256})", err=True)
-
-
-@click.command(epilog=EXIT_CODES)
-@click.argument("image_id")
-@click.option(
-    "--token",
-    metavar="TOKEN",
-    help="The delete token (default: the one kept when this machine sent it).",
-)
-@_server_option
-@_json_option
-@_interruptible()
-def rm(image_id: str, token: str | None, server: str, as_json: bool) -> None:
-    """Delete an image."""
-    tokens = TokenStore()
-    try:
-        with Client(server) as client:
-            token = token or tokens.load(client.base_url, image_id)
-            if token is None:
-                raise click.UsageError(f"no delete token is known for {image_id}; pass --token")
-            client.delete(image_id, token)
-            tokens.discard(client.base_url, image_id)
-    except PixdropClientError as exc:
-        _fail(exc, as_json)
-        sys.exit(EXIT_FAILED)
-    if as_json:
-        _emit({"id": image_id, "deleted": True})
-    else:
-        click.echo(f"deleted {image_id}")
-
-
-COMMANDS = (upload, status, get, rm)
-
-
-def register(group: click.Group) -> None:
-    """Add the client commands to the ``pixdrop`` group."""
-    for command in COMMANDS:
-        group.add_command(command)
+        click.echo("\n".join(status_lines(found)))

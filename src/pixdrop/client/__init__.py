@@ -32,8 +32,8 @@ from pixdrop.client.errors import (
     UnauthorizedError,
     UnprocessableError,
 )
-from pixdrop.client.models import Image, Progress, UploadStatus
-from pixdrop.client.retry import RetryPolicy
+from pixdrop.client.models import Image, ImagePage, Progress, UploadStatus
+from pixdrop.client.retry import RetryNotice, RetryPolicy
 from pixdrop.client.state import STATE_DIR_ENV, ResumeStore, TokenStore, default_state_dir
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "ForbiddenError",
     "GoneError",
     "Image",
+    "ImagePage",
     "IntegrityError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -52,6 +53,7 @@ __all__ = [
     "ProblemError",
     "Progress",
     "ResumeStore",
+    "RetryNotice",
     "RetryPolicy",
     "ServerError",
     "TokenStore",

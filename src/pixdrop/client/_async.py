@@ -18,9 +18,9 @@ import httpx
 from pixdrop.client.config import ClientConfig
 from pixdrop.client.download import Destination, Sink
 from pixdrop.client.errors import PixdropClientError
-from pixdrop.client.models import Image, Progress, UploadStatus
+from pixdrop.client.models import Image, ImagePage, Progress, UploadStatus
 from pixdrop.client.pools import ShardedAsyncTransport
-from pixdrop.client.retry import RetryPolicy, gave_up, server_retry_after, should_retry
+from pixdrop.client.retry import RetryNotice, RetryPolicy, next_wait, should_retry
 from pixdrop.client.source import Source, Uploadable
 from pixdrop.client.transfer import (
     Call,
@@ -31,6 +31,7 @@ from pixdrop.client.transfer import (
     chunk_call,
     delete_flow,
     get_flow,
+    list_flow,
     path_segment,
     reply_body,
     status_flow,
@@ -50,7 +51,7 @@ class AsyncClient:
     """The async twin of ``Client``: the same arguments, the same methods, awaited.
 
     ``transport`` takes an ``httpx.AsyncBaseTransport``. ``on_progress`` runs in the event
-    loop's thread, except while a file is being hashed.
+    loop's thread, except while a file is being hashed; ``on_retry`` in the event loop's.
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class AsyncClient:
         resume: bool = True,
         state_dir: str | Path | None = None,
         max_connections: int = 8,
+        on_retry: Callable[[RetryNotice], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = ClientConfig(
@@ -75,6 +77,7 @@ class AsyncClient:
             resume,
             Path(state_dir) if state_dir is not None else None,
             max_connections,
+            on_retry,
         )
         if transport is None:  # the connections in shards: cheaper per request (pools.py)
             transport = ShardedAsyncTransport(max_connections)
@@ -128,6 +131,23 @@ class AsyncClient:
     async def delete(self, image_id: str, delete_token: str) -> None:
         await self._run(delete_flow(image_id, delete_token))
 
+    async def list_images(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> ImagePage:
+        """See ``Client.list_images``."""
+        return await self._run(list_flow(limit, cursor))
+
+    async def iter_images(self, *, page_size: int | None = None) -> AsyncIterator[Image]:
+        """See ``Client.iter_images``."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_images(limit=page_size, cursor=cursor)
+            for image in page.images:
+                yield image
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     async def download(self, image_id: str, dest: Destination) -> int:
         """See ``Client.download``."""
         url = f"/v1/images/{path_segment(image_id)}/original"
@@ -170,9 +190,8 @@ class AsyncClient:
                 if not should_retry(exc):
                     raise
                 failures += 1
-                delay = self.config.retry.delay(failures, server_retry_after(exc), self._rng)
-                if delay is None:
-                    raise gave_up(what, failures, exc) from exc
+                config = self.config
+                delay = next_wait(config.retry, what, failures, exc, self._rng, config.on_retry)
             await anyio.sleep(delay)
 
     async def _send_once(self, call: Call) -> dict[str, Any]:

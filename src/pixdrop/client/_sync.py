@@ -15,8 +15,8 @@ import httpx
 from pixdrop.client.config import ClientConfig
 from pixdrop.client.download import Destination, Sink
 from pixdrop.client.errors import PixdropClientError, TransferError
-from pixdrop.client.models import Image, Progress, UploadStatus
-from pixdrop.client.retry import RetryPolicy, gave_up, server_retry_after, should_retry
+from pixdrop.client.models import Image, ImagePage, Progress, UploadStatus
+from pixdrop.client.retry import RetryNotice, RetryPolicy, next_wait, should_retry
 from pixdrop.client.source import Source, Uploadable
 from pixdrop.client.transfer import (
     Call,
@@ -27,6 +27,7 @@ from pixdrop.client.transfer import (
     chunk_call,
     delete_flow,
     get_flow,
+    list_flow,
     path_segment,
     reply_body,
     status_flow,
@@ -36,6 +37,16 @@ from pixdrop.client.transfer import (
 T = TypeVar("T")
 
 
+def _serialized(callback: Callable[[RetryNotice], None]) -> Callable[[RetryNotice], None]:
+    lock = threading.Lock()
+
+    def call(notice: RetryNotice) -> None:
+        with lock:
+            callback(notice)
+
+    return call
+
+
 class Client:
     """A blocking pixdrop client (httpx underneath).
 
@@ -43,7 +54,9 @@ class Client:
     pixdrop; a delete sends its delete token instead). Files up to ``single_request_limit``
     bytes (default: the chunk size, 8 MiB when none is asked for) go in one request, larger
     ones in chunks. ``resume`` (default on) keeps a resume record per file under
-    ``state_dir``. ``transport`` replaces httpx's network transport, e.g. in tests.
+    ``state_dir``. ``on_retry`` is told of every failed attempt that will be retried (a
+    ``RetryNotice``), from worker threads, one call at a time. ``transport`` replaces httpx's
+    network transport, e.g. in tests.
     """
 
     def __init__(
@@ -57,8 +70,11 @@ class Client:
         resume: bool = True,
         state_dir: str | Path | None = None,
         max_connections: int = 8,
+        on_retry: Callable[[RetryNotice], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if on_retry is not None:
+            on_retry = _serialized(on_retry)
         self.config = ClientConfig(
             base_url,
             token,
@@ -68,6 +84,7 @@ class Client:
             resume,
             Path(state_dir) if state_dir is not None else None,
             max_connections,
+            on_retry,
         )
         self._http = httpx.Client(transport=transport, **self.config.http_options())
         self._rng = random.Random()
@@ -125,6 +142,21 @@ class Client:
         """Delete an image with the token its upload returned."""
         self._run(delete_flow(image_id, delete_token))
 
+    def list_images(self, *, limit: int | None = None, cursor: str | None = None) -> ImagePage:
+        """One page of the server's images, newest first (``limit``: the server's default,
+        50, when not given); pass ``next_cursor`` back as ``cursor`` for the next page."""
+        return self._run(list_flow(limit, cursor))
+
+    def iter_images(self, *, page_size: int | None = None) -> Iterator[Image]:
+        """Every image, newest first, fetched a page at a time as the iteration goes."""
+        cursor: str | None = None
+        while True:
+            page = self.list_images(limit=page_size, cursor=cursor)
+            yield from page.images
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     def download(self, image_id: str, dest: Destination) -> int:
         """Write the original bytes to a path or binary file; verified; return their count."""
         url = f"/v1/images/{path_segment(image_id)}/original"
@@ -167,9 +199,8 @@ class Client:
                 if not should_retry(exc):
                     raise
                 failures += 1
-                delay = self.config.retry.delay(failures, server_retry_after(exc), self._rng)
-                if delay is None:
-                    raise gave_up(what, failures, exc) from exc
+                config = self.config
+                delay = next_wait(config.retry, what, failures, exc, self._rng, config.on_retry)
             if (stop or threading.Event()).wait(delay):
                 raise TransferError(f"{what}: stopped")
 

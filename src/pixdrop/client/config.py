@@ -11,7 +11,7 @@ import httpx
 
 from pixdrop import __version__
 from pixdrop.client.models import Progress
-from pixdrop.client.retry import RetryPolicy
+from pixdrop.client.retry import RetryNotice, RetryPolicy
 from pixdrop.client.source import Fingerprint, Source
 from pixdrop.client.state import ResumeStore
 from pixdrop.client.transfer import DEFAULT_SINGLE_LIMIT, ProgressTracker, UploadJob
@@ -29,6 +29,7 @@ class ClientConfig:
     resume: bool = True
     state_dir: Path | None = None
     max_connections: int = 8
+    on_retry: Callable[[RetryNotice], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):

@@ -36,7 +36,11 @@ def _ints(body: dict[str, Any], key: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """A stored image. ``delete_token`` is only known right after the upload that created it."""
+    """A stored image. ``delete_token`` is only known right after the upload that created it.
+
+    ``original_url`` is where its original bytes are, ``image_url`` its metadata resource.
+    ``url`` is ``original_url`` (the server's deprecated ``url`` field; kept for old code).
+    """
 
     id: str
     url: str
@@ -50,12 +54,21 @@ class Image:
     filename: str | None
     delete_token: str | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    original_url: str = ""
+    image_url: str = ""
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Image:
+        # A server from before the explicit link fields sends only "url" (the bytes).
+        original = str(body.get("original_url") or body.get("url") or "")
+        image_url = str(body.get("image_url") or "")
+        if not image_url and original.endswith("/original"):
+            image_url = original.removesuffix("/original")
         return cls(
             id=str(body["id"]),
-            url=str(body.get("url") or ""),
+            url=original,
+            original_url=original,
+            image_url=image_url,
             sha256=str(body.get("sha256") or ""),
             size=_int(body, "size") or 0,
             content_type=_str(body, "content_type"),
@@ -71,7 +84,8 @@ class Image:
 
 @dataclass(frozen=True, slots=True)
 class UploadStatus:
-    """A chunked upload and exactly which of its chunks the server holds."""
+    """A chunked upload and exactly which of its chunks the server holds; ``url`` is the
+    upload's own (the server's ``upload_url``)."""
 
     id: str
     url: str
@@ -93,7 +107,7 @@ class UploadStatus:
     def from_json(cls, body: dict[str, Any]) -> UploadStatus:
         return cls(
             id=str(body["id"]),
-            url=str(body.get("url") or ""),
+            url=str(body.get("upload_url") or body.get("url") or ""),
             size=int(body["size"]),
             chunk_size=int(body["chunk_size"]),
             chunk_count=int(body["chunk_count"]),
@@ -126,3 +140,20 @@ class Progress:
     done: int
     total: int
     resumed: int = 0
+    #: The chunked upload the bytes go to (for ``status``); ``None`` for a one-request upload.
+    upload_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePage:
+    """One page of ``list_images``: the images, newest first, and the cursor of the next page
+    (``None`` on the last one)."""
+
+    images: tuple[Image, ...]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ImagePage:
+        items = body.get("images")
+        images = tuple(Image.from_json(i) for i in items if isinstance(i, dict)) if items else ()
+        return cls(images=images, next_cursor=_str(body, "next_cursor"))

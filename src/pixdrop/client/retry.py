@@ -14,6 +14,7 @@ server is a floor, never shortened.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -84,6 +85,51 @@ def should_retry(exc: BaseException) -> bool:
 
 def server_retry_after(exc: BaseException) -> float | None:
     return exc.retry_after if isinstance(exc, ProblemError) else None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryNotice:
+    """A failed attempt that will be tried again after ``delay`` seconds.
+
+    ``what`` names the request (``PUT chunk 3``, ``POST /v1/uploads``); ``attempt`` is the
+    number of the attempt about to be made (2 after the first failure); ``error`` is why the
+    last one failed.
+    """
+
+    what: str
+    attempt: int
+    delay: float
+    error: BaseException
+
+    def __str__(self) -> str:
+        wait = f"{self.delay:.1f}" if self.delay < 10 else f"{self.delay:.0f}"
+        return f"retrying in {wait} s (attempt {self.attempt}): {describe(self.error)}"
+
+
+def describe(exc: BaseException) -> str:
+    """A short text for a failure: the problem's, or the exception's class and message."""
+    if isinstance(exc, ProblemError):
+        return str(exc)
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, TransferError) else f"{type(exc).__name__}: {text}"
+
+
+def next_wait(
+    policy: RetryPolicy,
+    what: str,
+    failures: int,
+    exc: BaseException,
+    rng: random.Random,
+    on_retry: Callable[[RetryNotice], None] | None,
+) -> float:
+    """Seconds to wait after the *failures*-th failure (*exc*) of *what*, told to *on_retry*;
+    raise the ``TransferError`` that gives up when the attempts are spent."""
+    delay = policy.delay(failures, server_retry_after(exc), rng)
+    if delay is None:
+        raise gave_up(what, failures, exc) from exc
+    if on_retry is not None:
+        on_retry(RetryNotice(what, failures + 1, delay, exc))
+    return delay
 
 
 def gave_up(what: str, failures: int, exc: BaseException) -> TransferError:

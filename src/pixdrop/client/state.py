@@ -3,8 +3,9 @@
 They live in the user cache directory (``platformdirs``), or in ``$PIXDROP_CLIENT_STATE_DIR``,
 or where the caller says::
 
-    <state dir>/uploads/<key>.json          one resume record per file being uploaded
-    <state dir>/tokens/<server>/<image id>  the delete token of an image the CLI uploaded
+    <state dir>/uploads/<key>.json           one resume record per file being uploaded
+    <state dir>/tokens/<server>/<image id>   the delete token of an image the CLI uploaded
+    <state dir>/deleted/<server>/<image id>  an empty mark: this machine deleted the image
 
 A resume record is keyed by the server and the file's path (for bytes and file objects: by
 their content), and holds the fingerprint it was made for. A record whose fingerprint is not
@@ -69,6 +70,8 @@ class ResumeRecord:
     upload_id: str
     upload_url: str
     fingerprint: Fingerprint
+    #: The file's absolute path (``None`` for bytes and file objects, and in older records).
+    path: str | None = None
 
 
 class ResumeStore:
@@ -94,12 +97,22 @@ class ResumeStore:
                 upload_id=str(raw["upload_id"]),
                 upload_url=str(raw["upload_url"]),
                 fingerprint=Fingerprint(**raw["fingerprint"]),
+                path=str(raw["path"]) if raw.get("path") else None,
             )
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):
             self.discard(key)  # unreadable (e.g. by an older version): start afresh
             return None
+
+    def records(self) -> list[tuple[str, ResumeRecord]]:
+        """Every readable record with its key: the unfinished uploads this machine knows."""
+        found = []
+        for path in sorted(self.directory.glob("*.json")):
+            record = self.load(path.stem)
+            if record is not None:
+                found.append((path.stem, record))
+        return found
 
     def save(self, key: str, record: ResumeRecord) -> None:
         write_atomic(self._path(key), json.dumps(asdict(record)))
@@ -133,3 +146,19 @@ class TokenStore:
     def discard(self, server: str, image_id: str) -> None:
         with contextlib.suppress(FileNotFoundError, ValueError):
             self._path(server, image_id).unlink()
+
+    def _mark(self, server: str, image_id: str) -> Path:
+        token = self._path(server, image_id)  # checks the id
+        return self.directory.parent / "deleted" / token.parent.name / image_id
+
+    def mark_deleted(self, server: str, image_id: str) -> None:
+        """Drop the image's token and remember that this machine deleted it (for ``rm``)."""
+        self.discard(server, image_id)
+        with contextlib.suppress(ValueError):
+            write_atomic(self._mark(server, image_id), "")
+
+    def was_deleted(self, server: str, image_id: str) -> bool:
+        try:
+            return self._mark(server, image_id).is_file()
+        except ValueError:
+            return False

@@ -43,7 +43,7 @@ from pixdrop.client.errors import (
     UnprocessableError,
     problem_error,
 )
-from pixdrop.client.models import Image, Progress, UploadStatus
+from pixdrop.client.models import Image, ImagePage, Progress, UploadStatus
 from pixdrop.client.retry import parse_retry_after
 from pixdrop.client.source import Fingerprint, Source
 from pixdrop.client.state import ResumeRecord, ResumeStore
@@ -66,11 +66,13 @@ class ProgressTracker:
         self._lock = threading.Lock()
         self._callback = callback
         self.total, self.done, self.resumed = total, 0, 0
+        self.upload_id: str | None = None
 
-    def begin(self, already: int) -> None:
-        """A (re)start: *already* bytes are on the server."""
+    def begin(self, already: int, upload_id: str | None = None) -> None:
+        """A (re)start: *already* bytes are on the server (of chunked upload *upload_id*)."""
         with self._lock:
             self.done = self.resumed = already
+            self.upload_id = upload_id
             self._emit()
 
     def advance(self, count: int) -> None:
@@ -82,7 +84,7 @@ class ProgressTracker:
     def _emit(self) -> None:
         # Under the lock: the callback never runs twice at once and sees numbers in order.
         if self._callback is not None:
-            self._callback(Progress(self.done, self.total, self.resumed))
+            self._callback(Progress(self.done, self.total, self.resumed, self.upload_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +297,8 @@ def _create(job: UploadJob) -> Flow[UploadStatus]:
         spec["filename"] = job.source.filename
     status = UploadStatus.from_json((yield from _call(Call("POST", "/v1/uploads", json=spec))))
     # Remembered before the first chunk goes out: a run killed from here on can resume.
-    record = ResumeRecord(job.server, status.id, status.url, job.fingerprint)
+    path = str(job.source.path) if job.source.path else None
+    record = ResumeRecord(job.server, status.id, status.url, job.fingerprint, path)
     job.store.save(job.key, record)
     return status
 
@@ -307,7 +310,7 @@ def _missing_bytes(status: UploadStatus) -> int:
 def _complete(job: UploadJob, status: UploadStatus) -> Flow[Image]:
     """Send what is missing, then complete; repeat while the server still misses chunks."""
     for _ in range(COMPLETE_ROUNDS):
-        job.progress.begin(status.size - _missing_bytes(status))
+        job.progress.begin(status.size - _missing_bytes(status), status.id)
         if status.state == "receiving" and status.missing:
             effect = SendChunks(status, status.missing, job.source, job.parallel, job.progress)
             try:
@@ -337,6 +340,13 @@ def status_flow(upload_id: str) -> Flow[UploadStatus]:
 
 def get_flow(image_id: str) -> Flow[Image]:
     return Image.from_json((yield from _call(Call("GET", f"/v1/images/{path_segment(image_id)}"))))
+
+
+def list_flow(limit: int | None, cursor: str | None) -> Flow[ImagePage]:
+    params = {"limit": str(limit)} if limit is not None else {}
+    if cursor:
+        params["cursor"] = cursor
+    return ImagePage.from_json((yield from _call(Call("GET", "/v1/images", params=params))))
 
 
 def delete_flow(image_id: str, delete_token: str) -> Flow[None]:

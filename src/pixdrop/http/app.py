@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from pixdrop import __version__
 from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
-from pixdrop.http import chunks, errors, limits, serve, simple, tus, variants, web
+from pixdrop.http import chunks, errors, limits, listing, serve, simple, tus, variants, web
 from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
 from pixdrop.http.state import Runtime, runtime
@@ -244,6 +244,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(simple.router)
     app.include_router(chunks.router)
+    app.include_router(listing.router)
     app.include_router(serve.router)
     app.include_router(variants.router)  # after serve: /original is not a variant
     app.include_router(limits.router)

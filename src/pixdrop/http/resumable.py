@@ -12,6 +12,7 @@ from typing import Final
 from fastapi import Request
 
 from pixdrop.http.state import base_url, runtime
+from pixdrop.http.views import image_url, original_url
 from pixdrop.services.resumable import ResumableService
 
 #: The field that marks a request under the tus mount as the IETF draft's rather than tus's.
@@ -35,5 +36,8 @@ def upload_url(request: Request, upload_id: str) -> str:
 
 
 def image_header(request: Request, image_id: str) -> str:
-    """``Pixdrop-Image``: an RFC 8941 dictionary naming the stored image."""
-    return f'id="{image_id}", url="{base_url(request)}/v1/images/{image_id}"'
+    """``Pixdrop-Image``: an RFC 8941 dictionary naming the stored image, with the link fields
+    of the JSON (``views.py``); ``url`` (deprecated) is ``image_url``, as it always was here."""
+    base = base_url(request)
+    meta, original = image_url(base, image_id), original_url(base, image_id)
+    return f'id="{image_id}", image_url="{meta}", original_url="{original}", url="{meta}"'

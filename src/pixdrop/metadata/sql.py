@@ -241,6 +241,12 @@ class SqlMetadataStore:
         """Delete the image record (no error if absent)."""
         await self._write(partial(q.delete_image, image_id=image_id))
 
+    async def list_images(
+        self, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[Image]:
+        """Images newest first, at most *limit*, those after *after* (``(created_at, id)``)."""
+        return await self._run(partial(q.list_images, limit=limit, after=after))
+
     async def count_images_with_sha256(self, sha256: str) -> int:
         """How many image records reference the blob *sha256*."""
         return await self._run(partial(q.count_images_with_sha256, sha256=sha256))

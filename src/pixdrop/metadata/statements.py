@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -314,6 +315,22 @@ def get_image(conn: Connection, image_id: str) -> Image:
     if row is None:
         raise ImageNotFound(f"No image {image_id}")
     return _image_from_row(row)
+
+
+def list_images(conn: Connection, limit: int, after: tuple[datetime, str] | None) -> list[Image]:
+    # Newest first, ties broken by id: (created_at, id) is unique, so a page that ends with a
+    # row continues exactly after it, whatever is inserted or deleted meanwhile. The index
+    # on (created_at, id) serves both the order and the seek.
+    query = select(images).order_by(images.c.created_at.desc(), images.c.id.desc()).limit(limit)
+    if after is not None:
+        created_at, image_id = after
+        query = query.where(
+            or_(
+                images.c.created_at < created_at,
+                and_(images.c.created_at == created_at, images.c.id < image_id),
+            )
+        )
+    return [_image_from_row(row) for row in conn.execute(query)]
 
 
 def count_images_with_sha256(conn: Connection, sha256: str) -> int:

@@ -185,6 +185,8 @@ images = Table(
     PrimaryKeyConstraint("id"),
     # Blobs are shared by content: deleting an image must count the other references.
     Index(None, "sha256"),
+    # Added by migration 0005: listing pages newest first (GET /v1/images) seek on it.
+    Index("ix_images_created_at_id", "created_at", "id"),
 )
 
 #: Added by migration 0004. A lease is an exclusive claim on a key (``upload/<id>`` for the

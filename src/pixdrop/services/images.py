@@ -10,8 +10,9 @@ interleave, on any node.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from pathlib import Path
 
 from pixdrop.errors import Forbidden, ImageNotFound, Unauthorized
@@ -36,6 +37,17 @@ class ImageService:
         if not is_valid_id(image_id):
             raise ImageNotFound(f"There is no image with id {image_id!r}.")
         return await self.meta.get_image(image_id)
+
+    async def list(
+        self, limit: int, after: tuple[datetime, str] | None = None
+    ) -> tuple[Sequence[Image], tuple[datetime, str] | None]:
+        """Up to *limit* images newest first, after the key *after* (``(created_at, id)``), and
+        the key to continue from (``None`` on the last page). There is no access control yet:
+        these are the newest on the server, whoever sent them."""
+        found = await self.meta.list_images(limit + 1, after)
+        page = found[:limit]
+        more = len(found) > limit and bool(page)
+        return page, (page[-1].created_at, page[-1].id) if more else None
 
     def read(self, image: Image, start: int, end: int) -> AsyncIterator[bytes]:
         """Stream bytes ``[start, end)`` of the image's original."""
