@@ -37,6 +37,16 @@ from pixdrop.services.metering import Body
 __all__ = ["ChunkReceipt", "UploadService", "UploadStatus"]
 
 
+def _index_number(text: str) -> int:
+    """*text* as a chunk index if it is ASCII digits of a number below 2**31, else -1
+    (``str.isdigit`` takes ``¹``; ``int`` refuses strings of more than 4300 digits)."""
+    significant = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit() and len(significant) <= 10):
+        return -1
+    number = int(significant)
+    return number if number < 2**31 else -1
+
+
 @dataclass(frozen=True, slots=True)
 class UploadStatus:
     """An upload and exactly which of its chunks are stored."""
@@ -178,8 +188,7 @@ class UploadService:
             raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
         # Digits only, and short enough for a 64-bit column; anything else is refused below,
         # once the upload says how many chunks it has.
-        number = int(index_text) if index_text.isascii() and index_text.isdigit() else -1
-        number = number if number < 2**31 else -1
+        number = _index_number(index_text)
         if number < 0:  # refused without taking a lock: _chunk_index raises ChunkNotFound
             upload, _ = await self.meta.chunk_slot(upload_id, number)
             self._check_native(upload)
@@ -212,8 +221,9 @@ class UploadService:
         return await self._compare_chunk(upload, index, stored, stream)
 
     def _chunk_index(self, upload: Upload, text: str) -> int:
-        if text.isascii() and text.isdigit() and int(text) < upload.chunk_count:
-            return int(text)
+        number = _index_number(text)
+        if 0 <= number < upload.chunk_count:
+            return number
         raise ChunkNotFound(
             f"Chunk {text!r} does not exist: upload {upload.id} has chunks "
             f"0 to {upload.chunk_count - 1}.",
