@@ -5,8 +5,11 @@ Everything here talks to a real server over real sockets, on SQLite and PostgreS
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -83,3 +86,156 @@ def test_variant_numbers_of_thousands_of_digits_are_refused(client, stored, quer
     """Sibling: ``w`` and ``q`` were read with ``int()`` after ``isdigit`` alone."""
     response = client.get(f"/v1/images/{stored['id']}/small?format=jpeg&{query}")
     assert_problem(response, 400, "bad-request")
+
+
+# --- 2 and 8. what a client says about its file: cleaned, bounded, the same every way in ----
+
+IETF = {"Upload-Draft-Interop-Version": "6", "Upload-Complete": "?1"}
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8", "surrogatepass")).decode()
+
+
+def _image_of(response: httpx.Response) -> str:
+    """The image id in a tus or IETF ``Pixdrop-Image`` header."""
+    match = re.search(r'id="([^"]+)"', response.headers.get("pixdrop-image", ""))
+    assert match, (response.status_code, response.headers, response.text)
+    return match.group(1)
+
+
+def store_with_name(
+    client: httpx.Client, way: str, data: bytes, name: str, content_type: str | None = None
+) -> httpx.Response:
+    """Upload *data* whole as *name* (and *content_type*) through *way*; the last response."""
+    if way == "native":
+        fields: dict[str, Any] = {"size": len(data), "filename": name}
+        if content_type is not None:
+            fields["content_type"] = content_type
+        created = client.post("/v1/uploads", json=fields)
+        if created.status_code != 201:
+            return created
+        upload = created.json()["id"]
+        sent = client.put(f"/v1/uploads/{upload}/chunks/0", content=data)
+        assert sent.status_code == 201, sent.text
+        return client.post(f"/v1/uploads/{upload}/complete")
+    if way == "tus":
+        metadata = f"filename {_b64(name)}"
+        if content_type is not None:
+            metadata += f",filetype {_b64(content_type)}"
+        headers = {
+            **TUS,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": metadata,
+            "Content-Type": "application/offset+octet-stream",
+        }
+        return client.post("/files/", content=data, headers=headers)
+    if way == "ietf":
+        quoted = quote(name.encode("utf-8", "surrogatepass"), safe="")
+        headers = {**IETF, "Content-Disposition": f"attachment; filename*=UTF-8''{quoted}"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return client.post("/files/", content=data, headers=headers)
+    if way == "multipart":  # by hand: httpx would percent-encode control characters
+        body = (
+            b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="'
+            + name.encode()
+            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            + data
+            + b"\r\n--b0undary--\r\n"
+        )
+        kind = "multipart/form-data; boundary=b0undary"
+        return client.post("/v1/images", content=body, headers={"Content-Type": kind})
+    assert way == "query"
+    return client.post("/v1/images", content=data, params={"filename": name})
+
+
+def stored_filename(client: httpx.Client, way: str, response: httpx.Response) -> Any:
+    assert response.status_code in (200, 201, 204), (way, response.status_code, response.text)
+    image = response.json()["id"] if way in ("native", "multipart", "query") else None
+    image = image or _image_of(response)
+    return client.get(f"/v1/images/{image}").json()["filename"]
+
+
+WAYS = ["native", "tus", "ietf", "multipart", "query"]
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_nul_and_controls_in_a_file_name_are_dropped(client, way) -> None:
+    data = tiny_image(seed=WAYS.index(way))
+    response = store_with_name(client, way, data, "a\x00b\x01\x7f.png")
+    assert stored_filename(client, way, response) == "ab.png"
+
+
+@pytest.mark.parametrize("way", ["native", "tus"])  # (no header can carry a NUL)
+def test_nul_in_a_content_type_is_dropped(client, way) -> None:
+    data = tiny_image(seed=10 + WAYS.index(way))
+    response = store_with_name(client, way, data, "x.png", content_type="image/\x00png")
+    stored_filename(client, way, response)  # stored, not a 500
+
+
+def test_lone_surrogate_in_json_is_dropped(client) -> None:
+    """JSON may escape a lone surrogate, which neither database can store as text."""
+    raw = b'{"size": 10, "filename": "a\\ud800b.png", "content_type": "image/\\udfffpng"}'
+    response = client.post("/v1/uploads", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code in (201, 400), response.text
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_file_name_of_255_bytes_after_cleaning_is_kept(client, way) -> None:
+    name = "dir/" + "é" * 125 + "a.png"  # 250 + 5 bytes once the path is gone
+    data = tiny_image(seed=20 + WAYS.index(way))
+    response = store_with_name(client, way, data, name)
+    assert stored_filename(client, way, response) == name[4:]
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_file_name_over_255_bytes_is_refused(server, client, way) -> None:
+    name = "é" * 126 + "a.png"  # 257 bytes, 131 characters
+    response = store_with_name(client, way, tiny_image(seed=30), name)
+    body = assert_problem(
+        response, 400, "field-too-long", field="filename", limit="max_filename_bytes"
+    )
+    assert (body["value"], body["allowed"]) == (257, 255)
+
+
+@pytest.mark.parametrize("way", ["native", "tus", "ietf"])
+def test_a_content_type_over_255_bytes_is_refused(client, way) -> None:
+    # 256 bytes (in 131 characters where JSON can carry them: under the field's 255 characters)
+    kind = "image/" + ("x" * 250 if way == "ietf" else "é" * 125)
+    response = store_with_name(client, way, tiny_image(seed=40), "x.png", content_type=kind)
+    assert_problem(
+        response, 400, "field-too-long", field="content_type", limit="max_content_type_bytes"
+    )
+
+
+@pytest.mark.parametrize("size", [8 * 1024 * 1024, 4097])
+@pytest.mark.parametrize("path", ["/files/", "/files/?ietf"])
+def test_upload_metadata_over_4_kib_is_refused(client, size, path) -> None:
+    value = "junk " + "A" * (size - 5)
+    headers = {**TUS, "Upload-Length": "10", "Upload-Metadata": value}
+    if path.endswith("ietf"):
+        headers = {**IETF, "Upload-Complete": "?0", "Upload-Metadata": value}
+    response = client.post("/files/", headers=headers)
+    body = assert_problem(
+        response, 400, "field-too-long", field="Upload-Metadata", limit="max_upload_metadata_bytes"
+    )
+    assert (body["value"], body["allowed"]) == (size, 4096)
+
+
+def test_upload_metadata_of_4_kib_is_accepted(client) -> None:
+    value = "abc " + "A" * 4084 + ",bb AA=="
+    assert len(value) == 4096
+    headers = {**TUS, "Upload-Length": "10", "Upload-Metadata": value}
+    response = client.post("/files/", headers=headers)
+    assert response.status_code == 201, response.text
+    head = client.head(response.headers["location"], headers=TUS)
+    assert head.headers["upload-metadata"] == value
+
+
+def test_upload_concat_over_4_kib_is_refused(client) -> None:
+    urls = " ".join(f"/files/{'A' * 22}" for _ in range(200))
+    response = client.post("/files/", headers={**TUS, "Upload-Concat": "final;" + urls})
+    assert_problem(response, 400, "field-too-long", field="Upload-Concat")
+

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from pixdrop import ranges
 from pixdrop.errors import UnprocessableImage, UploadIncomplete
 from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
 from pixdrop.ports import Blobs, DigestsInPlace, ImageCodec, ImageProber, Staging
+from pixdrop.protocols.fields import clean_filename
 from pixdrop.services.lifecycle import Clock, token
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.tasks import both
@@ -46,15 +46,6 @@ Record = Callable[[Image], Awaitable[None]]
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def clean_filename(name: str | None) -> str | None:
-    """A client's file name reduced to a harmless base name (no path, no control characters)."""
-    if not name:
-        return None
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
-    return base[:255] or None
 
 
 @dataclass(frozen=True, slots=True)
