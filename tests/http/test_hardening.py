@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from tests.http.helpers import assert_problem, post_image, tiny_image
+from tests.http.helpers import assert_problem, poll, post_image, tiny_image
 
 
 @pytest.fixture
@@ -239,3 +243,114 @@ def test_upload_concat_over_4_kib_is_refused(client) -> None:
     response = client.post("/files/", headers={**TUS, "Upload-Concat": "final;" + urls})
     assert_problem(response, 400, "field-too-long", field="Upload-Concat")
 
+
+# --- 3. DELETE of an upload racing its completion ------------------------------------------
+
+
+def _blob_names(data_dir: Path) -> set[str]:
+    return {p.name for p in (data_dir / "blobs").rglob("*") if p.is_file()}
+
+
+def _staged(data_dir: Path) -> list[Path]:
+    root = data_dir / "staging"
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_delete_racing_completion_has_one_clean_winner(server) -> None:
+    """30 rounds of ``POST .../complete`` and ``DELETE`` at once: the DELETE wins (204, and
+    nothing is stored) or the completion does (201, and the DELETE is 404 or 409); no 500,
+    and no blob, staging file or record is left that nothing names."""
+    data_dir = server.settings.data_dir
+    outcomes: dict[str, int] = {}
+    stored: set[str] = set()
+    with (
+        httpx.Client(base_url=server.url, timeout=60) as one,
+        httpx.Client(base_url=server.url, timeout=60) as two,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        for round_ in range(30):
+            data = tiny_image(width=64, height=64, seed=round_)
+            upload = one.post("/v1/uploads", json={"size": len(data)}).json()["id"]
+            assert one.put(f"/v1/uploads/{upload}/chunks/0", content=data).status_code == 201
+            barrier = threading.Barrier(2)
+            lag = (round_ % 6) * 0.002  # the DELETE a little later, up to 10 ms
+
+            def complete(upload: str = upload, barrier: threading.Barrier = barrier) -> Any:
+                barrier.wait()
+                return one.post(f"/v1/uploads/{upload}/complete")
+
+            def abort(
+                upload: str = upload, barrier: threading.Barrier = barrier, lag: float = lag
+            ) -> Any:
+                barrier.wait()
+                time.sleep(lag)
+                return two.delete(f"/v1/uploads/{upload}")
+
+            done, gone = pool.submit(complete), pool.submit(abort)
+            completed, deleted = done.result(), gone.result()
+            pair = (completed.status_code, deleted.status_code)
+            key = f"{pair[0]}/{pair[1]}"
+            outcomes[key] = outcomes.get(key, 0) + 1
+            if completed.status_code == 201:
+                assert deleted.status_code in (404, 409), (round_, pair, deleted.text)
+                image = completed.json()
+                stored.add(image["sha256"])
+                assert one.get(f"/v1/images/{image['id']}").status_code == 200
+            else:
+                assert pair[1] == 204, (round_, pair, completed.text, deleted.text)
+                assert completed.status_code in (404, 409), (round_, pair, completed.text)
+            assert one.get(f"/v1/uploads/{upload}").status_code in (200, 404)
+            # Whatever lost, nothing of it stays: every blob belongs to a stored image.
+            assert poll(lambda: _blob_names(data_dir), lambda b: b == stored) == stored, round_
+    assert poll(lambda: _staged(data_dir), lambda s: not s) == []
+    print("outcomes:", outcomes)
+
+
+def test_tus_termination_racing_completion_has_one_clean_winner(server) -> None:
+    """The same race through tus: the PATCH that completes the upload and a DELETE."""
+    data_dir = server.settings.data_dir
+    outcomes: dict[str, int] = {}
+    stored: set[str] = set()
+    with (
+        httpx.Client(base_url=server.url, timeout=60) as one,
+        httpx.Client(base_url=server.url, timeout=60) as two,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        for round_ in range(30):
+            data = tiny_image(width=64, height=64, seed=100 + round_)
+            created = one.post("/files/", headers={**TUS, "Upload-Length": str(len(data))})
+            url = created.headers["location"]
+            barrier = threading.Barrier(2)
+            lag = (round_ % 6) * 0.002
+
+            def patch(url: str = url, data: bytes = data, b: threading.Barrier = barrier) -> Any:
+                b.wait()
+                headers = {
+                    **TUS,
+                    "Upload-Offset": "0",
+                    "Content-Type": "application/offset+octet-stream",
+                }
+                return one.patch(url, content=data, headers=headers)
+
+            def terminate(url: str = url, b: threading.Barrier = barrier, lag: float = lag) -> Any:
+                b.wait()
+                time.sleep(lag)
+                return two.delete(url, headers=TUS)
+
+            done, gone = pool.submit(patch), pool.submit(terminate)
+            patched, deleted = done.result(), gone.result()
+            pair = (patched.status_code, deleted.status_code)
+            key = f"{pair[0]}/{pair[1]}"
+            outcomes[key] = outcomes.get(key, 0) + 1
+            assert 500 not in pair, (round_, pair, patched.text, deleted.text)
+            if patched.status_code == 204 and "pixdrop-image" in patched.headers:
+                image = _image_of(patched)
+                meta = one.get(f"/v1/images/{image}")
+                assert meta.status_code == 200, (round_, pair)
+                stored.add(meta.json()["sha256"])
+            assert poll(lambda: _blob_names(data_dir), lambda b: b == stored) == stored, (
+                round_,
+                pair,
+            )
+    assert poll(lambda: _staged(data_dir), lambda s: not s) == []
+    print("outcomes:", outcomes)

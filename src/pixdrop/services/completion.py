@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from pixdrop import ranges
-from pixdrop.errors import UnprocessableImage, UploadIncomplete
+from pixdrop.errors import UnprocessableImage, UploadIncomplete, UploadNotFound
 from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
 from pixdrop.ports import Blobs, DigestsInPlace, ImageCodec, ImageProber, Staging
 from pixdrop.protocols.fields import clean_filename
@@ -128,10 +128,27 @@ class Completion:
         delete_token = secrets.token_urlsafe(32)
         image = self._image(digest, staged.size, info, details, delete_token, filename)
         async with self.locks.hold_waiting(f"blob/{digest}"):
+            # Under the blob's lease every image of these bytes is recorded or deleted: a
+            # blob that is not there now is named by no image, so if recording fails (the
+            # upload vanished: aborted, swept), the blob kept for it must go again.
+            kept_here = not await self._blob_exists(image.blob_key)
             await self.staging.keep(staged.upload_id, staged.token, digest)
-            await record(image)
+            try:
+                await record(image)
+            except UploadNotFound:
+                if kept_here:
+                    await self.blobs.delete(image.blob_key)
+                await self.staging.abort(staged.upload_id, staged.token)
+                raise
         await self.staging.abort(staged.upload_id, staged.token)
         return StoredImage(image, delete_token)
+
+    async def _blob_exists(self, key: str) -> bool:
+        try:
+            await self.blobs.size(key)
+        except FileNotFoundError:
+            return False
+        return True
 
     async def _head(self, staged: Staged) -> bytes:
         want = min(self.prober.head_size, staged.size)

@@ -300,8 +300,8 @@ class UploadService:
                 await stack.enter_async_context(self.locks.hold(f"complete/{upload.id}"))
             except LeaseBusy:
                 raise Conflict(
-                    f"Upload {upload.id} is being completed by another request; ask "
-                    "GET /v1/uploads/{id} for the result in a moment."
+                    f"Upload {upload.id} is being completed or deleted by another request; "
+                    "ask GET /v1/uploads/{id} for the result in a moment."
                 ) from None
             upload = await self.get(upload_id)
             if upload.state is UploadState.COMPLETED and upload.image_id:
@@ -326,5 +326,25 @@ class UploadService:
         return await self.completion.ingest(staged, filename=upload.filename, record=record)
 
     async def abort(self, upload_id: str) -> None:
-        """Forget the upload, then free its bytes (a crash in between leaves only bytes)."""
-        await self.lifecycle.free(await self.get(upload_id))
+        """Forget the upload, then free its bytes (a crash in between leaves only bytes).
+
+        Under the upload's completion lease, so that an abort and a completion never
+        interleave: one of them wins whole. While a completion runs: ``Conflict``; once it
+        made the image: ``UploadNotReceiving`` (the image stays; delete it with its token).
+        """
+        upload = await self.get(upload_id)
+        try:
+            async with self.locks.hold(f"complete/{upload.id}"):
+                upload = await self.get(upload_id)  # as the last completion left it
+                if upload.state is UploadState.COMPLETED:
+                    raise UploadNotReceiving(
+                        f"Upload {upload.id} is completed: it made image {upload.image_id}, "
+                        "which stays. Delete the image with its delete token instead.",
+                        image_id=upload.image_id,
+                    )
+                await self.lifecycle.free(upload)
+        except LeaseBusy:
+            raise Conflict(
+                f"Upload {upload.id} is being completed by another request; ask "
+                "GET /v1/uploads/{id} for the result in a moment."
+            ) from None
