@@ -354,3 +354,67 @@ def test_tus_termination_racing_completion_has_one_clean_winner(server) -> None:
             )
     assert poll(lambda: _staged(data_dir), lambda s: not s) == []
     print("outcomes:", outcomes)
+
+
+# --- 4. no problem body carries a server path ------------------------------------------------
+
+
+def _broken_images() -> dict[str, bytes]:
+    """Images cut short or damaged after a sound header, in every format libvips writes."""
+    import pyvips
+
+    photo = (pyvips.Image.black(64, 64, bands=3) + 100).cast("uchar")
+    whole = {
+        "avif": bytes(photo.heifsave_buffer(compression="av1")),
+        "webp": bytes(photo.webpsave_buffer()),
+        "tiff": bytes(photo.tiffsave_buffer()),
+        "gif": bytes(photo.gifsave_buffer()),
+        "png": bytes(photo.pngsave_buffer()),
+        "jpeg": bytes(photo.jpegsave_buffer()),
+    }
+    broken = {f"truncated-{fmt}": data[: len(data) * 2 // 3] for fmt, data in whole.items()}
+    for fmt, data in whole.items():
+        middle = len(data) // 2
+        broken[f"scrambled-{fmt}"] = data[:middle] + bytes(256) + data[middle + 256 :]
+    return broken
+
+
+BROKEN = _broken_images()
+
+
+@pytest.mark.parametrize("way", ["one-request", "native", "tus", "blank-in-path"])
+def test_no_problem_body_carries_a_server_path(server_factory, tmp_path, way) -> None:
+    if way == "blank-in-path":
+        server, way = server_factory(data_dir=tmp_path / "my data" / "pix drop"), "one-request"
+    else:
+        server = server_factory()
+    client = httpx.Client(base_url=server.url, timeout=30)
+    data_dir = str(server.settings.data_dir)
+    seen = 0
+    for name, data in BROKEN.items():
+        if way == "one-request":
+            response = client.post("/v1/images", content=data)
+        elif way == "native":
+            upload = client.post("/v1/uploads", json={"size": len(data)}).json()["id"]
+            assert client.put(f"/v1/uploads/{upload}/chunks/0", content=data).status_code == 201
+            response = client.post(f"/v1/uploads/{upload}/complete")
+        else:
+            headers = {
+                **TUS,
+                "Upload-Length": str(len(data)),
+                "Content-Type": "application/offset+octet-stream",
+            }
+            response = client.post("/files/", content=data, headers=headers)
+        assert response.status_code != 500, (name, response.text)
+        if response.status_code < 400:
+            continue
+        seen += 1
+        text = response.text
+        assert data_dir not in text, (name, text)
+        for part in ("/staging/", "/tmp/", "my data"):
+            assert part not in text, (name, text)
+        for key, value in response.json().items():
+            if key not in ("type", "instance"):
+                assert "/" not in str(value).replace("image/", ""), (name, key, value)
+    client.close()
+    assert seen >= len(BROKEN) // 2
