@@ -418,3 +418,35 @@ def test_no_problem_body_carries_a_server_path(server_factory, tmp_path, way) ->
                 assert "/" not in str(value).replace("image/", ""), (name, key, value)
     client.close()
     assert seen >= len(BROKEN) // 2
+
+
+# --- 5. 405 lists every method the path accepts ------------------------------------------------
+
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allow(response: httpx.Response) -> set[str]:
+    return {m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v1/images/{image}", {"GET", "DELETE"}),
+        ("/v1/images/{image}/original", {"GET", "HEAD"}),
+        ("/v1/uploads/{upload}", {"GET", "DELETE"}),
+        ("/files/{tus}", {"HEAD", "PATCH", "DELETE", "OPTIONS"}),
+    ],
+)
+def test_405_allow_lists_every_method_of_the_path(client, stored, path, expected) -> None:
+    upload = client.post("/v1/uploads", json={"size": 10}).json()["id"]
+    tus = client.post("/files/", headers={**TUS, "Upload-Length": "10"}).headers["location"]
+    target = path.format(image=stored["id"], upload=upload, tus=tus.rsplit("/", 1)[-1])
+    refused = [m for m in ALL_METHODS if m not in expected]
+    for method in refused:
+        response = client.request(method, target, headers=TUS)
+        assert response.status_code == 405, (method, target, response.status_code)
+        assert _allow(response) >= expected, (method, target, response.headers.get("allow"))
+        # Nothing listed is itself refused as a method.
+        for listed in _allow(response) - {"DELETE"}:
+            assert client.request(listed, target, headers=TUS).status_code != 405, listed
