@@ -6,6 +6,7 @@ Everything here talks to a real server over real sockets, on SQLite and PostgreS
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import threading
 import time
@@ -13,12 +14,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 
-from tests.http.helpers import assert_problem, poll, post_image, tiny_image
+from tests.http.helpers import assert_problem, poll, post_image, send_cut, tiny_image
 
 
 @pytest.fixture
@@ -450,3 +451,75 @@ def test_405_allow_lists_every_method_of_the_path(client, stored, path, expected
         # Nothing listed is itself refused as a method.
         for listed in _allow(response) - {"DELETE"}:
             assert client.request(listed, target, headers=TUS).status_code != 405, listed
+
+
+# --- 6. an abandoned append is logged as what happened: 499 --------------------------------
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def access_lines() -> Iterator[list[str]]:
+    handler = _Lines()
+    logger = logging.getLogger("pixdrop.access")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def _status_of(lines: list[str], method: str, path: str) -> int | None:
+    for line in lines:
+        parts = line.split()
+        if parts[1:3] == [method, path]:
+            return int(parts[3])
+    return None
+
+
+@pytest.mark.parametrize("kind", ["tus-patch", "tus-creation", "ietf-patch"])
+def test_abandoned_append_is_logged_499(server_factory, access_lines, kind) -> None:
+    server = server_factory(access_log=True)
+    data = tiny_image(width=64, height=64, seed=7)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        if kind == "tus-creation":
+            method, target = "POST", "/files/"
+            headers = {
+                **TUS,
+                "Upload-Length": str(len(data) * 2),
+                "Content-Type": "application/offset+octet-stream",
+            }
+        else:
+            ietf = kind.startswith("ietf")
+            created = client.post(
+                "/files/",
+                headers={**IETF, "Upload-Complete": "?0"}
+                if ietf
+                else {**TUS, "Upload-Length": str(len(data))},
+            )
+            assert created.status_code == 201, created.text
+            method, target = "PATCH", urlsplit(created.headers["location"]).path
+            headers = {
+                **TUS,
+                "Upload-Offset": "0",
+                "Content-Type": "application/offset+octet-stream",
+            }
+            if ietf:
+                headers = {
+                    **IETF,
+                    "Upload-Complete": "?1",
+                    "Upload-Offset": "0",
+                    "Content-Type": "application/partial-upload",
+                }
+        send_cut(server.url, method, target, data, len(data) // 2, headers, linger=0.3)
+        status = poll(lambda: _status_of(access_lines, method, target), lambda s: s is not None)
+    assert status == 499, access_lines
+
