@@ -523,3 +523,45 @@ def test_abandoned_append_is_logged_499(server_factory, access_lines, kind) -> N
         status = poll(lambda: _status_of(access_lines, method, target), lambda s: s is not None)
     assert status == 499, access_lines
 
+
+# --- 7. multipart boundaries: RFC 2046 ----------------------------------------------------------
+
+
+def _multipart(boundary: bytes, data: bytes) -> bytes:
+    return (
+        b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="a.png"'
+        b"\r\nContent-Type: image/png\r\n\r\n" + data + b"\r\n--" + boundary + b"--\r\n"
+    )
+
+
+@pytest.mark.parametrize("length", [71, 257, 1000])
+def test_multipart_boundary_over_70_characters_is_refused(client, length) -> None:
+    boundary = b"b" * length
+    response = client.post(
+        "/v1/images",
+        content=_multipart(boundary, tiny_image()),
+        headers={"Content-Type": "multipart/form-data; boundary=" + boundary.decode()},
+    )
+    body = assert_problem(response, 400, "bad-request", limit="max_boundary")
+    assert (body["value"], body["allowed"]) == (length, 70)
+
+
+def test_multipart_boundary_of_70_characters_is_accepted(client) -> None:
+    boundary = b"'()+_,-./:=?" + b"x" * 58
+    assert len(boundary) == 70
+    data = tiny_image(seed=70)
+    kind = 'multipart/form-data; boundary="' + boundary.decode() + '"'
+    response = client.post(
+        "/v1/images", content=_multipart(boundary, data), headers={"Content-Type": kind}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["size"] == len(data)
+
+
+@pytest.mark.parametrize("boundary", ["a b ", "a{b}", "ä"])
+def test_multipart_boundary_with_other_characters_is_refused(client, boundary) -> None:
+    kind = f'multipart/form-data; boundary="{boundary}"'.encode()
+    response = client.post(
+        "/v1/images", content=_multipart(boundary.encode(), b"x"), headers={"Content-Type": kind}
+    )
+    assert_problem(response, 400, "bad-request")
