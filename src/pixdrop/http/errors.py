@@ -55,7 +55,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         error.headers.update(exc.headers or {})
         return problem_response(error, request)
     headers = dict(exc.headers or {})
-    if exc.status_code == 405:
+    if exc.status_code == 405 and "app" in request.scope:
         # The router names the methods of the first route that matched the path only.
         headers["Allow"] = ", ".join(allowed_methods(request))
     body = {
