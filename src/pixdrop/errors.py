@@ -8,6 +8,7 @@ The tree::
     │   ├── DigestMismatch            400  bytes do not match the digest sent
     │   ├── ChunkSizeMismatch         400  a chunk's body is not the chunk's length
     │   ├── InvalidUploadRequest      400  bad JSON fields when creating an upload
+    │   ├── FieldTooLong              400  a file name, media type or tus header over its limit
     │   ├── InvalidResumableRequest   400  bad tus / IETF draft header (Upload-Length, ...)
     │   │   └── InconsistentUploadLength  400  IETF: lengths that disagree (IANA type)
     │   └── CompletedUpload           400  IETF: append to a completed upload (IANA type)
@@ -92,6 +93,11 @@ class ChunkSizeMismatch(BadRequest):
 class InvalidUploadRequest(BadRequest):
     slug = "invalid-upload-request"
     title = "Invalid upload request"
+
+
+class FieldTooLong(BadRequest):
+    slug = "field-too-long"
+    title = "Field too long"
 
 
 class InvalidResumableRequest(BadRequest):

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from pixdrop.errors import BadRequest, InvalidUploadRequest, NotFound, PixdropError
 from pixdrop.protocols.problem import MEDIA_TYPE, problem_body
@@ -53,15 +54,36 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         )
         error.headers.update(exc.headers or {})
         return problem_response(error, request)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and "app" in request.scope:
+        # The router names the methods of the first route that matched the path only.
+        headers["Allow"] = ", ".join(allowed_methods(request))
     body = {
         "type": "about:blank",
         "title": str(exc.detail),
         "status": exc.status_code,
         "detail": f"{exc.detail}: {request.method} {request.url.path}.",
     }
-    return JSONResponse(
-        body, status_code=exc.status_code, headers=exc.headers, media_type=MEDIA_TYPE
-    )
+    return JSONResponse(body, status_code=exc.status_code, headers=headers, media_type=MEDIA_TYPE)
+
+
+#: The methods pixdrop's routes use, in the order ``Allow`` lists them.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path (RFC 9110 §15.5.6):
+    each is tried against the routes as the router itself would (``BaseRoute.matches``)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in routes
+            if isinstance(route, BaseRoute)
+        )
+    ]
 
 
 def internal_error(request_id: str) -> JSONResponse:

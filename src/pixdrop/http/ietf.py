@@ -15,6 +15,7 @@ from contextlib import suppress
 
 from fastapi import Request, Response
 
+from pixdrop.errors import ClientGone
 from pixdrop.http.resumable import image_header, service, upload_url
 from pixdrop.http.wire import body, content_length
 from pixdrop.models import Upload, UploadState
@@ -61,6 +62,15 @@ def _image_headers(request: Request, result: AppendResult | Progress) -> dict[st
     return headers
 
 
+async def check_abandoned(request: Request, result: AppendResult) -> None:
+    """An append cut short because its client went away keeps what arrived, but nobody is
+    left to read an answer: raise ``ClientGone``, so that the access log says 499 (as for a
+    native chunk cut short) and not the success that was never delivered. An append that
+    stopped for idleness, or for a newer request, is answered as usual."""
+    if result.interrupted and await request.is_disconnected():
+        raise ClientGone
+
+
 async def _append(
     request: Request,
     upload_id: str,
@@ -76,7 +86,7 @@ async def _append(
         limit=_limit(resumable, version),
         length_errors=True,
     ):
-        return await resumable.append(
+        result = await resumable.append(
             upload_id,
             offset=sent.offset,
             body=body(request),
@@ -88,6 +98,8 @@ async def _append(
             complete=True if sent.complete else (False if version >= 7 else None),
             checksum=Checksum(*sent.checksum) if sent.checksum is not None else None,
         )
+    await check_abandoned(request, result)
+    return result
 
 
 def _answer(

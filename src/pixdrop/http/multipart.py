@@ -7,14 +7,38 @@ blob store, so a multipart upload is written once, like a raw one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pixdrop.errors import BadRequest
 
 FIELD = "file"
+
+
+#: RFC 2046 §5.1.1: a boundary is 1 to 70 of these characters, not ending in a space.
+MAX_BOUNDARY = 70
+_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+
+
+def check_boundary(boundary: bytes) -> None:
+    """``BadRequest`` for a boundary RFC 2046 does not allow (python-multipart itself refuses
+    only those over 256 bytes, with an error of its own)."""
+    if len(boundary) > MAX_BOUNDARY:
+        raise BadRequest(
+            f"The multipart boundary is {len(boundary)} characters; RFC 2046 allows at most "
+            f"{MAX_BOUNDARY}.",
+            limit="max_boundary",
+            value=len(boundary),
+            allowed=MAX_BOUNDARY,
+        )
+    if not _BOUNDARY.fullmatch(boundary):
+        raise BadRequest(
+            "The multipart boundary has characters RFC 2046 does not allow (letters, digits "
+            "and '()+_,-./:=? only, not ending in a space)."
+        )
 
 
 class MultipartFile:
@@ -25,6 +49,7 @@ class MultipartFile:
         boundary = params.get(b"boundary")
         if not boundary:
             raise BadRequest("The multipart/form-data Content-Type has no boundary parameter.")
+        check_boundary(boundary)
         self._body = body
         self._parser = MultipartParser(
             boundary,
@@ -86,7 +111,7 @@ class MultipartFile:
             return False
         try:
             self._parser.write(data)
-        except MultipartParseError as exc:
+        except FormParserError as exc:  # MultipartParseError and the rest of its kind
             raise BadRequest(f"The multipart/form-data body is malformed: {exc}.") from exc
         return True
 

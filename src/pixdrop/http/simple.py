@@ -13,6 +13,7 @@ from pixdrop.http.multipart import MultipartFile
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import stored_image_json
 from pixdrop.http.wire import BINARY, content_length, expected_digests
+from pixdrop.protocols.fields import checked_filename
 
 router = APIRouter(tags=["images"])
 
@@ -62,6 +63,8 @@ async def create_image(request: Request, filename: str | None = None) -> JSONRes
         form = MultipartFile(body, content_type)
         await form.open()
         body, filename = form.stream(), form.filename or filename
+    # Cleaned and bounded before the body is read (stored with the image; docs/security.md).
+    filename = checked_filename(filename)
     stored = await rt.oneshot.put_single(body, expected=expected, filename=filename)
     return JSONResponse(
         stored_image_json(stored, base_url(request)),

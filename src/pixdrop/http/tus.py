@@ -179,6 +179,7 @@ async def patch(request: Request, upload_id: str) -> Response:
         checksum=checksum,
         trailer_checksum=trailer_checksum,
     )
+    await ietf.check_abandoned(request, result)
     return Response(status_code=204, headers=_appended_headers(request, result))
 
 
@@ -235,6 +236,7 @@ async def _create_whole(request: Request, creation: tus.TusCreation) -> Response
         checksum=checksum,
         trailer_checksum=trailer_checksum,
     )
+    await ietf.check_abandoned(request, result)
     location = upload_url(request, result.progress.upload.id)
     headers = {"Location": location, **_appended_headers(request, result)}
     return Response(status_code=201, headers=headers)
@@ -268,6 +270,7 @@ async def _create_open(
             checksum=checksum,
             trailer_checksum=trailer_checksum,
         )
+        await ietf.check_abandoned(request, result)
         headers["Upload-Offset"] = str(result.progress.offset)
         headers.update(_stored_headers(request, result.stored))
     return Response(status_code=201, headers=headers)

@@ -156,7 +156,7 @@ def inspect(source: Path | bytes, fmt: str, limits: ImageLimits, scan: bool = Tr
     try:
         header = vips.header(source, fmt)
     except vips.VipsFailure as exc:
-        raise _corrupt(fmt, str(exc)) from None
+        raise _corrupt(fmt, vips.without_paths(str(exc), source)) from None
     _check_limits(header, fmt, limits)
     xmp_gps = scan_markup(source, fmt) if scan else False
     with _bytes_of(source) as data:
@@ -168,7 +168,7 @@ def inspect(source: Path | bytes, fmt: str, limits: ImageLimits, scan: bool = Tr
     try:
         preview = vips.decode_and_preview(source, fmt, header, PREVIEW_SIZE)
     except vips.VipsFailure as exc:
-        raise _corrupt(fmt, str(exc)) from None
+        raise _corrupt(fmt, vips.without_paths(str(exc), source)) from None
     return ImageDetails(
         width=header.width,
         height=header.height,

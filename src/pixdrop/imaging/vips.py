@@ -11,6 +11,7 @@ TIFF decoders, whatever they contain.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -86,6 +87,19 @@ def _first_line(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith("unable to ")]
     return (useful or lines or ["libvips failed"])[0][:300]
+
+
+#: An absolute file path (no blanks) in a libvips message.
+_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/:'\"()<>]+/)*[^\s/:'\"()<>]+")
+
+
+def without_paths(message: str, source: Path | bytes) -> str:
+    """*message* with the file it was about, and any other absolute path, named ``the file``:
+    libvips' loaders name the file they read (a staging or blob path of the server), and a
+    message a client sees must not carry a path of the server's disk."""
+    if isinstance(source, Path):
+        message = message.replace(str(source), "the file")
+    return _PATH.sub("the file", message)
 
 
 def _load(source: Path | bytes, fmt: str, **options: Any) -> Any:

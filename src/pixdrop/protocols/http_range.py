@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pixdrop.errors import RangeNotSatisfiable
 
 
@@ -15,6 +17,20 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
     )
 
 
+#: ``bytes=first-last`` (RFC 9110 §14.1.2): ASCII digits only (``str.isdigit`` also takes
+#: ``¹`` or ``٣``, which ``int`` then refuses or reads), no sign, no ``0x``, no ``_``.
+_RANGE = re.compile(r"([0-9]*)-([0-9]*)", re.ASCII)
+#: Past this many significant digits a position is beyond any size (``int`` itself refuses
+#: strings of more than 4300 digits).
+_MAX_DIGITS = 18
+
+
+def _position(digits: str) -> int:
+    """*digits* as a number, any beyond ``10**18`` read as ``10**18`` (past every size)."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_DIGITS else 10**_MAX_DIGITS
+
+
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
     """The single byte range ``[start, end)`` asked for, or None to serve the whole.
 
@@ -25,22 +41,21 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
+    match = _RANGE.fullmatch(spec.strip(" \t"))
+    if match is None or not (match.group(1) or match.group(2)):
         return None
+    first, last = match.group(1), match.group(2)
     if not first:  # suffix range: the last N bytes
-        length = int(last)
-        if length == 0:
+        length = _position(last)
+        if length == 0 or size == 0:
             raise _unsatisfiable(size)
         return max(0, size - length), size
-    start = int(first)
-    if last and not last.isdigit():
-        return None
-    end = min(int(last) + 1, size) if last else size
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)
+    end = min(_position(last) + 1, size) if last else size
     return start, end
 
 

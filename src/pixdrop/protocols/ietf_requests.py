@@ -17,7 +17,7 @@ from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from pixdrop.errors import InvalidResumableRequest
-from pixdrop.protocols import tus
+from pixdrop.protocols import fields, tus
 from pixdrop.protocols.ietf import (
     INTEROP_HEADER,
     PARTIAL_UPLOAD,
@@ -89,6 +89,7 @@ def tus_metadata(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
     value = field(headers, "Upload-Metadata")
     if not value or not value.strip():
         return None, None
+    fields.check_upload_metadata(value)  # the same bound as tus's, before decoding
     try:
         pairs = tus.parse_metadata(value)
     except InvalidResumableRequest:

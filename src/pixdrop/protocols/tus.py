@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 from pixdrop.errors import InvalidResumableRequest, UnsupportedMediaType
+from pixdrop.protocols import fields
 
 VERSION = "1.0.0"
 #: Extensions pixdrop implements, in the order the spec lists them.
@@ -262,6 +263,7 @@ def _metadata(headers: Mapping[str, str]) -> tuple[str | None, dict[str, bytes]]
     raw = _field(headers, "upload-metadata")
     if raw is None or not raw.strip():
         return None, {}
+    fields.check_upload_metadata(raw)  # before decoding it
     return raw, parse_metadata(raw)
 
 
@@ -317,6 +319,7 @@ def parse_creation(
     filename = metadata_text(pairs, "filename", "name")
     content_type = metadata_text(pairs, "filetype", "type", "contentType")
     concat_value = _field(headers, "upload-concat")
+    fields.check_upload_concat(concat_value)  # before looking up the uploads it names
     concat = None if concat_value is None else parse_concat(concat_value)
     if concat is not None and not concat.partial:
         return TusCreation(

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +33,10 @@ from pathlib import Path
 from anyio import to_thread
 
 from pixdrop import ranges
-from pixdrop.errors import UnprocessableImage, UploadIncomplete
+from pixdrop.errors import UnprocessableImage, UploadIncomplete, UploadNotFound
 from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
 from pixdrop.ports import Blobs, DigestsInPlace, ImageCodec, ImageProber, Staging
+from pixdrop.protocols.fields import clean_filename
 from pixdrop.services.lifecycle import Clock, token
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.tasks import both
@@ -54,15 +54,6 @@ def _file_sha256(path: Path) -> str:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def clean_filename(name: str | None) -> str | None:
-    """A client's file name reduced to a harmless base name (no path, no control characters)."""
-    if not name:
-        return None
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
-    return base[:255] or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +137,27 @@ class Completion:
         delete_token = secrets.token_urlsafe(32)
         image = self._image(digest, staged.size, info, details, delete_token, filename)
         async with self.locks.hold_waiting(f"blob/{digest}"):
+            # Under the blob's lease every image of these bytes is recorded or deleted: a
+            # blob that is not there now is named by no image, so if recording fails (the
+            # upload vanished: aborted, swept), the blob kept for it must go again.
+            kept_here = not await self._blob_exists(image.blob_key)
             await self.staging.keep(staged.upload_id, staged.token, digest)
-            await record(image)
+            try:
+                await record(image)
+            except UploadNotFound:
+                if kept_here:
+                    await self.blobs.delete(image.blob_key)
+                await self.staging.abort(staged.upload_id, staged.token)
+                raise
         await self.staging.abort(staged.upload_id, staged.token)
         return StoredImage(image, delete_token)
+
+    async def _blob_exists(self, key: str) -> bool:
+        try:
+            await self.blobs.size(key)
+        except FileNotFoundError:
+            return False
+        return True
 
     async def _head(self, staged: Staged) -> bytes:
         want = min(self.prober.head_size, staged.size)

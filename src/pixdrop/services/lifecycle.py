@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pixdrop.errors import PayloadTooLarge, UploadExpired, UploadNotFound
 from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
 from pixdrop.ports import MetadataStore, Staging
+from pixdrop.protocols import fields
 
 __all__ = ["Clock", "Lifecycle", "UploadLimits", "token"]
 
@@ -79,7 +80,16 @@ class Lifecycle:
         metadata: str | None = None,
         concat: str | None = None,
     ) -> Upload:
-        """A new upload record (not stored yet); *size* ``None`` means told later."""
+        """A new upload record (not stored yet); *size* ``None`` means told later.
+
+        What the client said about its file is cleaned and bounded here, for every way in
+        (``protocols.fields``: ``FieldTooLong`` past a limit).
+        """
+        fields.check_upload_metadata(metadata)
+        if concat != "partial":
+            fields.check_upload_concat(concat)
+        filename = fields.checked_filename(filename)
+        content_type = fields.checked_content_type(content_type)
         now = self.clock()
         return Upload(
             id=new_id(),

@@ -65,6 +65,12 @@ class Rendition:
     negotiated: bool = False
 
 
+def _small_number(value: str) -> int:
+    """*value* as a number if it is at most 9 ASCII digits, else -1 (``str.isdigit`` takes
+    ``¹``, and ``int`` refuses strings of more than 4300 digits)."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else -1
+
+
 def accepts(accept: str, media_type: str) -> bool:
     """Whether an ``Accept`` header names *media_type* with a non-zero weight (RFC 9110 §12.5.1).
 
@@ -131,7 +137,7 @@ class RenditionService:
     def _size(self, name: str, value: str | None) -> int | None:
         if value is None or value == "":
             return None
-        if value.isascii() and value.isdigit() and int(value) in self.sizes:
+        if _small_number(value) in self.sizes:
             return int(value)
         raise BadRequest(
             f"{name}={value} is not an offered size; ask for one of "
@@ -171,7 +177,7 @@ class RenditionService:
             return 100  # lossless: q would only multiply names for identical bytes
         if value is None or value == "":
             return DEFAULT_QUALITY[fmt]
-        if value.isascii() and value.isdigit() and 1 <= int(value) <= 100:
+        if 1 <= _small_number(value) <= 100:
             return int(value)
         raise BadRequest(f"q={value} must be a whole number from 1 to 100.", allowed=[1, 100])
 

@@ -37,6 +37,16 @@ from pixdrop.services.metering import Body
 __all__ = ["ChunkReceipt", "UploadService", "UploadStatus"]
 
 
+def _index_number(text: str) -> int:
+    """*text* as a chunk index if it is ASCII digits of a number below 2**31, else -1
+    (``str.isdigit`` takes ``¹``; ``int`` refuses strings of more than 4300 digits)."""
+    significant = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit() and len(significant) <= 10):
+        return -1
+    number = int(significant)
+    return number if number < 2**31 else -1
+
+
 @dataclass(frozen=True, slots=True)
 class UploadStatus:
     """An upload and exactly which of its chunks are stored."""
@@ -185,8 +195,7 @@ class UploadService:
             raise UploadNotFound(f"There is no upload with id {upload_id!r}.")
         # Digits only, and short enough for a 64-bit column; anything else is refused below,
         # once the upload says how many chunks it has.
-        number = int(index_text) if index_text.isascii() and index_text.isdigit() else -1
-        number = number if number < 2**31 else -1
+        number = _index_number(index_text)
         if number < 0:  # refused without taking a lock: _chunk_index raises ChunkNotFound
             upload, _ = await self.meta.chunk_slot(upload_id, number)
             self._check_native(upload)
@@ -219,8 +228,9 @@ class UploadService:
         return await self._compare_chunk(upload, index, stored, stream)
 
     def _chunk_index(self, upload: Upload, text: str) -> int:
-        if text.isascii() and text.isdigit() and int(text) < upload.chunk_count:
-            return int(text)
+        number = _index_number(text)
+        if 0 <= number < upload.chunk_count:
+            return number
         raise ChunkNotFound(
             f"Chunk {text!r} does not exist: upload {upload.id} has chunks "
             f"0 to {upload.chunk_count - 1}.",
@@ -297,8 +307,8 @@ class UploadService:
                 await stack.enter_async_context(self.locks.hold(f"complete/{upload.id}"))
             except LeaseBusy:
                 raise Conflict(
-                    f"Upload {upload.id} is being completed by another request; ask "
-                    "GET /v1/uploads/{id} for the result in a moment."
+                    f"Upload {upload.id} is being completed or deleted by another request; "
+                    "ask GET /v1/uploads/{id} for the result in a moment."
                 ) from None
             upload = await self.get(upload_id)
             if upload.state is UploadState.COMPLETED and upload.image_id:
@@ -323,5 +333,25 @@ class UploadService:
         return await self.completion.ingest(staged, filename=upload.filename, record=record)
 
     async def abort(self, upload_id: str) -> None:
-        """Forget the upload, then free its bytes (a crash in between leaves only bytes)."""
-        await self.lifecycle.free(await self.get(upload_id))
+        """Forget the upload, then free its bytes (a crash in between leaves only bytes).
+
+        Under the upload's completion lease, so that an abort and a completion never
+        interleave: one of them wins whole. While a completion runs: ``Conflict``; once it
+        made the image: ``UploadNotReceiving`` (the image stays; delete it with its token).
+        """
+        upload = await self.get(upload_id)
+        try:
+            async with self.locks.hold(f"complete/{upload.id}"):
+                upload = await self.get(upload_id)  # as the last completion left it
+                if upload.state is UploadState.COMPLETED:
+                    raise UploadNotReceiving(
+                        f"Upload {upload.id} is completed: it made image {upload.image_id}, "
+                        "which stays. Delete the image with its delete token instead.",
+                        image_id=upload.image_id,
+                    )
+                await self.lifecycle.free(upload)
+        except LeaseBusy:
+            raise Conflict(
+                f"Upload {upload.id} is being completed by another request; ask "
+                "GET /v1/uploads/{id} for the result in a moment."
+            ) from None
