@@ -50,6 +50,7 @@ from pixdrop.storage.s3_client import (
     is_missing,
     upload_key,
 )
+from pixdrop.storage.s3_join import join_uploads
 from pixdrop.storage.s3_multipart import (
     check_upload,
     copy_big,
@@ -65,7 +66,6 @@ from pixdrop.storage.s3_parts import (
     grid_plan,
     native_plan,
     quoted,
-    spans,
     tail_name,
 )
 
@@ -358,49 +358,7 @@ class S3Staging(Staging):
     async def join(
         self, upload_id: str, token: str, sources: Sequence[tuple[str, str, Sequence[Part]]]
     ) -> str:
-        key = upload_key(upload_id)
-        for source, _, _ in sources:
-            upload_key(source)
-            if source == upload_id:
-                raise ValueError(f"upload {upload_id} cannot join itself")
-        parsed = Token.parse(token)
-        if await self.bucket.head(key) is not None:
-            return key  # joined before
-        pieces: list[tuple[str, int]] = []
-        for source, source_token, parts in sources:
-            source_key = await self.finish(source, source_token, parts)
-            size = extent(source, parts)[-1].end if parts else 0
-            if size:
-                pieces.append((source_key, size))
-        total = sum(size for _, size in pieces)
-        if total == 0:
-            return await self.finish(upload_id, token, [])
-        size = parsed.part_size
-        etags: dict[int, str] = {}
-        copies: dict[str, list[tuple[int, int, int]]] = {}
-        for cell in range(0, total, size):
-            number, span = cell // size + 1, spans(pieces, cell, min(total, cell + size))
-            if len(span) == 1:
-                name, start, end = span[0]
-                copies.setdefault(name, []).append((number, start, end))
-            else:  # across sources: through memory (under P bytes)
-                body = b"".join(
-                    [await read(self.bucket, name, start, end) for name, start, end in span]
-                )
-                spool = Spool(size, self.scratch)
-                spool.add(body)
-                etags[number] = await upload_part(self.bucket, key, parsed, number, spool)
-        for source, items in copies.items():
-            etags.update(await copy_parts(self.bucket, key, parsed, source, items))
-        await self.bucket.call(
-            self.bucket.client.complete_multipart_upload,
-            Key=self.bucket.key(key),
-            UploadId=parsed.upload_id,
-            MultipartUpload={
-                "Parts": [{"PartNumber": n, "ETag": quoted(etags[n])} for n in sorted(etags)]
-            },
-        )
-        return key
+        return await join_uploads(self, upload_id, token, sources)
 
     async def keep(self, upload_id: str, token: str, key: str) -> None:
         staged, blob = upload_key(upload_id), content_name(key)
