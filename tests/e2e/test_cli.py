@@ -157,3 +157,32 @@ def test_serving_is_announced_once_the_port_is_bound(spawn) -> None:
     announced = [line for line in server.stderr().splitlines() if "serving on" in line]
     assert announced == [line for line in announced if server.url in line], announced
     assert len(announced) == 1
+
+
+def test_the_scripts_pixdrop_wrapper_runs_the_cli_from_where_it_is_called(
+    spawn, tmp_path: Path
+) -> None:
+    """``scripts/pixdrop`` (README, "The command line") runs the installed ``pixdrop`` with the
+    caller's working directory, so relative paths work. Its venv is this test run's own
+    (installed: the stamp is there, so nothing is installed again)."""
+    server = spawn()
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "bin" / "pixdrop").symlink_to(Path(sys.executable).with_name("pixdrop"))
+    (venv / ".pixdrop-installed-serve").touch()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a.png").write_bytes(tiny_image(seed=7))
+    wrapper = Path(__file__).resolve().parents[2] / "scripts" / "pixdrop"
+    done = subprocess.run(
+        [str(wrapper), "upload", "a.png", "--server", server.url, "--json"],
+        cwd=work,
+        env=pixdrop_env(VENV_DIR=str(venv)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"id"' in done.stdout
+    assert "installing" not in done.stderr  # the stamp said it was installed
