@@ -71,6 +71,7 @@ def bad_digest_cases(data: bytes) -> list[DigestCase]:
     ]
 
 
+@pytest.mark.local_disk  # looks for leftovers in the data directory
 def test_bad_digest_is_refused_and_nothing_is_stored(server, client, subtests) -> None:
     data = tiny_image("PNG", 5, 5, seed=42)
     for case in bad_digest_cases(data):

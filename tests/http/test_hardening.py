@@ -257,6 +257,7 @@ def _staged(data_dir: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
+@pytest.mark.local_disk  # counts the blobs in the data directory
 def test_delete_racing_completion_has_one_clean_winner(server) -> None:
     """30 rounds of ``POST .../complete`` and ``DELETE`` at once: the DELETE wins (204, and
     nothing is stored) or the completion does (201, and the DELETE is 404 or 409); no 500,
@@ -307,6 +308,7 @@ def test_delete_racing_completion_has_one_clean_winner(server) -> None:
     print("outcomes:", outcomes)
 
 
+@pytest.mark.local_disk  # counts the blobs in the data directory
 def test_tus_termination_racing_completion_has_one_clean_winner(server) -> None:
     """The same race through tus: the PATCH that completes the upload and a DELETE."""
     data_dir = server.settings.data_dir

@@ -123,6 +123,7 @@ def test_image_in_several_patches(server, client, name: str, content_type: str) 
     assert gone.status_code == 204, gone.text
 
 
+@pytest.mark.local_disk  # looks for leftovers in the data directory
 def test_not_an_image_is_refused_on_the_last_patch(server, client) -> None:
     data = random.Random(3).randbytes(20 * KiB)
     path = new_upload(client, len(data))
@@ -172,6 +173,7 @@ def test_creation_with_upload_of_a_whole_image(server, client, photo_jpeg) -> No
     assert list((server.settings.data_dir / "staging").iterdir()) == []
 
 
+@pytest.mark.local_disk  # looks for leftovers in the data directory
 def test_creation_with_upload_of_not_an_image_keeps_nothing(server, client) -> None:
     data = random.Random(5).randbytes(20 * KiB)
     response = create(client, len(data), body=data)
@@ -181,6 +183,7 @@ def test_creation_with_upload_of_not_an_image_keeps_nothing(server, client) -> N
 
 
 @pytest.mark.parametrize("algorithm", ["sha1", "crc32"])
+@pytest.mark.local_disk  # looks for leftovers in the data directory
 def test_creation_with_upload_checks_upload_checksum(server, client, photo_png, algorithm) -> None:
     good = {"Upload-Checksum": checksum(algorithm, photo_png)}
     response = create(client, len(photo_png), body=photo_png, headers=good)
