@@ -131,6 +131,9 @@ def _origin(host: str, sock: socket.socket) -> str:
 def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # boto3 says at INFO where it found the S3 credentials: nothing an operator needs.
+    for name in ("botocore", "boto3", "s3transfer"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if not settings.access_log:
         logging.getLogger("pixdrop.access").setLevel(logging.WARNING)
 
