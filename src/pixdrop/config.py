@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Where image bytes and uploads in progress live: file:///PATH "
         "(default: the data directory).",
     )
+    blob_redirect: bool = Field(
+        False,
+        description="Answer GET of an original that anyone may have (not a GPS-free copy) "
+        "with a 302 to a presigned URL of the bucket, valid 300 s, instead of sending the "
+        "bytes (S3 blob store only).",
+    )
     workers: int = Field(1, ge=1, le=64, description="Worker processes.")
     public_url: str | None = Field(
         None,
@@ -171,6 +177,15 @@ class Settings(BaseSettings):
         if not self.min_chunk_size <= self.default_chunk_size <= self.max_chunk_size:
             raise ValueError(
                 "default_chunk_size must lie between min_chunk_size and max_chunk_size"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _redirect_needs_s3(self) -> Settings:
+        if self.blob_redirect and not (self.blob_store or "").lower().startswith("s3:"):
+            raise ValueError(
+                "blob_redirect needs an S3 blob store (--blob-store s3://...): a local store "
+                "cannot presign URLs"
             )
         return self
 

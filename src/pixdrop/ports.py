@@ -141,6 +141,16 @@ class DigestsInPlace(Protocol):
         """The sha256 (hex) of bytes ``[0, size)`` of *key*."""
 
 
+@runtime_checkable
+class Presigns(Protocol):
+    """Optional ``Blobs`` capability: a URL that reads an object without credentials for a
+    while (an S3 presigned GET), so that clients can fetch its bytes from the store itself."""
+
+    def presign(self, key: str, expires: int) -> str:
+        """A URL that GETs *key* (Range included) for *expires* seconds; signed locally, no
+        request is made. The signature covers the method: the URL answers GET only."""
+
+
 class BlobStore(Protocol):
     """A store of bytes, as opened by ``storage.open_blob_store(url)``: its two ports."""
 

@@ -7,6 +7,7 @@ import click
 from pixdrop import __version__
 from pixdrop.cli import images, transfer
 from pixdrop.cli.serve import serve
+from pixdrop.cli.store import store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +17,7 @@ def main() -> None:
 
 
 main.add_command(serve)
+main.add_command(store)
 for command in (
     transfer.upload,
     transfer.uploads,

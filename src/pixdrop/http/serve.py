@@ -13,12 +13,14 @@ import re
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
+from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import image_json
 from pixdrop.models import Image
+from pixdrop.ports import Presigns
 from pixdrop.protocols.http_range import etag_matches, parse_range
 
 router = APIRouter(tags=["images"])
@@ -26,6 +28,10 @@ router = APIRouter(tags=["images"])
 IMMUTABLE = "public, max-age=31536000, immutable"
 #: For the uploader's own view of an original that has a location: no shared cache keeps it.
 PRIVATE = "private, max-age=31536000, immutable"
+#: ``--blob-redirect``: how long a presigned URL works, and how long a client may keep the 302
+#: (well under that, so a kept redirect never points at an expired URL).
+REDIRECT_EXPIRES = 300
+REDIRECT_CACHE = "private, max-age=60"
 _EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -112,14 +118,21 @@ async def get_original(request: Request, image_id: str) -> Response:
     headers = image_headers(download_name(image, image.format))
     headers["Cache-Control"] = IMMUTABLE
     public = None
+    # The original bytes themselves, the same for everyone: what --blob-redirect may send.
+    shared = True
     if rt.renditions.strip_gps and image.has_gps:
         # Two answers for one URL: caches must key them apart, and keep the uploader's private.
+        shared = False
         headers["Vary"] = "Authorization"
         if rt.images.is_uploader(image, bearer_token(request)):
             headers["Cache-Control"] = PRIVATE
         else:
             public = await rt.renditions.public_original(image)
     if public is None:
+        if shared and request.method == "GET":
+            redirect = await _redirect(request, image, etag=f'"{image.sha256}"')
+            if redirect is not None:
+                return redirect
         return send_blob(
             request,
             size=image.size,
@@ -139,6 +152,24 @@ async def get_original(request: Request, image_id: str) -> Response:
         read=lambda start, end: rt.renditions.read(rendition, start, end),
         headers=headers,
     )
+
+
+async def _redirect(request: Request, image: Image, *, etag: str) -> Response | None:
+    """With ``--blob-redirect`` on a store that presigns: a 302 to a short-lived URL of the
+    original's bytes in the bucket (None otherwise). Only for a GET of bytes anyone may have:
+    HEAD is answered here (it moves no bytes, and a presigned GET refuses HEAD); a Range GET is
+    redirected too (the presigned URL honours Range); a matching If-None-Match still gets 304
+    from ``send_blob``, which costs the client no second request."""
+    rt = runtime(request)
+    blobs = rt.images.blobs
+    if not rt.settings.blob_redirect or not isinstance(blobs, Presigns):
+        return None
+    inm = request.headers.get("if-none-match")
+    if inm is not None and etag_matches(inm, etag):
+        return None
+    # Signing is local, but the first call may resolve credentials: off the event loop.
+    url = await to_thread.run_sync(blobs.presign, image.blob_key, REDIRECT_EXPIRES)
+    return Response(status_code=302, headers={"Location": url, "Cache-Control": REDIRECT_CACHE})
 
 
 router.add_api_route(
