@@ -92,6 +92,10 @@ class Seaweed:
             f"-master.port.grpc={ports['master_grpc']}",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=1024",
+            # Each bucket is a collection that grows volumes of its own; the default of 8
+            # volumes ran out once several tests made buckets, and writes then failed with
+            # InternalError. Volumes are not preallocated, so a high cap costs nothing.
+            "-volume.max=100",
             f"-volume.port={ports['volume']}",
             f"-volume.port.grpc={ports['volume_grpc']}",
             "-filer",
