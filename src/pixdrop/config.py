@@ -16,6 +16,7 @@ from pydantic import ByteSize, Field, ValidationError, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pixdrop.formats import NAMES
+from pixdrop.storage import default_blob_store_url
 
 ENV_PREFIX = "PIXDROP_"
 MiB = 1024 * 1024
@@ -201,7 +202,7 @@ class Settings(BaseSettings):
         """The blob store URL, defaulting to the data directory (today's layout)."""
         if self.blob_store:
             return self.blob_store
-        return self.data_dir.resolve().as_uri()
+        return default_blob_store_url(self.data_dir)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import random
 import re
 import secrets
 import threading
@@ -44,7 +43,7 @@ from pixdrop.metadata.sql import make_engine
 from tests.conftest import IN_CI
 from tests.e2e import ServerProcess
 from tests.e2e.nginx import Nginx, nginx_binary
-from tests.http.helpers import create_upload, put_chunk, split_chunks
+from tests.http.helpers import create_upload, noise_png, put_chunk, split_chunks
 from tests.tus.wire import sf_strings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
@@ -97,11 +96,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def big_png() -> bytes:
     """A PNG of random pixels (incompressible): about 12 MiB, three 5 MiB chunks."""
-    rnd = random.Random(1414)
-    image = PILImage.frombytes("RGB", (2000, 2000), rnd.randbytes(2000 * 2000 * 3))
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=0)
-    data = out.getvalue()
+    data = noise_png(2000, seed=1414)
     assert len(data) > 2 * CHUNK
     return data
 

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import io
 import json
+import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -78,6 +79,16 @@ def tiny_image(fmt: str = "PNG", width: int = 3, height: int = 2, seed: int = 0)
     )
     out = io.BytesIO()
     image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def noise_png(side: int, seed: int) -> bytes:
+    """A *side* x *side* PNG of random pixels, stored uncompressed: about 3 * side**2 bytes
+    that no codec shrinks (large images for multi-part uploads)."""
+    rnd = random.Random(seed)
+    image = PILImage.frombytes("RGB", (side, side), rnd.randbytes(side * side * 3))
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=0)
     return out.getvalue()
 
 

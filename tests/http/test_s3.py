@@ -10,17 +10,20 @@ makes different. The rest of the HTTP suites also run on this pair (their ``[s3]
 from __future__ import annotations
 
 import hashlib
-import io
-import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image as PILImage
 
 from tests.conftest import ServerFactory
-from tests.http.helpers import assert_problem, create_upload, put_chunk, split_chunks
+from tests.http.helpers import (
+    assert_problem,
+    create_upload,
+    noise_png,
+    put_chunk,
+    split_chunks,
+)
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -35,11 +38,7 @@ def backend() -> str:
 @pytest.fixture(scope="module")
 def big_png() -> bytes:
     """A PNG of random pixels (incompressible): about 12 MiB, three 5 MiB parts."""
-    rnd = random.Random(14)
-    image = PILImage.frombytes("RGB", (2000, 2000), rnd.randbytes(2000 * 2000 * 3))
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=0)
-    return out.getvalue()
+    return noise_png(2000, seed=14)
 
 
 def stored_files(root: Path) -> list[Path]:

@@ -54,8 +54,9 @@ class FileLeases:
     def __init__(self, lock_path: Path, stops_path: Path) -> None:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        # key -> (holder, when it was taken); the lock is this instance's open file's.
-        self._held: dict[str, tuple[str, float]] = {}
+        # key -> (holder, when it was taken, its byte in the lock file); the lock is this
+        # instance's open file's.
+        self._held: dict[str, tuple[str, float, int]] = {}
         self._guard = threading.Lock()  # threads of this process share the open file
         self._stops_path = stops_path
         self._local = threading.local()
@@ -77,8 +78,8 @@ class FileLeases:
                 self._connections.append(conn)
         return conn
 
-    def _lock(self, key: str, kind: int) -> bool:
-        request = struct.pack(_FLOCK, kind, os.SEEK_SET, _offset(key), 1, 0)
+    def _lock(self, offset: int, kind: int) -> bool:
+        request = struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0)
         try:
             fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, request)
         except OSError:  # EAGAIN / EACCES: another open file holds it
@@ -94,9 +95,12 @@ class FileLeases:
             if current is not None:
                 if current[0] != holder:
                     return False
-            elif not self._lock(key, fcntl.F_WRLCK):
-                return False
-            self._held[key] = (holder, time.time())
+                offset = current[2]
+            else:
+                offset = _offset(key)
+                if not self._lock(offset, fcntl.F_WRLCK):
+                    return False
+            self._held[key] = (holder, time.time(), offset)
             return True
 
     async def renew(self, key: str, holder: str, ttl: float) -> bool:
@@ -116,7 +120,7 @@ class FileLeases:
     async def renew_held(self, holder: str, ttl: float) -> dict[str, bool]:
         """Every key *holder* holds here, and whether it was asked to stop: one read."""
         with self._guard:
-            mine = {key: since for key, (who, since) in self._held.items() if who == holder}
+            mine = {key: since for key, (who, since, _) in self._held.items() if who == holder}
         if not mine:
             return {}
         # The table holds only stop requests (rare, and purged), so reading it whole is
@@ -140,7 +144,7 @@ class FileLeases:
             if current is None or current[0] != holder:
                 return
             del self._held[key]
-            self._lock(key, fcntl.F_UNLCK)
+            self._lock(current[2], fcntl.F_UNLCK)
 
     async def purge(self, grace: float = 60.0) -> int:
         """Delete stop requests older than *grace* seconds; return how many."""

@@ -4,7 +4,6 @@ no durability needed)."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event
@@ -14,50 +13,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from pixdrop.holders import holder_is_dead
 from pixdrop.ports import LeaseBusy
 
-__all__ = ["Driver", "PostgresDriver"]
-
-
-class Driver(ABC):
-    """The lease statements of one dialect; each method is synchronous and thread-safe."""
-
-    def acquire(self, key: str, holder: str, ttl: float) -> bool:
-        if self._upsert(key, holder, ttl):
-            return True
-        current = self._holder_of(key)
-        if current is None:  # released in between: one more try
-            return self._upsert(key, holder, ttl)
-        if holder_is_dead(current):
-            return self._replace(key, current, holder, ttl)
-        return False
-
-    @abstractmethod
-    def _upsert(self, key: str, holder: str, ttl: float) -> bool:
-        """Insert, or take over an expired lease or one of *holder*'s; True if it did."""
-
-    @abstractmethod
-    def _holder_of(self, key: str) -> str | None: ...
-
-    @abstractmethod
-    def _replace(self, key: str, old: str, holder: str, ttl: float) -> bool:
-        """Give *key* to *holder* if *old* still holds it; True if it did."""
-
-    @abstractmethod
-    def renew(self, key: str, holder: str, ttl: float) -> bool: ...
-
-    @abstractmethod
-    def renew_held(self, holder: str, ttl: float) -> dict[str, bool]: ...
-
-    @abstractmethod
-    def ask_stop(self, key: str) -> None: ...
-
-    @abstractmethod
-    def release(self, key: str, holder: str) -> None: ...
-
-    @abstractmethod
-    def purge(self, grace: float) -> int: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
+__all__ = ["PostgresDriver"]
 
 
 def _postgres_session(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -66,8 +22,9 @@ def _postgres_session(dbapi_connection: Any, _record: ConnectionPoolEntry) -> No
     dbapi_connection.commit()
 
 
-class PostgresDriver(Driver):
-    """A pool of autocommit connections of its own; see the module docstring."""
+class PostgresDriver:
+    """The lease statements on a pool of autocommit connections of its own; each method is
+    synchronous and thread-safe (see the module docstring)."""
 
     # Times are the server's: statement_timestamp(), and make_interval for a ttl in seconds.
     _UPSERT = (
@@ -122,6 +79,16 @@ class PostgresDriver(Driver):
         if not result.returns_rows:
             return [result.rowcount]
         return list(result.fetchall())
+
+    def acquire(self, key: str, holder: str, ttl: float) -> bool:
+        if self._upsert(key, holder, ttl):
+            return True
+        current = self._holder_of(key)
+        if current is None:  # released in between: one more try
+            return self._upsert(key, holder, ttl)
+        if holder_is_dead(current):
+            return self._replace(key, current, holder, ttl)
+        return False
 
     def _upsert(self, key: str, holder: str, ttl: float) -> bool:
         return bool(self._run(self._UPSERT, {"key": key, "holder": holder, "ttl": float(ttl)}))

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from anyio import to_thread
@@ -42,8 +41,6 @@ __all__ = [
     "open_leases",
 ]
 
-log = logging.getLogger("pixdrop.leases")
-
 
 class SqlLeases:
     """``ports.Leases`` on PostgreSQL (see the module docstring).
@@ -60,11 +57,6 @@ class SqlLeases:
     def postgres(cls, url: URL) -> SqlLeases:
         """Leases in the ``leases`` table (migration 0004) of the PostgreSQL at *url*."""
         return cls(PostgresDriver(url))
-
-    @property
-    def sync(self) -> PostgresDriver:
-        """The same statements as blocking calls (for threads and processes of tests)."""
-        return self._driver
 
     async def acquire(self, key: str, holder: str, ttl: float) -> bool:
         """Take *key* for *holder* for *ttl* seconds; True if it was free, expired, held by a

@@ -24,7 +24,7 @@ from pixdrop.ports import MetadataStore, Staging
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.services.appends import Appender, AppendResult, Progress
 from pixdrop.services.completion import Completion, Staged, StoredImage
-from pixdrop.services.lifecycle import Lifecycle
+from pixdrop.services.lifecycle import Lifecycle, token
 from pixdrop.services.metering import Body, Checksum, checksum_algorithms
 
 __all__ = ["OneShot"]
@@ -121,7 +121,7 @@ class OneShot:
         upload = replace(upload, store_token=await self.staging.begin(upload.id, durable=False))
         try:
             part = await self.staging.put_part(
-                upload.id, upload.store_token or "", number=0, offset=0, data=stream,
+                upload.id, token(upload), number=0, offset=0, data=stream,
                 observe=stream.observe,
             )  # fmt: skip
             written = stream.kept(part.length, checksum, trailer_checksum)
@@ -130,7 +130,7 @@ class OneShot:
             return await self._complete_whole(upload, part, stream.head)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self.staging.abort(upload.id, upload.store_token or "")
+                await self.staging.abort(upload.id, token(upload))
             raise
 
     async def _complete_whole(self, upload: Upload, part: Part, head: bytes) -> AppendResult:
@@ -141,7 +141,7 @@ class OneShot:
             done = replace(completed, image_id=image.id)
             await self.meta.create_upload(done, parts=[part], image=image)
 
-        store_token = upload.store_token or ""
+        store_token = token(upload)
         key = await self.staging.finish(upload.id, store_token, [part])
         staged = Staged(upload.id, store_token, key, part.length, part.sha256, head)
         stored = await self.completion.ingest(staged, filename=upload.filename, record=record)

@@ -159,7 +159,10 @@ class UploadService:
         upload = await self.get(upload_id)
         if upload.state is UploadState.COMPLETED:
             return UploadStatus(upload, list(range(upload.chunk_count)), [])
-        parts = await self.meta.list_parts(upload_id)
+        return self._status_of(upload, await self.meta.list_parts(upload_id))
+
+    @staticmethod
+    def _status_of(upload: Upload, parts: list[Part]) -> UploadStatus:
         spans = [(p.start, p.end) for p in parts]
         return UploadStatus(
             upload,
@@ -295,7 +298,10 @@ class UploadService:
             return StoredImage(await self.meta.get_image(upload.image_id), None)
         if upload.expires_at <= self.clock():
             raise UploadExpired(f"Upload {upload.id} expired; start a new one.")
-        state = await self.status(upload_id)
+        # Read once: a chunk's recorded part never changes, so with none missing these are
+        # the upload's final parts, whatever arrives meanwhile.
+        parts = await self.meta.list_parts(upload_id)
+        state = self._status_of(upload, parts)
         if state.missing:
             raise UploadIncomplete(
                 f"Upload {upload.id} is missing {len(state.missing)} of "
@@ -318,14 +324,14 @@ class UploadService:
                 upload.id, {UploadState.RECEIVING, UploadState.COMPLETING}, UploadState.COMPLETING
             )
             try:
-                return await self._ingest(upload)
+                return await self._ingest(upload, parts)
             except UnprocessableImage:
                 await self.lifecycle.free(upload)
                 raise
         raise AssertionError("unreachable")
 
-    async def _ingest(self, upload: Upload) -> StoredImage:
-        staged = await self.completion.stage(upload, await self.meta.list_parts(upload.id))
+    async def _ingest(self, upload: Upload, parts: list[Part]) -> StoredImage:
+        staged = await self.completion.stage(upload, parts)
 
         async def record(image: Image) -> None:
             await self.meta.complete_upload(upload.id, image)

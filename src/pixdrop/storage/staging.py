@@ -78,10 +78,10 @@ class LocalStaging(Staging):
             for block in batch:
                 hasher.update(block)
 
-        written = await self.write(upload_id, offset, data, see)
+        written = await self._write(upload_id, offset, data, see)
         return Part(offset, offset + written, hasher.hexdigest(), number)
 
-    async def write(
+    async def _write(
         self,
         upload_id: str,
         offset: int,
@@ -130,19 +130,19 @@ class LocalStaging(Staging):
         # Inline: a stat of a file just written is answered from the inode cache, and the
         # usual case (nothing to cut) then costs no thread hop (~0.2 ms on every image).
         if os.stat(self._at.staging(upload_id)).st_size != size:
-            await self.resize(upload_id, size, grow=False)
+            await self._cut(upload_id, size)
         return staged_key(upload_id)
 
-    async def resize(self, upload_id: str, size: int, *, grow: bool) -> None:
+    async def _cut(self, upload_id: str, size: int) -> None:
         """Cut the staging file to *size* bytes, durably (bytes a refused request left past
-        the end go); a shorter file is extended with a hole if *grow*, else refused."""
+        the end go); a shorter file is refused."""
         path = self._at.staging(upload_id)
 
         def cut() -> None:
             stat = os.stat(path)
             if stat.st_size == size:
                 return
-            if stat.st_size < size and not grow:
+            if stat.st_size < size:
                 raise ValueError(f"staging of {upload_id} holds {stat.st_size} < {size} bytes")
             if stat.st_nlink > 1:
                 raise ValueError(f"upload {upload_id} is kept with {stat.st_size} bytes")
@@ -159,10 +159,10 @@ class LocalStaging(Staging):
         self, upload_id: str, token: str, sources: Sequence[tuple[str, str, Sequence[Part]]]
     ) -> str:
         heads = [(source, _extent(source, parts)) for source, _token, parts in sources]
-        await self.concat(upload_id, heads)
+        await self._concat(upload_id, heads)
         return staged_key(upload_id)
 
-    async def concat(self, upload_id: str, heads: Sequence[tuple[str, int]]) -> None:
+    async def _concat(self, upload_id: str, heads: Sequence[tuple[str, int]]) -> None:
         """Fill the staging file of *upload_id* with the first *size* bytes of each staging
         file ``(id, size)`` in *heads*, in order, in the kernel (``copy_file_range``)."""
         target = self._at.staging(upload_id)
