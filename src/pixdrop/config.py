@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     )
     blob_store: str | None = Field(
         None,
-        description="Where image bytes and uploads in progress live: file:///PATH "
-        "(default: the data directory).",
+        description="Where image bytes and uploads in progress live: file:///PATH, or "
+        "s3://BUCKET/PREFIX?endpoint_url=URL&region=REGION (default: the data directory).",
     )
     blob_redirect: bool = Field(
         False,
