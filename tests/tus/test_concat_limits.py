@@ -70,12 +70,11 @@ def test_deferred_partials_already_over_the_limit_are_refused_at_creation(client
 
     body = assert_problem(final(client, paths), 413, "payload-too-large")
 
-    assert body["value"] == 80 * KiB and body["allowed"] == 64 * KiB
+    assert body["value"] == 80 * KiB
+    assert body["allowed"] == 64 * KiB
 
 
-def test_a_deferred_length_grown_past_the_limit_is_refused_before_the_join(
-    server, client
-) -> None:
+def test_a_deferred_length_grown_past_the_limit_is_refused_before_the_join(server, client) -> None:
     grows = new_upload(client, None, headers=PARTIAL)
     fixed = new_upload(client, 10 * KiB, headers=PARTIAL)
     made = final(client, [grows, fixed])
@@ -103,9 +102,7 @@ def test_a_partial_belongs_to_one_unfinished_final(client) -> None:
 
 
 def test_a_final_names_at_most_max_partials(client) -> None:
-    paths = [
-        location_path(create(client, 1, headers=PARTIAL)) for _ in range(MAX_PARTIALS + 1)
-    ]
+    paths = [location_path(create(client, 1, headers=PARTIAL)) for _ in range(MAX_PARTIALS + 1)]
     body = assert_problem(final(client, paths), 400, "invalid-resumable-request")
     assert body["allowed"] == MAX_PARTIALS
     assert final(client, paths[:MAX_PARTIALS]).status_code == 201
