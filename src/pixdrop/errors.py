@@ -264,6 +264,13 @@ class InsufficientStorage(PixdropError):
     slug = "insufficient-storage"
     title = "Insufficient storage"
 
+    #: Seconds a client is asked to wait: freeing a disk is an operator's work, not a blink.
+    retry_after: ClassVar[int] = 60
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(self.retry_after)
+
 
 class ChecksumMismatch(PixdropError):
     status = 460
