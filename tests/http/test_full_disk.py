@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from pixdrop.http.errors import is_disk_full
 from tests.conftest import LiveServer, ServerFactory
 from tests.http.helpers import assert_problem, noise_png
 from tests.tus.wire import create as tus_create
@@ -172,3 +175,12 @@ def test_a_full_database_is_507_and_recovers(
         done = client.post(f"/v1/uploads/{uid}/complete")
         assert done.status_code == 201, done.text
         assert client.get(done.json()["url"]).content == IMAGE
+
+
+def test_postgresqls_disk_full_is_recognised() -> None:
+    """PostgreSQL's disk cannot be filled from here; its error, as psycopg raises it and
+    SQLAlchemy wraps it, is what the 507 mapping looks for (SQLSTATE 53100)."""
+    full = psycopg.errors.DiskFull("could not extend file: No space left on device")
+    assert is_disk_full(OperationalError("INSERT INTO parts ...", {}, full))
+    other = psycopg.errors.UndefinedTable("relation does not exist")
+    assert not is_disk_full(OperationalError("SELECT ...", {}, other))

@@ -1,8 +1,8 @@
 """The one place errors become responses: RFC 9457 ``application/problem+json``.
 
-A full disk or database that no store translated itself (SQLite's "database or disk is full",
-PostgreSQL's ``disk_full``, an ``ENOSPC`` from anywhere) is ``InsufficientStorage`` (507), not
-an internal error: it is the operator's to fix, and the same request succeeds afterwards.
+A full database (SQLite's "database or disk is full", PostgreSQL's ``disk_full``; the blob
+stores translate their own ``ENOSPC``) is ``InsufficientStorage`` (507), not an internal
+error: it is the operator's to fix, and the same request succeeds afterwards.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 async def _maybe_disk_full(request: Request, exc: Exception) -> JSONResponse:
-    """A disk-full error from below the stores' edges: 507; anything else: raised on, to the
-    generic 500 (``http.middleware``)."""
+    """A database that is full: 507; any other database error: raised on, to the generic 500
+    (``http.middleware``)."""
     if not is_disk_full(exc):
         raise exc
     error = InsufficientStorage(
@@ -154,7 +154,9 @@ def internal_error(request_id: str) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Register the problem+json handlers on *app*."""
     app.add_exception_handler(PixdropError, _pixdrop_error)
-    app.add_exception_handler(OSError, _maybe_disk_full)
+    # Not OSError: a handler would turn an OSError raised after the response started (a
+    # client gone mid-download) into Starlette's RuntimeError. The stores translate their own
+    # ENOSPC (``storage.files.room``); the database's comes wrapped in DBAPIError.
     app.add_exception_handler(DBAPIError, _maybe_disk_full)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

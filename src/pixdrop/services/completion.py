@@ -10,8 +10,8 @@ It owns the durability order of an image (DESIGN.md):
 3. the object is handed to the decoder as a local file (``Blobs.materialize``), which checks
    the limits again and decodes every pixel, while the whole object's sha256 is computed
    beside it (unless the bytes were hashed on their way in) and checked against the one the
-   client announced; then the image's structure must end where the object does (within
-   ``TRAILING_SLACK``: ``imaging.ends``);
+   client announced, and where the image's structure ends is found (``imaging.ends``): it
+   must be where the object ends, give or take ``TRAILING_SLACK`` bytes;
 4. under the blob's lease (so a delete of the same bytes cannot interleave), the object is
    kept as the content-addressed blob (``Staging.keep``: a hard link on disk; identical bytes
    share one blob), then the image is recorded (``record``, one transaction that may also
@@ -141,15 +141,16 @@ class Completion:
                 await self._checked_sha256(staged)  # a wrong file is the clearer refusal
             raise
         async with self.blobs.materialize(staged.key) as path:
-            inspecting = self.codec.inspect(path, info.format, self.limits)
+            # Where the image ends is found beside the decode; the decoder's refusal comes
+            # first, so a truncated or corrupt image is refused in its words.
+            ending = self._check_end(path, info.format, staged.size)
+            inspecting = both(self.codec.inspect(path, info.format, self.limits), ending)
             if staged.sha256 is None:
                 hashing = self._checked_sha256(staged, path)
-                digest, details = await both(hashing, inspecting)
+                digest, (details, _) = await both(hashing, inspecting)
             else:
                 self._check_sha256(staged, staged.sha256)
-                digest, details = staged.sha256, await inspecting
-            # After the decode: a truncated or corrupt image is refused in the decoder's words.
-            await self._check_end(path, info.format, staged.size)
+                digest, (details, _) = staged.sha256, await inspecting
         delete_token = secrets.token_urlsafe(32)
         image = self._image(digest, staged.size, info, details, delete_token, filename)
         async with self.locks.hold_waiting(f"blob/{digest}"):
