@@ -210,6 +210,9 @@ class LocalStaging(Staging):
                 if blob.exists():
                     return  # kept, then aborted: a completion run again
                 raise
+            except OSError:
+                os.chmod(staging, 0o600)  # not kept (a full disk): writable as before
+                raise
             self._at.fsync_dir(blob.parent)
 
         with files.room(f"the image of {upload_id}"):
