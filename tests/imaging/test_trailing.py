@@ -90,6 +90,23 @@ def test_bytes_after_the_image_are_not_part_of_it(tmp_path: Path, name: str) -> 
     assert measure(tmp_path, fmt, data + JUNK) == len(data)
 
 
+@pytest.mark.parametrize("name", BUILDERS)
+def test_damaged_structures_still_answer_an_end_within_the_file(tmp_path: Path, name: str) -> None:
+    """Cut short, or with bytes overwritten anywhere, a file gets an end in ``[0, size]``:
+    never an exception (which would be a 500) and never a loop without end."""
+    fmt, build = BUILDERS[name]
+    data = build()
+    rnd = random.Random(name)
+    for _ in range(60):
+        damaged = bytearray(data[: rnd.randrange(1, len(data) + 1)])
+        for _ in range(rnd.randrange(4)):
+            at = rnd.randrange(len(damaged))
+            damaged[at : at + 4] = rnd.choice([b"\xff\xff\xff\xff", b"\x00" * 4, rnd.randbytes(4)])
+        end = measure(tmp_path, fmt, bytes(damaged))
+        assert end is not None
+        assert 0 <= end <= len(damaged), (end, len(damaged))
+
+
 def test_a_truncated_image_ends_with_the_file(tmp_path: Path) -> None:
     data = png()[:-30]  # no IEND: the decoder's to refuse
     assert measure(tmp_path, "png", data) == len(data)

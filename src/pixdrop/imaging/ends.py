@@ -50,11 +50,15 @@ def _get(offset: int, size: int) -> Generator[tuple[int, int], bytes, bytes]:
 def _png(size: int) -> Ends:
     pos = 8  # after the signature
     while pos + 12 <= size:
-        head = yield from _get(pos, 8)
-        length = int.from_bytes(head[:4], "big")
-        pos += 12 + length
-        if head[4:8] == b"IEND":
-            return min(pos, size)
+        # A window of chunk headers at a time: encoders write IDAT in pieces of 8 KiB or so.
+        window = yield from _get(pos, min(_BLOCK, size - pos))
+        at = 0
+        while at + 8 <= len(window):
+            length, kind = int.from_bytes(window[at : at + 4], "big"), window[at + 4 : at + 8]
+            at += 12 + length
+            if kind == b"IEND":
+                return min(pos + at, size)
+        pos += at  # the next chunk's header, in the next window
     return size
 
 
@@ -118,10 +122,14 @@ def _jpeg(size: int) -> Ends:
 def _sub_blocks(pos: int, size: int) -> Generator[tuple[int, int], bytes, int]:
     """The offset after the chain of data sub-blocks at *pos* (its 0 terminator included)."""
     while pos < size:
-        length = (yield from _get(pos, 1))[0]
-        pos += 1 + length
-        if length == 0:
-            return pos
+        window = yield from _get(pos, min(_BLOCK, size - pos))  # sub-blocks are <= 256 bytes
+        at = 0
+        while at < len(window):
+            length = window[at]
+            if length == 0:
+                return pos + at + 1
+            at += 1 + length
+        pos += at
     return size
 
 
