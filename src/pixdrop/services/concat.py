@@ -6,8 +6,8 @@ arrives (or the final upload is created after them), the staged pieces are joine
 final upload goes through the completion pipeline. The pieces are freed after the join, which
 the tus concatenation extension allows.
 
-A final upload is checked before anything is looked up or copied: it names at most
-``MAX_PARTIALS`` partial uploads, each once (a piece named twice would be copied twice: one
+A final upload is checked before anything is copied (its list of names before anything is
+looked up): it names at most ``MAX_PARTIALS`` partial uploads, each once (a piece named twice would be copied twice: one
 64 KiB partial named 2,000 times staged 128 MiB), none that another unfinished final upload
 already waits for, and their sizes (for a deferred length, the bytes it holds so far) add up to
 at most ``max_image_size``. A deferred length that grows later is checked again before the join.
@@ -29,7 +29,7 @@ __all__ = ["MAX_PARTIALS", "Concatenator"]
 
 #: The most partial uploads one final upload may name (docs/tus.md). tus sets no limit; each
 #: piece costs a lookup and a copy, and clients split a file into a handful (tus-js-client's
-#: ``parallelUploads``), so a few hundred is far past any honest use.
+#: ``parallelUploads``), so 128 is far past any honest use.
 MAX_PARTIALS = 128
 
 #: Ingests a final upload from the key its joined object is read by.
