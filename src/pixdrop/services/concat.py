@@ -7,10 +7,11 @@ final upload goes through the completion pipeline. The pieces are freed after th
 the tus concatenation extension allows.
 
 A final upload is checked before anything is copied (its list of names before anything is
-looked up): it names at most ``MAX_PARTIALS`` partial uploads, each once (a piece named twice would be copied twice: one
-64 KiB partial named 2,000 times staged 128 MiB), none that another unfinished final upload
-already waits for, and their sizes (for a deferred length, the bytes it holds so far) add up to
-at most ``max_image_size``. A deferred length that grows later is checked again before the join.
+looked up): it names at most ``MAX_PARTIALS`` partial uploads, each once (a piece named twice
+would be copied twice: one 64 KiB partial named 2,000 times staged 128 MiB), none that another
+unfinished final upload already waits for, and their sizes (for a deferred length, the bytes it
+holds so far) add up to at most ``max_image_size``. A deferred length that grows later is
+checked again before the join.
 """
 
 from __future__ import annotations
