@@ -64,7 +64,8 @@ def test_a_sqlite_site_moves_to_postgresql(tmp_path: Path, empty_postgres_url: s
         with httpx.Client(base_url=new.url, timeout=30) as client:
             for image, data in ((single, photo), (finished, chunked)):
                 got = client.get(f"/v1/images/{image['id']}/original")
-                assert got.status_code == 200 and got.content == data
+                assert got.status_code == 200
+                assert got.content == data
             assert get_upload(client, upload["id"])["state"] == "completed"
             # The unfinished upload stayed behind: its client starts it again.
             assert client.get(f"/v1/uploads/{unfinished['id']}").status_code == 404

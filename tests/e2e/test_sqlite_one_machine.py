@@ -51,7 +51,8 @@ def test_a_database_another_machine_serves_is_refused_at_start(tmp_path: Path) -
     message = result.stderr.strip()
     assert message.startswith("pixdrop: the SQLite database ")
     assert re.search(r"in use by another machine: node-b\.example \(\d+ s ago\)", message)
-    assert "postgresql://" in message and "docs/deploy.md" in message
+    assert "postgresql://" in message
+    assert "docs/deploy.md" in message
     assert len(message.splitlines()) == 1  # one clear line, no traceback
 
 
@@ -67,7 +68,8 @@ def test_a_machine_gone_quiet_no_longer_blocks(tmp_path: Path) -> None:
             rows = conn.execute(
                 "SELECT seen_at FROM machines WHERE host = ? AND boot = ?", (host, boot)
             ).fetchall()
-        assert len(rows) == 1 and time.time() - rows[0][0] < MACHINE_TTL
+        assert len(rows) == 1
+        assert time.time() - rows[0][0] < MACHINE_TTL
     finally:
         server.stop()
 
