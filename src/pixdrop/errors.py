@@ -34,6 +34,8 @@ The tree::
     ├── RangeNotSatisfiable           416
     ├── UnprocessableImage            422  not an image, unsupported format, sha256 mismatch
     ├── UploadLocked                  423  another request holds the upload and will not yield
+    ├── HookRefused                   4xx  the pre-create hook said no (its status, its message)
+    ├── HookUnavailable               503  the pre-create hook gave no answer (fails closed)
     ├── ChecksumMismatch              460  tus: the body does not match Upload-Checksum
     └── UnsupportedProtocolVersion    412  tus: Tus-Resumable names a version not spoken here
 
@@ -245,6 +247,27 @@ class UploadLocked(PixdropError):
     status = 423
     slug = "upload-locked"
     title = "Upload is being written by another request"
+
+
+class HookRefused(PixdropError):
+    """The pre-create hook (``--hook-url``) refused the upload, with this status."""
+
+    status = 403
+    slug = "hook-refused"
+    title = "Refused by the upload hook"
+
+    def __init__(self, detail: str, status: int = 403, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        # The hook picks the status; the class's is only the default.
+        setattr(self, "status", status)  # noqa: B010 (a ClassVar, set on this instance)
+
+
+class HookUnavailable(PixdropError):
+    """The pre-create hook gave no usable answer and ``--hook-failure`` is ``closed``."""
+
+    status = 503
+    slug = "hook-unavailable"
+    title = "Upload hook unavailable"
 
 
 class ChecksumMismatch(PixdropError):

@@ -8,6 +8,7 @@ from pixdrop import __version__
 from pixdrop.cli import images, transfer
 from pixdrop.cli.serve import serve
 from pixdrop.cli.store import store
+from pixdrop.cli.webhooks import webhooks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +19,7 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(store)
+main.add_command(webhooks)
 for command in (
     transfer.upload,
     transfer.uploads,

@@ -54,6 +54,9 @@ class OneShot:
         self, body: AsyncIterator[bytes], *, expected: ExpectedDigests, filename: str | None
     ) -> StoredImage:
         """Store a whole image sent in one request body (``POST /v1/images``)."""
+        await self.lifecycle.admit(
+            self.lifecycle.new("native", None, filename=filename), "one-request"
+        )
         staging_id = new_id()
         store_token = await self.staging.begin(staging_id, durable=False)
         try:
@@ -110,6 +113,7 @@ class OneShot:
         upload = self.lifecycle.new(
             protocol, length, metadata=metadata, filename=filename, content_type=content_type
         )
+        upload = await self.lifecycle.admit(upload)
         stream = Body(
             body,
             limit=length,
