@@ -201,10 +201,10 @@ class MetadataStore(Protocol):
         self,
         upload_id: str,
         *,
-        reason: str | None = None,
+        ending: str | None = None,
         problem: Mapping[str, Any] | None = None,
     ) -> None:
-        """Delete the upload and its parts (no error if absent); *reason* (``expired``, or
+        """Delete the upload and its parts (no error if absent); *ending* (``expired``, or
         ``refused`` with the client's *problem*) is reported to webhooks."""
 
     async def received_end(self, upload_id: str) -> int:

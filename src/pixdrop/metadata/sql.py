@@ -208,15 +208,15 @@ class SqlMetadataStore:
         self,
         upload_id: str,
         *,
-        reason: str | None = None,
+        ending: str | None = None,
         problem: Mapping[str, Any] | None = None,
     ) -> None:
         """Delete the upload and, by cascade, its parts (no error if absent).
 
-        *reason* (``expired`` or ``refused``, with the *problem*) says why, for webhooks.
+        *ending* (``expired`` or ``refused``, with the *problem*) says why, for webhooks.
         """
         operation = partial(
-            q.delete_upload, upload_id=upload_id, events=self.events, reason=reason,
+            q.delete_upload, upload_id=upload_id, events=self.events, ending=ending,
             problem=problem,
         )  # fmt: skip
         await self._write(operation)

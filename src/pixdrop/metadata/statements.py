@@ -380,18 +380,18 @@ def delete_upload(
     conn: Connection,
     upload_id: str,
     events: EventLog | None = None,
-    reason: str | None = None,
+    ending: str | None = None,
     problem: Mapping[str, Any] | None = None,
 ) -> None:
     statement = delete(uploads).where(uploads.c.id == upload_id)
-    if events is None or reason is None or not events.wants(f"upload.{reason}"):
+    if events is None or ending is None or not events.wants(f"upload.{ending}"):
         conn.execute(statement)
         return
     # Reported as the API showed it last: with the chunks it had, read before they go.
     parts = list_parts(conn, upload_id)
     row = conn.execute(statement.returning(*uploads.c)).one_or_none()
     if row is not None:
-        announce(conn, events.upload_ended(_upload_from_row(row), parts, reason, problem))
+        announce(conn, events.upload_ended(_upload_from_row(row), parts, ending, problem))
 
 
 def create_image(conn: Connection, image: Image, events: EventLog | None = None) -> None:

@@ -160,12 +160,12 @@ class Lifecycle:
         self,
         upload: Upload,
         *,
-        reason: str | None = None,
+        ending: str | None = None,
         problem: Mapping[str, Any] | None = None,
     ) -> None:
         """Forget the upload, then free its bytes (a crash in between leaves only bytes).
-        *reason*: ``expired``, or ``refused`` with the client's *problem* (for webhooks)."""
-        await self.meta.delete_upload(upload.id, reason=reason, problem=problem)
+        *ending*: ``expired``, or ``refused`` with the client's *problem* (for webhooks)."""
+        await self.meta.delete_upload(upload.id, ending=ending, problem=problem)
         await self.staging.abort(upload.id, token(upload))
 
     async def sweep(self, now: datetime | None = None, batch: int = 100) -> int:
@@ -174,7 +174,7 @@ class Lifecycle:
         now = now or self.clock()
         removed = 0
         for upload in await self.meta.expired_uploads(now, batch):
-            await self.free(upload, reason="expired")
+            await self.free(upload, ending="expired")
             removed += 1
         grace = self.limits.ttl.total_seconds()
         for upload_id, store_token in await self.staging.stale(older_than=grace):

@@ -236,7 +236,7 @@ class ResumableService:
         try:
             return await self.completion.ingest(staged, filename=upload.filename, record=record)
         except UnprocessableImage as exc:
-            await self.lifecycle.free(upload, reason="refused", problem=problem_body(exc))
+            await self.lifecycle.free(upload, ending="refused", problem=problem_body(exc))
             raise
 
     async def terminate(self, upload_id: str) -> None:

@@ -327,7 +327,7 @@ class UploadService:
             try:
                 return await self._ingest(upload, parts)
             except UnprocessableImage as exc:
-                await self.lifecycle.free(upload, reason="refused", problem=problem_body(exc))
+                await self.lifecycle.free(upload, ending="refused", problem=problem_body(exc))
                 raise
         raise AssertionError("unreachable")
 

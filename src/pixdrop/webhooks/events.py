@@ -41,7 +41,7 @@ EVENT_TYPES = (
     IMAGE_CREATED,
     IMAGE_DELETED,
 )
-#: Why an upload ended without an image: the event each reason is reported as.
+#: How an upload ended without an image: the event each ending is reported as.
 ENDINGS = {"expired": UPLOAD_EXPIRED, "refused": UPLOAD_REFUSED}
 
 
@@ -125,14 +125,14 @@ class EventLog:
         self,
         upload: Upload,
         parts: Sequence[Part],
-        reason: str,
+        ending: str,
         problem: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """The upload went without an image: *reason* ``expired`` or ``refused`` (*problem*)."""
+        """The upload went without an image: *ending* ``expired`` or ``refused`` (*problem*)."""
         if upload.state is UploadState.COMPLETED:
             return []  # a completed upload's record, swept: it made its image, nothing ended
         extra = {"problem": dict(problem)} if problem is not None else {}
-        return self._upload(ENDINGS[reason], upload, parts, **extra)
+        return self._upload(ENDINGS[ending], upload, parts, **extra)
 
     def image_created(self, image: Image) -> list[dict[str, Any]]:
         return self._image(IMAGE_CREATED, image)
