@@ -39,7 +39,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                got = Received({k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
+                got = Received(
+                    {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
+                )
                 with owner._lock:
                     owner.received.append(got)
                 status, body, wait = owner.answer(got)

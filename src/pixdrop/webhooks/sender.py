@@ -42,7 +42,7 @@ __all__ = ["Sender", "SenderSettings", "open_sender", "retry_delay"]
 log = logging.getLogger("pixdrop.webhooks")
 
 #: How long a claimed delivery is held past its attempt's timeout before another may send it.
-HOLD_MARGIN = 30.0
+HOLD_MARGIN = 10.0
 #: The longest wait between two attempts.
 MAX_DELAY = 3600.0
 #: Seconds between looks at the outbox when there was nothing to send.
