@@ -216,9 +216,12 @@ class SqlMetadataStore:
         *ending* (``expired`` or ``refused``, with the *problem*) says why, for webhooks.
         """
         operation = partial(
-            q.delete_upload, upload_id=upload_id, events=self.events, ending=ending,
+            q.delete_upload,
+            upload_id=upload_id,
+            events=self.events,
+            ending=ending,
             problem=problem,
-        )  # fmt: skip
+        )
         await self._write(operation)
 
     async def received_end(self, upload_id: str) -> int:
