@@ -5,6 +5,7 @@ Every delivery is checked with the ``standardwebhooks`` library, as a receiver w
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
 import httpx
@@ -22,6 +23,7 @@ from tests.http.helpers import (
     split_chunks,
     upload_in_chunks,
 )
+from tests.tus.wire import create, location_path
 from tests.webhooks.conftest import deliveries
 from tests.webhooks.receiver import Receiver, types_for
 
@@ -198,3 +200,45 @@ def test_list_and_remove(cli, add_endpoint, receiver: Receiver) -> None:
     cli("remove", endpoint["id"])
     assert endpoint["id"] not in cli("list")
     cli("remove", endpoint["id"], code=1)
+
+
+def test_a_receiver_that_hangs_does_not_hold_up_uploads(
+    server_factory, receiver: Receiver, add_endpoint, photo_png
+) -> None:
+    add_endpoint(receiver.url, "image.created")
+    release = threading.Event()
+
+    def hang(_: object) -> tuple[int, None, float]:
+        release.wait(60)
+        return 200, None, 0.0
+
+    receiver.answer = hang
+    server = server_factory(webhook_concurrency=1, webhook_timeout=60, **FAST)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            first = post_image(client, photo_png)
+            receiver.wait_for(bool)  # the one sending slot is now stuck on the receiver
+            later = [post_image(client, photo_png) for _ in range(3)]
+        assert not release.is_set()
+        assert len(receiver.events()) == 1  # nothing else could be sent meanwhile
+    finally:
+        release.set()
+    got = receiver.wait_for(lambda got: len(got) >= 4)
+    sent = {r.json()["data"]["id"] for r in got}
+    assert sent == {first["id"], *(image["id"] for image in later)}
+
+
+def test_a_tus_upload_with_its_whole_body_reports_all_three_events_in_order(
+    server_factory, receiver: Receiver, add_endpoint, photo_png
+) -> None:
+    add_endpoint(receiver.url)
+    server = server_factory(**FAST)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        response = create(client, len(photo_png), body=photo_png)
+        assert response.status_code == 201, response.text
+    upload_id = location_path(response).rsplit("/", 1)[1]
+    got = receiver.wait_for(lambda got: len(got) >= 3)
+    assert types_for(got, upload_id) == ["upload.created", "upload.completed"]
+    image_id = next(r.json()["data"]["id"] for r in got if r.json()["type"] == "image.created")
+    completed = next(r.json()["data"] for r in got if r.json()["type"] == "upload.completed")
+    assert completed["image_id"] == image_id
