@@ -36,6 +36,8 @@ The tree::
     │   └── TrailingData              422  bytes after the end of the image
     ├── UploadLocked                  423  another request holds the upload and will not yield
     ├── InsufficientStorage           507  the server's disk (or database) is full
+    ├── HookRefused                   4xx  the pre-create hook said no (its status, its message)
+    ├── HookUnavailable               503  the pre-create hook gave no answer (fails closed)
     ├── ChecksumMismatch              460  tus: the body does not match Upload-Checksum
     └── UnsupportedProtocolVersion    412  tus: Tus-Resumable names a version not spoken here
 
@@ -270,6 +272,27 @@ class InsufficientStorage(PixdropError):
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.headers["Retry-After"] = str(self.retry_after)
+
+
+class HookRefused(PixdropError):
+    """The pre-create hook (``--hook-url``) refused the upload, with this status."""
+
+    status = 403
+    slug = "hook-refused"
+    title = "Refused by the upload hook"
+
+    def __init__(self, detail: str, status: int = 403, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        # The hook picks the status; the class's is only the default.
+        setattr(self, "status", status)  # noqa: B010 (a ClassVar, set on this instance)
+
+
+class HookUnavailable(PixdropError):
+    """The pre-create hook gave no usable answer and ``--hook-failure`` is ``closed``."""
+
+    status = 503
+    slug = "hook-unavailable"
+    title = "Upload hook unavailable"
 
 
 class ChecksumMismatch(PixdropError):

@@ -36,6 +36,8 @@ from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.renditions import RenditionService
 from pixdrop.services.resumable import ResumableService
 from pixdrop.storage import open_blob_store
+from pixdrop.webhooks.hook import PreCreateHook, RequestScope
+from pixdrop.webhooks.sender import SenderSettings, open_sender
 
 log = logging.getLogger("pixdrop")
 
@@ -121,7 +123,11 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
     store, meta, codec = backends.store, backends.meta, backends.codec
     locks = LeaseLocks(backends.keeper)
     lifecycle = Lifecycle(
-        staging=store.staging, meta=meta, limits=_upload_limits(settings), clock=utcnow
+        staging=store.staging,
+        meta=meta,
+        limits=_upload_limits(settings),
+        clock=utcnow,
+        hook=_pre_create_hook(settings),
     )
     completion = Completion(
         staging=store.staging,
@@ -164,6 +170,24 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
         oneshot=resumable.oneshot,
         lifecycle=lifecycle,
         completion=completion,
+    )
+
+
+def _pre_create_hook(settings: Settings) -> PreCreateHook | None:
+    if not settings.hook_url:
+        return None
+    return PreCreateHook(
+        settings.hook_url, timeout=settings.hook_timeout, failure=settings.hook_failure
+    )
+
+
+def _sender_settings(settings: Settings) -> SenderSettings:
+    return SenderSettings(
+        retry_base=settings.webhook_retry_base,
+        timeout=settings.webhook_timeout,
+        retry_for=settings.webhook_retry_for,
+        concurrency=settings.webhook_concurrency,
+        refresh=settings.webhook_refresh,
     )
 
 
@@ -225,15 +249,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     rt = build_runtime(settings, backends)
     app.state.runtime = rt
+    # Webhooks: the store writes events from here on; the sender delivers them.
+    sender = open_sender(
+        backends.meta, backends.keeper, _sender_settings(settings), settings.public_url or ""
+    )
+    app.state.webhooks = sender
     try:
         async with anyio.create_task_group() as tasks:
             await tasks.start(backends.keeper.run)
+            await tasks.start(sender.run)
             tasks.start_soon(_sweep_forever, rt, backends, settings.sweep_interval)
             if isinstance(backends.leases, FileLeases):
                 tasks.start_soon(_beat_forever, backends.leases)
             yield
             tasks.cancel_scope.cancel()
     finally:
+        if isinstance(rt.lifecycle.hook, PreCreateHook):
+            await rt.lifecycle.hook.close()
         await backends.leases.close()
         await rt.meta.close()
         await backends.store.close()
@@ -266,8 +298,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(web.router)
     app.include_router(tus.router(settings))
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
-    # Innermost first: method override and tus versioning see the request before routing;
+    # Innermost first: the pre-create hook reads the scope the routes see (RequestScope);
+    # method override and tus versioning see the request before routing;
     # CORS answers preflights before anything else; the request log wraps it all.
+    app.add_middleware(RequestScope)
     app.add_middleware(tus.TusMiddleware, mount=settings.tus_path)
     origins = settings.cors_origin_list
     if origins:
