@@ -27,15 +27,18 @@ The tree::
     │   ├── OffsetMismatch            409  resumable append at the wrong offset
     │   │   └── MismatchingUploadOffset   409  the IETF draft's flavour (IANA type)
     │   └── UploadTakenOver           409  a newer request took over this upload's writing
+    ├── RequestTimeout                408  a request head or body that stopped coming
     ├── UploadExpired                 410
     ├── LengthRequired                411
     ├── PayloadTooLarge               413
     ├── UnsupportedMediaType          415  request body type the endpoint cannot read
     ├── RangeNotSatisfiable           416
+    ├── HeaderTooLarge                431  a request head over max_header_size
     ├── UnprocessableImage            422  not an image, unsupported format, sha256 mismatch
     ├── UploadLocked                  423  another request holds the upload and will not yield
     ├── ChecksumMismatch              460  tus: the body does not match Upload-Checksum
-    └── UnsupportedProtocolVersion    412  tus: Tus-Resumable names a version not spoken here
+    ├── UnsupportedProtocolVersion    412  tus: Tus-Resumable names a version not spoken here
+    └── ServiceUnavailable            503  too many connections, or shutting down
 
 Services raise these; ``http/errors.py`` is the one place that renders them.
 """
@@ -205,6 +208,12 @@ class UploadTakenOver(Conflict):
     title = "Another request took over this upload"
 
 
+class RequestTimeout(PixdropError):
+    status = 408
+    slug = "request-timeout"
+    title = "Request Timeout"
+
+
 class UploadExpired(PixdropError):
     status = 410
     slug = "upload-expired"
@@ -227,6 +236,12 @@ class RangeNotSatisfiable(PixdropError):
     status = 416
     slug = "range-not-satisfiable"
     title = "Range not satisfiable"
+
+
+class HeaderTooLarge(PixdropError):
+    status = 431
+    slug = "header-too-large"
+    title = "Request Header Fields Too Large"
 
 
 class UnprocessableImage(PixdropError):
@@ -257,6 +272,12 @@ class UnsupportedProtocolVersion(PixdropError):
     status = 412
     slug = "unsupported-protocol-version"
     title = "Protocol version not supported"
+
+
+class ServiceUnavailable(PixdropError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service Unavailable"
 
 
 class ClientGone(Exception):
