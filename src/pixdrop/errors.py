@@ -287,3 +287,14 @@ class ClientGone(Exception):
     from a request body iterator (``http.wire.body``) so that services, which import no web
     framework, can tell a body cut short from one that ended.
     """
+
+
+class BodyEnded(ClientGone):
+    """The server ended the request body where it was (no byte for ``idle_timeout`` seconds,
+    or the shutdown deadline): to the services, the same as a client gone.
+
+    Raised once from the ASGI ``receive`` by the HTTP/1.1 protocol
+    (``pixdrop.http.connections``), never sent; unlike a client gone, somebody is there to read
+    the answer: a resumable append that keeps its bytes answers as usual, and a request that
+    answers nothing gets ``408`` (idle) or ``503`` (shutdown) from the protocol.
+    """

@@ -10,7 +10,7 @@ uvicorn's protocol classes that bounds each, with :class:`ConnectionLimits`:
   must arrive within ``header_timeout`` (else ``408`` if any of it came, and the connection
   closes) and be at most ``max_header_size`` bytes (request line and fields; else ``431``);
 * **body**: a request body from which no byte arrives for ``idle_timeout`` seconds while the
-  server waits for one ends: the app reads ``http.disconnect``, as if the client were gone (a
+  server waits for one ends: the app's ``receive`` raises ``BodyEnded`` (a ``ClientGone``: a
   resumable append keeps what it received and answers), and a request that answers nothing
   then gets ``408``; the connection closes after the answer;
 * **connections**: beyond ``max_connections`` open connections, a request is answered ``503``
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pixdrop.errors import (
+    BodyEnded,
     HeaderTooLarge,
     PixdropError,
     RequestTimeout,
@@ -64,8 +65,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 
 
 #: Seconds between the shutdown deadline (bodies end) and uvicorn cancelling what still runs.
@@ -123,29 +122,36 @@ class _Cycle(Protocol):
 class RequestGuard:
     """One request's state: whether (and why) its body was ended, and the receive to use."""
 
-    __slots__ = ("cycle", "ended", "logged", "receive_from")
+    __slots__ = ("cycle", "ended", "logged", "raised", "receive_from")
 
     def __init__(self, cycle: _Cycle) -> None:
         self.cycle = cycle
         #: Why the body was ended: ``"idle"`` or ``"shutdown"`` (``None``: it was not).
         self.ended: str | None = None
         self.logged = False
+        self.raised = False
         self.receive_from: Receive | None = None
 
     def end_body(self, why: str) -> None:
-        """End the body where it is: the app's next ``receive()`` returns ``http.disconnect``
-        and the connection closes after the answer."""
+        """End the body where it is: the app's next ``receive()`` raises ``BodyEnded`` and the
+        connection closes after the answer."""
         self.ended = why
         self.cycle.keep_alive = False
         self.cycle.message_event.set()
 
     async def receive(self) -> Message:
-        if self.ended is not None:
-            return _DISCONNECT
+        """The app's ``receive``: raises ``BodyEnded`` once, on the first call after the body
+        was ended with no byte waiting (so the body's reader sees it). Not ``http.disconnect``:
+        Starlette would remember the request as disconnected, and an append that keeps its
+        bytes would not answer."""
+        if self.ended is not None and not self.raised:
+            self.raised = True
+            raise BodyEnded
         assert self.receive_from is not None
         message = await self.receive_from()
-        if self.ended is not None and not message.get("body"):
-            return _DISCONNECT  # woken by end_body(): no byte came
+        if self.ended is not None and not self.raised and not message.get("body"):
+            self.raised = True  # woken by end_body(): no byte came
+            raise BodyEnded
         return message
 
     def describe(self) -> str:
@@ -356,13 +362,18 @@ class ConnectionGuard:
             self.loop.call_later(self.limits.shutdown_timeout, self._shutdown_deadline, guard)
 
     def _shutdown_deadline(self, guard: RequestGuard) -> None:
-        cycle = guard.cycle
+        if self._guard is guard:
+            self.end_body()
+
+    def end_body(self) -> bool:
+        """End the body of the request this connection runs, if it is still coming in (one
+        log line); ``False`` if there is none."""
+        guard, cycle = self._guard, self._cycle
+        if guard is None or cycle is None or self._phase != PHASE_BODY:
+            return False
         if cycle.response_complete or cycle.disconnected:
-            return
-        if self._phase == PHASE_BODY and self._guard is guard:
-            self._phase = PHASE_NONE
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            GuardedApp._log_cut(guard, "ended the body of")
-            guard.end_body("shutdown")
+            return False
+        self._disarm()
+        GuardedApp._log_cut(guard, "ended the body of")
+        guard.end_body("shutdown")
+        return True
