@@ -67,6 +67,9 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+#: Seconds a refused connection keeps reading (and dropping) what the client still sends.
+LINGER = 2.0
+
 #: Seconds between the shutdown deadline (bodies end) and uvicorn cancelling what still runs.
 SHUTDOWN_GRACE = 5.0
 
@@ -188,6 +191,9 @@ class GuardedApp:
         request.receive_from = receive
         try:
             await self._app(scope, request.receive, send)
+        except BodyEnded:
+            if request.cycle.response_started:
+                raise  # (an app that lets it through after answering: uvicorn closes)
         except asyncio.CancelledError:
             # uvicorn cancels what still runs past its shutdown deadline (or at a second
             # signal): one line, no traceback; the client's connection just closes.
@@ -209,12 +215,10 @@ class GuardedApp:
             self._refuse(request, error)
         return None
 
-    @staticmethod
-    def _refuse(request: RequestGuard, error: PixdropError) -> None:
+    def _refuse(self, request: RequestGuard, error: PixdropError) -> None:
         cycle = request.cycle
         cycle.response_started = cycle.response_complete = True
-        cycle.transport.write(problem_response(error))
-        cycle.transport.close()
+        self._guard.answer_and_close(problem_response(error))
 
     @staticmethod
     def _log_cut(request: RequestGuard, how: str) -> None:
@@ -251,6 +255,8 @@ class ConnectionGuard:
     _last_byte = 0.0
     _guard: RequestGuard | None = None
     _refusal: PixdropError | None = None
+    #: A last answer was written: what still arrives is dropped until the connection closes.
+    _lingering = False
 
     def _setup_guard(self, limits: ConnectionLimits | None) -> None:
         if limits is not None:
@@ -289,17 +295,14 @@ class ConnectionGuard:
         self._timer = None
         if self.transport.is_closing():
             return
-        if self._head_seen:
-            self.transport.write(
-                problem_response(
-                    RequestTimeout(
-                        f"The request head did not arrive within "
-                        f"{self.limits.header_timeout:g} seconds.",
-                        limit="header_timeout",
-                    )
-                )
-            )
-        self.transport.close()
+        if not self._head_seen:
+            self.transport.close()  # nothing came: nobody to answer
+            return
+        error = RequestTimeout(
+            f"The request head did not arrive within {self.limits.header_timeout:g} seconds.",
+            limit="header_timeout",
+        )
+        self.answer_and_close(problem_response(error))
 
     def _head_complete(self) -> None:
         """The head is in: the body (if any) is bounded by ``idle_timeout`` from now on."""
@@ -322,11 +325,29 @@ class ConnectionGuard:
         refusal, self._refusal = self._refusal, None
         if refusal is None:
             return False
-        self._disarm()
-        if not self.transport.is_closing():
-            self.transport.write(problem_response(refusal))
-            self.transport.close()
+        self.answer_and_close(problem_response(refusal))
         return True
+
+    def answer_and_close(self, response: bytes) -> None:
+        """Write a last *response* (it says ``connection: close``) and close the connection.
+
+        The close lingers: what the client still sends (the rest of a head or body it was
+        sending when refused) is read and dropped for up to ``LINGER`` seconds after our FIN,
+        since closing a socket with unread data resets the connection, and a client may then
+        lose the answer before it reads it.
+        """
+        self._disarm()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(response)
+        self._lingering = True
+        self.flow.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.loop.call_later(LINGER, transport.close)  # unless the client closes first
+        else:
+            transport.close()
 
     # -- body
 

@@ -293,6 +293,8 @@ class H11TrailersProtocol(ConnectionGuard, H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         self._last_byte = self.loop.time()
         if self._phase == PHASE_NONE:
             cycle = self._pixdrop_cycle
@@ -364,6 +366,8 @@ if HAVE_HTTPTOOLS:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if self._lingering:
+                return
             self._last_byte = self.loop.time()
             in_head = self._begun and self._phase == PHASE_HEAD
             if self._phase == PHASE_NONE:
