@@ -49,6 +49,19 @@ those tests before raising the cap):
   ``config.h11_max_incomplete_event_size``) whose ``next_event`` records the trailers of
   ``h11.EndOfMessage`` before ``handle_events`` sets ``more_body = False``.
 
+Both classes also carry :class:`pixdrop.http.connections.ConnectionGuard` (head timeout and
+size cap, body idle timeout, connection cap, shutdown deadline); ``http_protocol_class(impl,
+limits)`` binds its :class:`~pixdrop.http.connections.ConnectionLimits`. It relies on more of
+uvicorn: ``loop``, ``flow.read_paused``, ``connections`` (the server's set of protocols),
+``limit_concurrency`` (set to None: the guard answers the cap itself), ``app`` (wrapped),
+``send_400_response`` (called for a parser error; the guard answers 431 instead when the
+head was too large), ``shutdown()`` (called once per connection when shutdown begins), and on
+the cycle ``keep_alive``, ``message_event``, ``response_complete`` and
+``waiting_for_100_continue``; httptools' ``on_message_begin``/``on_url``/``on_header``/
+``on_headers_complete`` (a callback's exception is a parser error) and h11's ``Request``
+event and ``error_status_hint`` 431 for an incomplete head past the size given to
+``h11.Connection``.
+
 Everything runs in the event loop's protocol callbacks, so the app cannot observe a request
 half-way through them; keep-alive and pipelining keep working because the extensions belong
 to each request's scope, not to the connection. ``Expect: 100-continue`` is untouched
