@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import h11
 import httpx
 import pytest
 
@@ -41,10 +42,17 @@ def spawn(tmp_path: Path, database_url: str) -> Iterator:
 def start_hung_patch(
     server: ServerProcess, client: httpx.Client, data: bytes
 ) -> tuple[str, RawRequest]:
-    """A new tus upload of *data*, and a PATCH to it that sends half and then nothing."""
+    """A new tus upload of *data*, and a PATCH to it that sends half and then nothing.
+
+    The PATCH asks ``Expect: 100-continue`` and sends its half once the server said so: the
+    request then runs and reads its body (a signal sent earlier could find it still in the
+    listener's queue, and close it unseen)."""
     path = new_upload(client, len(data))
-    headers = {**TUS, "Content-Type": OCTETS, "Upload-Offset": "0"}
+    headers = {**TUS, "Content-Type": OCTETS, "Upload-Offset": "0", "Expect": "100-continue"}
     hung = RawRequest(server.url, "PATCH", path, len(data), headers)
+    while not isinstance(event := hung.conn.next_event(), h11.InformationalResponse):
+        assert event is h11.NEED_DATA, event
+        hung.conn.receive_data(hung.sock.recv(65536))
     hung.send(data[: len(data) // 2])
     return path, hung
 
