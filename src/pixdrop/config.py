@@ -98,8 +98,34 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(
         30.0,
         gt=0,
-        description="Seconds without a byte after which a resumable append ends; the bytes "
-        "received are kept.",
+        description="Seconds without a byte of a request body after which the request ends: "
+        "a resumable append keeps the bytes received, any other request is answered 408.",
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's head, from connecting (or from "
+        "the first byte of a later request on the connection); then 408 and the connection "
+        "closes.",
+    )
+    max_header_size: Size = Field(
+        ByteSize(16 * 1024),
+        description="Largest request head (request line and header fields); larger: 431.",
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle connection is kept open between requests."
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Open connections per process beyond which requests are answered 503 "
+        "(default: three quarters of the open-file limit, ulimit -n).",
+    )
+    shutdown_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds requests get to finish once shutdown begins; then resumable "
+        "appends end keeping their bytes, and what still runs 5 s later is cancelled.",
     )
     cors_origins: str | None = Field(
         None,

@@ -27,11 +27,13 @@ The tree::
     │   ├── OffsetMismatch            409  resumable append at the wrong offset
     │   │   └── MismatchingUploadOffset   409  the IETF draft's flavour (IANA type)
     │   └── UploadTakenOver           409  a newer request took over this upload's writing
+    ├── RequestTimeout                408  a request head or body that stopped coming
     ├── UploadExpired                 410
     ├── LengthRequired                411
     ├── PayloadTooLarge               413
     ├── UnsupportedMediaType          415  request body type the endpoint cannot read
     ├── RangeNotSatisfiable           416
+    ├── HeaderTooLarge                431  a request head over max_header_size
     ├── UnprocessableImage            422  not an image, unsupported format, sha256 mismatch
     │   └── TrailingData              422  bytes after the end of the image
     ├── UploadLocked                  423  another request holds the upload and will not yield
@@ -39,7 +41,8 @@ The tree::
     ├── HookRefused                   4xx  the pre-create hook said no (its status, its message)
     ├── HookUnavailable               503  the pre-create hook gave no answer (fails closed)
     ├── ChecksumMismatch              460  tus: the body does not match Upload-Checksum
-    └── UnsupportedProtocolVersion    412  tus: Tus-Resumable names a version not spoken here
+    ├── UnsupportedProtocolVersion    412  tus: Tus-Resumable names a version not spoken here
+    └── ServiceUnavailable            503  too many connections, or shutting down
 
 Services raise these; ``http/errors.py`` is the one place that renders them.
 """
@@ -209,6 +212,12 @@ class UploadTakenOver(Conflict):
     title = "Another request took over this upload"
 
 
+class RequestTimeout(PixdropError):
+    status = 408
+    slug = "request-timeout"
+    title = "Request Timeout"
+
+
 class UploadExpired(PixdropError):
     status = 410
     slug = "upload-expired"
@@ -231,6 +240,12 @@ class RangeNotSatisfiable(PixdropError):
     status = 416
     slug = "range-not-satisfiable"
     title = "Range not satisfiable"
+
+
+class HeaderTooLarge(PixdropError):
+    status = 431
+    slug = "header-too-large"
+    title = "Request Header Fields Too Large"
 
 
 class UnprocessableImage(PixdropError):
@@ -307,10 +322,27 @@ class UnsupportedProtocolVersion(PixdropError):
     title = "Protocol version not supported"
 
 
+class ServiceUnavailable(PixdropError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service Unavailable"
+
+
 class ClientGone(Exception):
     """The client went away while its request body was being read.
 
     Not a problem a client receives (nobody is left to receive it): the HTTP layer raises it
     from a request body iterator (``http.wire.body``) so that services, which import no web
     framework, can tell a body cut short from one that ended.
+    """
+
+
+class BodyEnded(ClientGone):
+    """The server ended the request body where it was (no byte for ``idle_timeout`` seconds,
+    or the shutdown deadline): to the services, the same as a client gone.
+
+    Raised once from the ASGI ``receive`` by the HTTP/1.1 protocol
+    (``pixdrop.http.connections``), never sent; unlike a client gone, somebody is there to read
+    the answer: a resumable append that keeps its bytes answers as usual, and a request that
+    answers nothing gets ``408`` (idle) or ``503`` (shutdown) from the protocol.
     """

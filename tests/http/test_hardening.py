@@ -215,7 +215,9 @@ def test_a_content_type_over_255_bytes_is_refused(client, way) -> None:
     )
 
 
-@pytest.mark.parametrize("size", [8 * 1024 * 1024, 4097])
+# (Larger than the 16 KiB head cap, max_header_size, a header is refused before the app: 431,
+# tests/http/test_connections.py.)
+@pytest.mark.parametrize("size", [12 * 1024, 4097])
 @pytest.mark.parametrize("path", ["/files/", "/files/?ietf"])
 def test_upload_metadata_over_4_kib_is_refused(client, size, path) -> None:
     value = "junk " + "A" * (size - 5)

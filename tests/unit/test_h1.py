@@ -7,6 +7,8 @@ send request trailers nor show 1xx responses.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import pickle
 import socket
@@ -20,6 +22,7 @@ import pytest
 import uvicorn
 
 from pixdrop.http import h1
+from pixdrop.http.connections import ConnectionLimits
 from pixdrop.http.h1 import INFORMATIONAL, TRAILERS, RequestTrailers, http_protocol_class
 
 IMPLEMENTATIONS = ["httptools", "h11"]
@@ -33,7 +36,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reads the body, then answers JSON about what it saw.
 
     ``/informational`` sends a 104 before reading the body; ``/late`` tries one after the
-    response has started; ``/invalid`` tries statuses and fields that must be refused.
+    response has started; ``/invalid`` tries statuses and fields that must be refused;
+    ``/slow-reader`` waits a second before reading.
     """
     assert scope["type"] == "http"
     trailers: RequestTrailers = scope["extensions"][TRAILERS]
@@ -42,6 +46,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     report: dict[str, Any] = {"received_before_end": []}
     if path == "/informational":
         await inform(104, [(b"location", b"/files/1"), (b"upload-draft-interop-version", b"6")])
+    if path == "/slow-reader":
+        await asyncio.sleep(1.0)  # longer than the idle timeout of the limited server
     size = 0
     while True:
         message = await receive()
@@ -169,6 +175,12 @@ class Client:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @pytest.fixture
@@ -372,3 +384,159 @@ def test_request_trailers_lookup() -> None:
     ]
     with pytest.raises(ValueError, match="too large"):
         trailers.add(b"x", b"y" * 100, limit=50)
+
+
+# --- connection limits (pixdrop.http.connections) ------------------------------------------
+
+SHORT = ConnectionLimits(header_timeout=0.5, idle_timeout=0.5, max_header_size=4096)
+
+
+def serve(impl: str, limits: ConnectionLimits) -> tuple[int, uvicorn.Server, threading.Thread]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app,
+        http=http_protocol_class(impl, limits),  # type: ignore[arg-type]
+        log_level="critical",
+        access_log=False,
+        lifespan="off",
+        ws="none",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    return int(sock.getsockname()[1]), server, thread
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS)
+def limited(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The app served with short timeouts and a 4 KiB head cap."""
+    port, server, thread = serve(request.param, SHORT)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def limited_client(limited: int) -> Iterator[Client]:
+    conn = Client(limited)
+    yield conn
+    conn.close()
+
+
+def assert_refused(response: Response, status: int, limit: str) -> None:
+    assert response.status == status, response
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["connection"] == "close"
+    body = response.json()
+    assert (body["status"], body["limit"]) == (status, limit), body
+
+
+def test_a_connection_that_sends_nothing_is_closed(limited_client: Client) -> None:
+    assert limited_client.rest() == b""  # closed without an answer: nobody asked anything
+
+
+def test_a_head_that_stops_coming_is_answered_408(limited_client: Client) -> None:
+    limited_client.send(b"GET / HTTP/1.1\r\nHost: test\r\nX-Half: ")
+    assert_refused(limited_client.response(), 408, "header_timeout")
+    assert limited_client.rest() == b""
+
+
+def test_a_head_sent_byte_by_byte_is_answered_408(limited_client: Client) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Pad: " + b"a" * 3000 + b"\r\n\r\n"
+    stop = threading.Event()
+
+    def dribble() -> None:
+        for byte in head:
+            if stop.wait(0.02):
+                return
+            try:
+                limited_client.send(bytes([byte]))
+            except OSError:
+                return  # the server closed
+
+    sender = threading.Thread(target=dribble, daemon=True)
+    sender.start()
+    try:
+        assert_refused(limited_client.response(), 408, "header_timeout")
+    finally:
+        stop.set()
+        sender.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"X-Big: " + b"a" * (1024 * 1024) + b"\r\n",  # one field of 1 MiB
+        b"".join(b"X-%d: 1\r\n" % i for i in range(20_000)),  # 20,000 fields
+        b"X-A: " + b"a" * 2100 + b"\r\nX-B: " + b"b" * 2100 + b"\r\n",  # two that fit alone
+    ],
+    ids=["1MiB-field", "20000-fields", "sum-over-cap"],
+)
+def test_a_head_over_the_cap_is_answered_431(limited_client: Client, fields: bytes) -> None:
+    data = b"POST / HTTP/1.1\r\nHost: test\r\n" + fields + b"Content-Length: 2\r\n\r\nok"
+    with contextlib.suppress(OSError):  # the server may answer before all of it is sent
+        limited_client.send(data)
+    assert_refused(limited_client.response(), 431, "max_header_size")
+
+
+def test_a_head_under_the_cap_is_served(limited_client: Client) -> None:
+    limited_client.send(sized("/", b"abc", head=b"X-Pad: " + b"a" * 3500 + b"\r\n"))
+    response = limited_client.response()
+    assert response.status == 200, response
+    assert response.json()["body"] == 3
+
+
+def test_a_body_that_stops_coming_is_answered_408(limited_client: Client) -> None:
+    limited_client.send(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n0123456789")
+    assert_refused(limited_client.response(), 408, "idle_timeout")
+    assert limited_client.rest() == b""
+
+
+def test_a_body_waiting_for_100_continue_is_not_idle(limited_client: Client) -> None:
+    """The client waits for the server (``Expect: 100-continue``): its silence is not idling."""
+    head = b"POST /slow-reader HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\n"
+    limited_client.send(head + b"Content-Length: 3\r\n\r\n")
+    assert limited_client.response().status == 100  # sent once the app reads, a second later
+    limited_client.send(b"abc")
+    response = limited_client.response()
+    assert response.status == 200, response
+    assert response.json()["body"] == 3
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_connections_over_the_cap_are_answered_503(impl: str) -> None:
+    limits = ConnectionLimits(header_timeout=60, idle_timeout=60, max_connections=3)
+    port, server, thread = serve(impl, limits)
+    idle = [Client(port) for _ in range(3)]
+    try:
+        with Client(port) as extra:
+            extra.send(sized("/", b"abc"))
+            response = extra.response()
+            assert_refused(response, 503, "max_connections")
+            assert response.headers["retry-after"] == "1"
+        for conn in idle:
+            conn.close()
+        time.sleep(0.2)  # (the server sees the closes)
+        with Client(port) as again:
+            again.send(sized("/", b"abc"))
+            assert again.response().status == 200
+    finally:
+        for conn in idle:
+            conn.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_the_limited_classes_survive_pickling_for_worker_processes(impl: Any) -> None:
+    made = http_protocol_class(impl, SHORT)
+    again = pickle.loads(pickle.dumps(made))
+    assert again.func is http_protocol_class(impl)  # type: ignore[attr-defined]
+    assert again.keywords == {"limits": SHORT}  # type: ignore[attr-defined]

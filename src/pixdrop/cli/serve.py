@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -9,6 +10,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -83,7 +85,7 @@ def serve(**flags: Any) -> None:
     options: dict[str, Any] = {"access_log": False, "log_level": "warning"}
     options.update(uvicorn_options(settings))
     if settings.workers == 1:
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
+        server = _Server(uvicorn.Config(create_app(settings), **options))
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
         if not server.started:
@@ -103,6 +105,53 @@ def serve(**flags: Any) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         Multiprocess(config, sockets=[sock]).run()
+
+
+#: Seconds a second signal leaves the requests it ends to record their bytes, and then the
+#: ones it cancels to unwind.
+FORCED_EXIT_GRACE = 1.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with pixdrop's answer to signals.
+
+    The first SIGINT or SIGTERM starts the graceful shutdown (requests get --shutdown-timeout,
+    see ``pixdrop.http.connections``); a second one of either kind exits at once: bodies still
+    coming in end (appends record what they have, within a second), what still runs is
+    cancelled, one log line per request, no traceback. Either way the process exits 0: the
+    signal is not raised again once the server is down (uvicorn would, and SIGTERM's default
+    action would then kill the process).
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.force_exit = True  # uvicorn does so for a second SIGINT only
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.force_exit:
+            from pixdrop.http.connections import ConnectionGuard
+
+            logging.getLogger("pixdrop.server").warning("pixdrop: second signal: exiting now")
+            # uvicorn skips the app's shutdown here and leaves the requests to be cancelled as
+            # the loop closes, each with a traceback. Instead: end the bodies still coming in
+            # (an append records what it has) and give them a moment, cancel what still runs
+            # (the connection guard logs one line per request), then shut the app down.
+            tasks = list(self.server_state.tasks)
+            ended = [
+                c.end_body()
+                for c in list(self.server_state.connections)
+                if isinstance(c, ConnectionGuard)
+            ]
+            if tasks and any(ended):
+                await asyncio.wait(tasks, timeout=FORCED_EXIT_GRACE)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=FORCED_EXIT_GRACE)
+            await self.lifespan.shutdown()
+        self._captured_signals.clear()
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -20,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from pixdrop import __version__
 from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
 from pixdrop.http import chunks, errors, limits, listing, serve, simple, tus, variants, web
+from pixdrop.http.connections import SHUTDOWN_GRACE, ConnectionLimits, default_max_connections
 from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
 from pixdrop.http.state import Runtime, runtime
@@ -326,7 +327,20 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         if settings.trust_forwarded
         else {"proxy_headers": False}
     )
-    return {"http": http_protocol_class(), **proxy}
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        max_header_size=int(settings.max_header_size),
+        idle_timeout=settings.idle_timeout,
+        max_connections=settings.max_connections or default_max_connections(),
+        shutdown_timeout=settings.shutdown_timeout,
+    )
+    return {
+        "http": http_protocol_class(limits=limits),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        # What still runs this long after the shutdown deadline is cancelled (see connections).
+        "timeout_graceful_shutdown": settings.shutdown_timeout + SHUTDOWN_GRACE,
+        **proxy,
+    }
 
 
 def app_from_environment() -> FastAPI:

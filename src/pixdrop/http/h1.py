@@ -49,6 +49,19 @@ those tests before raising the cap):
   ``config.h11_max_incomplete_event_size``) whose ``next_event`` records the trailers of
   ``h11.EndOfMessage`` before ``handle_events`` sets ``more_body = False``.
 
+Both classes also carry :class:`pixdrop.http.connections.ConnectionGuard` (head timeout and
+size cap, body idle timeout, connection cap, shutdown deadline); ``http_protocol_class(impl,
+limits)`` binds its :class:`~pixdrop.http.connections.ConnectionLimits`. It relies on more of
+uvicorn: ``loop``, ``flow.read_paused``, ``connections`` (the server's set of protocols),
+``limit_concurrency`` (set to None: the guard answers the cap itself), ``app`` (wrapped),
+``send_400_response`` (called for a parser error; the guard answers 431 instead when the
+head was too large), ``shutdown()`` (called once per connection when shutdown begins), and on
+the cycle ``keep_alive``, ``message_event``, ``response_complete`` and
+``waiting_for_100_continue``; httptools' ``on_message_begin``/``on_url``/``on_header``/
+``on_headers_complete`` (a callback's exception is a parser error) and h11's ``Request``
+event and ``error_status_hint`` 431 for an incomplete head past the size given to
+``h11.Connection``.
+
 Everything runs in the event loop's protocol callbacks, so the app cannot observe a request
 half-way through them; keep-alive and pipelining keep working because the extensions belong
 to each request's scope, not to the connection. ``Expect: 100-continue`` is untouched
@@ -60,6 +73,7 @@ is full, like uvicorn's own ``send``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -69,6 +83,16 @@ import h11
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.h11_impl import RequestResponseCycle as H11Cycle
+
+from pixdrop.http.connections import (
+    GUARD,
+    PHASE_BODY,
+    PHASE_HEAD,
+    PHASE_NONE,
+    ConnectionGuard,
+    ConnectionLimits,
+    RequestGuard,
+)
 
 TRAILERS = "pixdrop.request_trailers"
 INFORMATIONAL = "pixdrop.informational"
@@ -171,8 +195,9 @@ def _phrase(status: int) -> bytes:
         return b""
 
 
-def _add_extensions(cycle: _Cycle, encode: Encoder) -> RequestTrailers:
-    """Put both extensions into *cycle*'s scope; return its (empty) trailers."""
+def _add_extensions(protocol: ConnectionGuard, cycle: _Cycle, encode: Encoder) -> RequestTrailers:
+    """Put both extensions (and the connection guard's) into *cycle*'s scope; return its
+    (empty) trailers."""
     scope = cast("dict[str, Any]", cycle.scope)
     extensions = scope.get("extensions")
     if extensions is None:
@@ -180,6 +205,8 @@ def _add_extensions(cycle: _Cycle, encode: Encoder) -> RequestTrailers:
     trailers = RequestTrailers()
     extensions[TRAILERS] = trailers
     extensions[INFORMATIONAL] = InformationalSender(cycle, encode)
+    guard = extensions[GUARD] = RequestGuard(cast("Any", cycle))
+    protocol._guard = guard
     return trailers
 
 
@@ -207,33 +234,51 @@ def _h11_encoder(conn: h11.Connection) -> Encoder:
 
 
 class _TrailersConnection(h11.Connection):
-    """An ``h11.Connection`` that hands the next ``EndOfMessage``'s fields to ``pending``."""
+    """An ``h11.Connection`` that hands the next ``EndOfMessage``'s fields to ``pending`` and
+    tells its protocol (the connection guard) where each request stands."""
 
     pending: RequestTrailers | None = None
+    protocol: H11TrailersProtocol | None = None
 
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
-        event = super().next_event()
-        if type(event) is h11.EndOfMessage and self.pending is not None:
-            for name, value in event.headers:
-                self.pending.add(name, value)
-            self.pending.received = True
-            self.pending = None
+        protocol = self.protocol
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431 and protocol and protocol._phase != PHASE_BODY:
+                protocol._head_too_large()  # h11's own cap on an incomplete head (not trailers)
+            raise
+        kind = type(event)
+        if kind is h11.Request and protocol is not None:
+            request = cast("h11.Request", event)
+            size = len(request.method) + len(request.target) + 11
+            size += sum(len(name) + len(value) + 4 for name, value in request.headers)
+            if size > protocol.limits.max_header_size:  # a whole head in one read: h11 takes it
+                protocol._head_too_large()
+                raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+            protocol._head_complete()
+        elif kind is h11.EndOfMessage:
+            if self.pending is not None:
+                for name, value in cast("h11.EndOfMessage", event).headers:
+                    self.pending.add(name, value)
+                self.pending.received = True
+                self.pending = None
+            if protocol is not None:
+                protocol._body_complete()
         return event
 
 
-class H11TrailersProtocol(H11Protocol):
-    """uvicorn's h11 protocol with the ``pixdrop.*`` scope extensions."""
+class H11TrailersProtocol(ConnectionGuard, H11Protocol):
+    """uvicorn's h11 protocol with the ``pixdrop.*`` scope extensions and connection limits."""
 
     _pixdrop_cycle: H11Cycle = None  # type: ignore[assignment]  # as in uvicorn: None at first
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: ConnectionLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        size = getattr(self.config, "h11_max_incomplete_event_size", None)
-        conn = (
-            _TrailersConnection(h11.SERVER)
-            if size is None
-            else _TrailersConnection(h11.SERVER, size)
-        )
+        self._setup_guard(limits)
+        # h11 refuses (431) an incomplete head past this size; a whole one is measured above.
+        conn = _TrailersConnection(h11.SERVER, self.limits.max_header_size)
+        conn.protocol = self
         self.conn = conn
         self._pixdrop_conn = conn
 
@@ -245,7 +290,40 @@ class H11TrailersProtocol(H11Protocol):
     def cycle(self, cycle: H11Cycle) -> None:
         self._pixdrop_cycle = cycle
         if cycle is not None:
-            self._pixdrop_conn.pending = _add_extensions(cycle, _h11_encoder(cycle.conn))
+            encoder = _h11_encoder(cycle.conn)
+            self._pixdrop_conn.pending = _add_extensions(self, cycle, encoder)
+
+    @property
+    def _cycle(self) -> Any:
+        return self._pixdrop_cycle
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_started(seen=False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
+        self._last_byte = self.loop.time()
+        if self._phase == PHASE_NONE:
+            cycle = self._pixdrop_cycle
+            if cycle is None or cycle.response_complete:
+                self._head_started(seen=True)
+        elif self._phase == PHASE_HEAD:
+            self._head_seen = True
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refuse_head():
+            super().send_400_response(msg)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._shutdown_requested()
 
 
 # --- httptools -----------------------------------------------------------------------------
@@ -260,11 +338,23 @@ else:
 
 if HAVE_HTTPTOOLS:
 
-    class HttpToolsTrailersProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol with the ``pixdrop.*`` scope extensions."""
+    class HttpToolsTrailersProtocol(ConnectionGuard, HttpToolsProtocol):
+        """uvicorn's httptools protocol with the ``pixdrop.*`` scope extensions and
+        connection limits."""
 
         _pixdrop_cycle: HttpToolsCycle = None  # type: ignore[assignment]  # None at first
         _pixdrop_trailers: RequestTrailers | None = None
+        #: Bytes of the head being parsed: request target and fields as the parser hands them
+        #: over, and whole reads that came while the head was still incomplete.
+        _head_bytes = 0
+        _head_raw = 0
+        _begun = False
+
+        def __init__(
+            self, *args: Any, limits: ConnectionLimits | None = None, **kwargs: Any
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            self._setup_guard(limits)
 
         @property  # uvicorn assigns a plain attribute: this sees every new request
         def cycle(self) -> HttpToolsCycle:
@@ -274,7 +364,67 @@ if HAVE_HTTPTOOLS:
         def cycle(self, cycle: HttpToolsCycle) -> None:
             self._pixdrop_cycle = cycle
             if cycle is not None:
-                self._pixdrop_trailers = _add_extensions(cycle, _encode_raw)
+                self._pixdrop_trailers = _add_extensions(self, cycle, _encode_raw)
+
+        @property
+        def _cycle(self) -> Any:
+            return self._pixdrop_cycle
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_started(seen=False)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._lingering:
+                return
+            self._last_byte = self.loop.time()
+            in_head = self._begun and self._phase == PHASE_HEAD
+            if self._phase == PHASE_NONE:
+                cycle = self._pixdrop_cycle
+                if cycle is None or cycle.response_complete:
+                    self._head_started(seen=True)
+            elif self._phase == PHASE_HEAD:
+                self._head_seen = True
+            super().data_received(data)
+            if in_head and self._begun and not self.transport.is_closing():
+                # The whole read belongs to a head still incomplete (httptools keeps a field
+                # until it is complete: a huge one is caught here, before it ends).
+                self._head_raw += len(data)
+                if self._head_raw > self.limits.max_header_size:
+                    self._head_too_large()
+                    self._refuse_head()
+
+        def send_400_response(self, msg: str) -> None:
+            if not self._refuse_head():
+                super().send_400_response(msg)
+
+        def shutdown(self) -> None:
+            super().shutdown()
+            self._shutdown_requested()
+
+        def _count_head(self, size: int) -> None:
+            self._head_bytes += size
+            if self._head_bytes > self.limits.max_header_size:
+                raise self._head_too_large()  # the parser makes it HttpParserError: 431 above
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_bytes = self._head_raw = 0
+            self._begun = True
+            self._head_started(seen=True)
+
+        def on_url(self, url: bytes) -> None:
+            super().on_url(url)
+            self._count_head(len(url))
+
+        def on_headers_complete(self) -> None:
+            self._begun = False
+            super().on_headers_complete()
+            self._head_complete()
 
         def _current_trailers(self) -> RequestTrailers | None:
             """The trailers of the request being parsed, once its head is complete."""
@@ -287,6 +437,7 @@ if HAVE_HTTPTOOLS:
             trailers = self._current_trailers()
             if trailers is None:
                 super().on_header(name, value)
+                self._count_head(len(name) + len(value) + 4)
             else:
                 trailers.add(name, value, MAX_TRAILER_SIZE)
 
@@ -295,16 +446,25 @@ if HAVE_HTTPTOOLS:
             if trailers is not None:
                 trailers.received = True
             super().on_message_complete()
+            self._body_complete()
 
 
 def http_protocol_class(
     impl: Literal["auto", "httptools", "h11"] = "auto",
-) -> type[asyncio.Protocol]:
-    """The protocol class for ``uvicorn.Config(http=...)``: httptools if installed, else h11."""
+    limits: ConnectionLimits | None = None,
+) -> Callable[..., asyncio.Protocol]:
+    """The protocol class for ``uvicorn.Config(http=...)``: httptools if installed, else h11.
+
+    With *limits*, a ``functools.partial`` of it that applies them (it pickles, for worker
+    processes); without, the class itself, with ``ConnectionLimits()``'s defaults.
+    """
+    cls: type[asyncio.Protocol]
     if impl == "h11" or (impl == "auto" and not HAVE_HTTPTOOLS):
-        return H11TrailersProtocol
-    if impl not in ("auto", "httptools"):
+        cls = H11TrailersProtocol
+    elif impl not in ("auto", "httptools"):
         raise ValueError(f"unknown HTTP/1.1 implementation: {impl!r}")
-    if not HAVE_HTTPTOOLS:
+    elif not HAVE_HTTPTOOLS:
         raise ImportError("httptools is not installed")
-    return HttpToolsTrailersProtocol
+    else:
+        cls = HttpToolsTrailersProtocol
+    return cls if limits is None else functools.partial(cls, limits=limits)

@@ -12,6 +12,12 @@ A ``Body`` wraps the iterator the HTTP layer hands over and, on its way to ``Sta
 * for resumable appends (``interruptible``), ends early instead of failing when the client goes
   away (``ClientGone``), sends nothing for ``idle_timeout`` seconds, or a newer request calls
   :meth:`Body.stop`: the bytes received so far are then kept (``interrupted``).
+
+Bodies of every kind are also bounded where they arrive: pixdrop's HTTP/1.1 protocol ends a
+body that sends nothing for ``idle_timeout`` seconds, or is still coming at the shutdown
+deadline, by raising ``BodyEnded`` (a ``ClientGone``) from the body iterator
+(``pixdrop.http.connections``). An interruptible body keeps its bytes as above; any other one
+fails with it, so that nothing is recorded and its lease (a chunk's) is released at once.
 """
 
 from __future__ import annotations
