@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import ByteSize, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -117,6 +117,18 @@ class Settings(BaseSettings):
         "Off: acknowledged data survives a crash of pixdrop, not of the machine.",
     )
     access_log: bool = Field(True, description="Log one line per request on stderr.")
+    log_format: Literal["text", "json", "auto"] = Field(
+        "text",
+        description="Log lines on stderr as text, or as one JSON object per line (json); "
+        "auto: text on a terminal, JSON otherwise.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics on this port of --host, and only there "
+        "(default: at /metrics on the main port).",
+    )
     formats: str | None = Field(
         None,
         description="Accepted image formats, comma-separated, of "

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from pixdrop import metrics
 from pixdrop.errors import PayloadTooLarge, UploadExpired, UploadNotFound
 from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
 from pixdrop.ports import MetadataStore, Staging
@@ -122,6 +123,7 @@ class Lifecycle:
             await self.meta.create_final(stored, list(partial_ids))
         else:
             await self.meta.create_upload(stored, parts=parts, image=image)
+        metrics.UPLOADS_OPENED.inc()
         return stored
 
     async def get(self, upload_id: str) -> Upload:
