@@ -93,8 +93,8 @@ HTTP_IN_FLIGHT = Gauge(
 
 UPLOADS_OPENED = Counter(
     "pixdrop_uploads_opened",
-    "Uploads opened to be sent in pieces (native chunks, tus, IETF); a whole image in one "
-    "request opens none.",
+    "Uploads opened (native chunks, tus, IETF draft); a whole image sent with POST "
+    "/v1/images opens none.",
 )
 UPLOADS_COMPLETED = Counter(
     "pixdrop_uploads_completed",

@@ -22,6 +22,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -55,17 +56,28 @@ def _request_id(scope: Scope) -> str:
 def route_template(scope: Scope) -> str:
     """The path template of the route that served *scope*. The router leaves it in the scope;
     when an inner middleware handed the router a copy (tus method override), the routes are
-    asked again, as the router asks them."""
+    asked again: the first whose path matches (for any method, as the copy's method may
+    differ)."""
     route = scope.get("route")
     if route is None:
-        app = scope.get("app")
-        routes = getattr(getattr(app, "router", None), "routes", ())
-        route = next(
-            (r for r in routes if isinstance(r, BaseRoute) and r.matches(scope)[0] is Match.FULL),
-            None,
-        )
+        route = _match_path(scope)
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED
+
+
+def _match_path(scope: Scope, routes: Iterable[object] | None = None) -> object:
+    """The first route whose path matches *scope*'s, looking into included routers."""
+    if routes is None:
+        routes = getattr(getattr(scope.get("app"), "router", None), "routes", ())
+    for candidate in routes:
+        included = getattr(getattr(candidate, "original_router", None), "routes", None)
+        if included is not None:  # FastAPI keeps include_router()'s routes in their router
+            found = _match_path(scope, included)
+            if found is not None:
+                return found
+        elif isinstance(candidate, BaseRoute) and candidate.matches(scope)[0] is not Match.NONE:
+            return candidate
+    return None
 
 
 def _ids(scope: Scope, headers: MutableHeaders | None) -> tuple[str | None, str | None]:
