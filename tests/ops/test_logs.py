@@ -40,7 +40,7 @@ def test_json_access_lines_carry_the_fields_and_no_secret(
     server = ServerProcess(tmp_path, tmp_path / "data", database_url, ["--log-format", "json"])
     image = noise_png(32, 7)
     try:
-        server.wait_healthy()
+        server.wait_healthy(timeout=120)
         with httpx.Client(base_url=server.url, timeout=60) as client:
             posted = client.post("/v1/images", content=image, headers={"X-Request-Id": "trace-7"})
             assert posted.status_code == 201, posted.text

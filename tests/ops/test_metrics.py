@@ -67,7 +67,7 @@ def test_two_workers_add_up_on_the_metrics_port(tmp_path: Path, database_url: st
         ["--workers", "2", "--metrics-port", str(port), "--no-access-log"],
     )
     try:
-        server.wait_healthy()
+        server.wait_healthy(timeout=120)
         done = run_session(server.url)
         after = scrape(f"http://127.0.0.1:{port}/metrics")
         # A fresh server: every count is the session's (health checks aside).
