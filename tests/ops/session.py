@@ -131,4 +131,10 @@ def expected_growth(done: Session) -> dict[Key, float]:
         key("pixdrop_images_deleted_total"): 1,
         key("pixdrop_decode_seconds_count", job="inspect"): 4,
         key("pixdrop_decode_seconds_count", job="render"): 1,
+        # Each completion and the delete hold their blob's lease, and so does storing the
+        # variant; it is rendered under a lease of its own. The tus PATCH and the IETF
+        # creation (which carried the bytes) each took the upload's writer lease.
+        key("pixdrop_lock_wait_seconds_count", kind="blob"): 6,
+        key("pixdrop_lock_wait_seconds_count", kind="render"): 1,
+        key("pixdrop_lock_wait_seconds_count", kind="writer"): 2,
     }

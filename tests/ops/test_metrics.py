@@ -12,11 +12,13 @@ import pytest
 
 from tests.conftest import ServerFactory
 from tests.e2e import ServerProcess
-from tests.http.helpers import free_port
-from tests.ops.session import expected_growth, grown, key, run_session, scrape
+from tests.http.helpers import create_upload, free_port, poll
+from tests.ops.session import Key, expected_growth, grown, key, run_session, scrape
 
 
-def _mismatches(before: dict, after: dict, expected: dict) -> dict:
+def _mismatches(
+    before: dict[Key, float], after: dict[Key, float], expected: dict[Key, float]
+) -> dict[Key, tuple[float, float]]:
     return {
         wanted: (grown(before, after, wanted), count)
         for wanted, count in expected.items()
@@ -35,6 +37,24 @@ def test_a_session_shows_in_the_metrics(server_factory: ServerFactory) -> None:
     # The first scrape was counted (it ended before the second began).
     metrics_ok = key("pixdrop_http_requests_total", route="/metrics", method="GET", status="200")
     assert grown(before, after, metrics_ok) >= 1
+
+
+def test_the_sweeper_counts_its_runs_and_the_uploads_it_removed(
+    server_factory: ServerFactory,
+) -> None:
+    live = server_factory(upload_ttl=1, sweep_interval=0.2)
+    before = scrape(live.url + "/metrics")
+    with httpx.Client(base_url=live.url) as client:
+        create_upload(client, 1000)
+    expired, swept = key("pixdrop_uploads_expired_total"), key("pixdrop_sweeps_total", outcome="ok")
+    after = poll(
+        lambda: scrape(live.url + "/metrics"),
+        lambda now: grown(before, now, expired) >= 1,
+        timeout=60,
+    )
+    assert grown(before, after, expired) == 1
+    assert grown(before, after, swept) >= 1
+    assert grown(before, after, key("pixdrop_sweeps_total", outcome="failed")) == 0
 
 
 def test_routes_are_templates_and_unknown_paths_one_label(server_factory: ServerFactory) -> None:

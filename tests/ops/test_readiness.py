@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, ServerFactory, _pg_connect
+from tests.conftest import IN_CI, PG_ADMIN_URL, ServerFactory, _pg_connect
 
 
 def _ready(url: str) -> httpx.Response:
@@ -34,7 +34,10 @@ def doomed_database() -> Iterator[str]:
     try:
         admin = _pg_connect(PG_ADMIN_URL)
     except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+        message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(message + " (required when CI=true)")
+        pytest.skip(message)
     name = "pixdrop_doomed_" + secrets.token_hex(6)
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
