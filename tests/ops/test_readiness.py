@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, PG_ADMIN_URL, ServerFactory, _pg_connect
+from pixdrop.config import Settings
+from pixdrop.http.app import begin_shutdown, create_app
+from tests.conftest import IN_CI, PG_ADMIN_URL, ServerFactory, _pg_connect, start_server
 
 
 def _ready(url: str) -> httpx.Response:
@@ -74,3 +76,17 @@ def test_a_blob_store_that_goes_away_makes_it_unready_not_dead(
     assert unready.status_code == 503
     assert unready.json() == {"status": "unavailable", "database": "ok", "blob_store": "down"}
     assert httpx.get(live.url + "/healthz").status_code == 200
+
+
+def test_unready_once_shutdown_has_begun(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d", access_log=False)
+    app = create_app(settings)
+    live = start_server(settings, app)
+    try:
+        assert _ready(live.url).status_code == 200
+        begin_shutdown(app)  # what the server calls when it starts to stop
+        unready = _ready(live.url)
+        assert (unready.status_code, unready.json()) == (503, {"status": "shutting-down"})
+        assert httpx.get(live.url + "/healthz").status_code == 200
+    finally:
+        live.stop()
