@@ -143,6 +143,18 @@ class Settings(BaseSettings):
         "Off: acknowledged data survives a crash of pixdrop, not of the machine.",
     )
     access_log: bool = Field(True, description="Log one line per request on stderr.")
+    log_format: Literal["text", "json", "auto"] = Field(
+        "text",
+        description="Log lines on stderr as text, or as one JSON object per line (json); "
+        "auto: text on a terminal, JSON otherwise.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics on this port of --host, and only there "
+        "(default: at /metrics on the main port).",
+    )
     formats: str | None = Field(
         None,
         description="Accepted image formats, comma-separated, of "

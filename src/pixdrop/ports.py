@@ -157,6 +157,11 @@ class BlobStore(Protocol):
     staging: Staging
     blobs: Blobs
 
+    async def ping(self) -> None:
+        """Return if the store answers now (a cheap request, for readiness checks); raise
+        ``OSError`` if it does not: local disk, its directories are gone or not writable;
+        S3, the bucket cannot be reached (network, credentials, bucket missing)."""
+
     async def close(self) -> None:
         """Release connections."""
 

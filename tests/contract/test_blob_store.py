@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -594,6 +595,39 @@ def test_only_derived_keys_are_put_and_only_content_keys_kept(store: BlobStore) 
                 await store.staging.keep(upload_id, token, bad)
 
     run(go)
+
+
+# --- Readiness
+
+
+def test_ping_answers_while_the_store_does(store: BlobStore) -> None:
+    run(store.ping)
+    run(kept, store, b"still answering")
+    run(store.ping)
+
+
+def _unreachable(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> BlobStore:
+    """A store of *kind* that cannot answer: its directory removed; a bucket that is not
+    there (opened without ``open_blob_store``'s check, as if it went away after start)."""
+    if kind == "local":
+        local = LocalStore(tmp_path / "gone")
+        shutil.rmtree(tmp_path / "gone")
+        return local
+    url = str(request.getfixturevalue("s3_url"))
+    rest = url.removeprefix("s3://").partition("/")[2]
+    return S3Store(S3Location.parse(f"s3://missing-{secrets.token_hex(4)}/{rest}"))
+
+
+@pytest.mark.parametrize("kind", sorted(OPENERS))
+def test_ping_raises_os_error_when_the_store_cannot_answer(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    broken = _unreachable(kind, tmp_path, request)
+    try:
+        with pytest.raises(OSError, match="blob store"):
+            run(broken.ping)
+    finally:
+        run(broken.close)
 
 
 # --- Local store only (not parametrized): layout on disk, durability switch, URLs.

@@ -68,6 +68,7 @@ def serve(**flags: Any) -> None:
         sys.exit(2)
     _configure_logging(settings)
     _prepare(settings)
+    _serve_metrics(settings)
     # Bound before anything is announced: a busy port is one clear line and exit 1, never
     # "serving on ..." followed by uvicorn's failure (uvicorn then serves on this socket).
     sock = _bind(settings.host, settings.port)
@@ -84,6 +85,8 @@ def serve(**flags: Any) -> None:
 
     options: dict[str, Any] = {"access_log": False, "log_level": "warning"}
     options.update(uvicorn_options(settings))
+    if _json_logs(settings):
+        options["log_config"] = None  # uvicorn's own records go through pixdrop's handler
     if settings.workers == 1:
         server = _Server(uvicorn.Config(create_app(settings), **options))
         with contextlib.suppress(KeyboardInterrupt):
@@ -178,13 +181,38 @@ def _origin(host: str, sock: socket.socket) -> str:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # boto3 says at INFO where it found the S3 credentials: nothing an operator needs.
-    for name in ("botocore", "boto3", "s3transfer"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    if not settings.access_log:
-        logging.getLogger("pixdrop.access").setLevel(logging.WARNING)
+    from pixdrop.logs import configure
+
+    configure(settings.log_format, access_log=settings.access_log)
+
+
+def _json_logs(settings: Settings) -> bool:
+    from pixdrop.logs import log_format_for
+
+    return log_format_for(settings.log_format) == "json"
+
+
+def _serve_metrics(settings: Settings) -> None:
+    """Before any worker starts: with several, have them share metrics through files under
+    the data directory's scratch space; with ``--metrics-port``, serve them there, from this
+    process (the supervisor), so that one port answers for all workers."""
+    from pixdrop.metrics import multiprocess_dir, use_multiprocess
+
+    if settings.workers > 1:
+        use_multiprocess(multiprocess_dir(settings.data_dir / "tmp"))
+    if settings.metrics_port is not None:
+        from pixdrop.http.metrics import serve_port
+
+        try:
+            serve_port(settings.host, settings.metrics_port)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            click.echo(
+                f"pixdrop: cannot serve metrics on {settings.host}:{settings.metrics_port}: "
+                f"{reason}",
+                err=True,
+            )
+            sys.exit(1)
 
 
 def _prepare(settings: Settings) -> None:

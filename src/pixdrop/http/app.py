@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,9 +17,10 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from pixdrop import __version__
+from pixdrop import __version__, logs, metrics
 from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
 from pixdrop.http import chunks, errors, limits, listing, serve, simple, tus, variants, web
+from pixdrop.http import metrics as metrics_endpoint
 from pixdrop.http.connections import SHUTDOWN_GRACE, ConnectionLimits, default_max_connections
 from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
@@ -37,6 +38,7 @@ from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.renditions import RenditionService
 from pixdrop.services.resumable import ResumableService
 from pixdrop.storage import open_blob_store
+from pixdrop.tasks import both
 from pixdrop.webhooks.hook import PreCreateHook, RequestScope
 from pixdrop.webhooks.sender import SenderSettings, open_sender
 
@@ -221,9 +223,11 @@ async def _sweep_forever(rt: Runtime, backends: Backends, interval: float) -> No
         await anyio.sleep(interval)
         try:
             if await backends.keeper.lead("sweeper", ttl=interval * 3):
-                await rt.lifecycle.sweep()
+                metrics.UPLOADS_EXPIRED.inc(await rt.lifecycle.sweep())
                 await backends.leases.purge()
+                metrics.SWEEPS.labels("ok").inc()
         except Exception:  # a failed sweep must not end the sweeper; the next one retries
+            metrics.SWEEPS.labels("failed").inc()
             log.exception("sweeping expired uploads failed")
 
 
@@ -255,6 +259,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         backends.meta, backends.keeper, _sender_settings(settings), settings.public_url or ""
     )
     app.state.webhooks = sender
+    app.state.blob_store = backends.store
     try:
         async with anyio.create_task_group() as tasks:
             await tasks.start(backends.keeper.run)
@@ -263,6 +268,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             if isinstance(backends.leases, FileLeases):
                 tasks.start_soon(_beat_forever, backends.leases)
             yield
+            begin_shutdown(app)
             tasks.cancel_scope.cancel()
     finally:
         if isinstance(rt.lifecycle.hook, PreCreateHook):
@@ -273,9 +279,49 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await codec.close()
 
 
+#: How long ``/readyz`` waits for each store to answer before calling it down.
+READY_TIMEOUT = 5.0
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """From now on ``/readyz`` answers 503, so load balancers stop sending new requests
+    while those in flight finish (called when the server starts to stop)."""
+    app.state.shutting_down = True
+
+
 async def _healthz(request: Request) -> JSONResponse:
-    await runtime(request).meta.ping()
+    """Liveness: the process answers. Nothing else is asked (a database that is down is a
+    readiness matter: restarting pixdrop would not bring it back)."""
     return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def _answers(ping: Callable[[], Awaitable[None]], what: str) -> str:
+    try:
+        with anyio.fail_after(READY_TIMEOUT):
+            await ping()
+    except TimeoutError:
+        log.warning("readiness: the %s did not answer within %s s", what, READY_TIMEOUT)
+        return "timeout"
+    except Exception as exc:  # whatever the driver raises: the store is not usable now
+        log.warning("readiness: the %s does not answer: %s", what, exc)
+        return "down"
+    return "ok"
+
+
+async def _readyz(request: Request) -> JSONResponse:
+    """Readiness: 200 when the database and the blob store both answer a cheap request now;
+    503 while either does not, and while the server shuts down."""
+    if getattr(request.app.state, "shutting_down", False):
+        return JSONResponse({"status": "shutting-down"}, status_code=503)
+    store: BlobStore = request.app.state.blob_store
+    database, blobs = await both(
+        _answers(runtime(request).meta.ping, "database"), _answers(store.ping, "blob store")
+    )
+    ready = database == blobs == "ok"
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "database": database, "blob_store": blobs},
+        status_code=200 if ready else 503,
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -299,6 +345,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(web.router)
     app.include_router(tus.router(settings))
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
+    app.add_api_route("/readyz", _readyz, methods=["GET"], tags=["operations"])
+    if settings.metrics_port is None:  # else served on a port of its own (cli/serve.py)
+        app.add_route("/metrics", metrics_endpoint.endpoint, include_in_schema=False)
     # Innermost first: the pre-create hook reads the scope the routes see (RequestScope);
     # method override and tus versioning see the request before routing;
     # CORS answers preflights before anything else; the request log wraps it all.
@@ -345,4 +394,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def app_from_environment() -> FastAPI:
     """App factory for worker processes: settings come from ``PIXDROP_*`` variables."""
-    return create_app(load_settings())
+    settings = load_settings()
+    logs.configure(settings.log_format, access_log=settings.access_log)
+    return create_app(settings)

@@ -35,8 +35,16 @@ errors_log = logging.getLogger("pixdrop.errors")
 _PG_DISK_FULL = "53100"
 
 
+def _with_request_id(body: dict[str, Any], request: Request) -> dict[str, Any]:
+    """*body* quoting the request's id (``http.middleware`` sets it), to match server logs."""
+    request_id = request.scope.get("state", {}).get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
 def problem_response(error: PixdropError, request: Request) -> JSONResponse:
-    body = problem_body(error, instance=request.url.path)
+    body = _with_request_id(problem_body(error, instance=request.url.path), request)
     return JSONResponse(
         body, status_code=error.status, headers=error.headers, media_type=MEDIA_TYPE
     )
@@ -116,6 +124,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         "status": exc.status_code,
         "detail": f"{exc.detail}: {request.method} {request.url.path}.",
     }
+    _with_request_id(body, request)
     return JSONResponse(body, status_code=exc.status_code, headers=headers, media_type=MEDIA_TYPE)
 
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
 import anyio
 from anyio import to_thread
+
+from pixdrop import metrics
 
 __all__ = ["JobTimeout", "WorkerCrashed", "WorkerPool"]
 
@@ -102,24 +105,44 @@ class WorkerPool:
     async def run(self, name: str, *args: Any, deadline: float | None = None) -> tuple[Any, ...]:
         """The worker's reply to job *name*: ``("ok", value)``, ``("refused", detail,
         fields)`` or ``("failed", message)``. Raise ``JobTimeout`` or ``WorkerCrashed``."""
-        async with self._limiter:
-            if self._closed:
-                raise RuntimeError("the image worker pool is closed")
-            worker = self._idle.pop() if self._idle else await self._start()
-            try:
-                reply = await to_thread.run_sync(
-                    worker.call, name, args, self.timeout if deadline is None else deadline
-                )
-            except BaseException:
-                # Timed out, crashed or cancelled: its state is unknown, so it goes.
-                self._all.discard(worker)
-                await to_thread.run_sync(worker.stop)
-                raise
-            if self._closed:
-                await to_thread.run_sync(worker.stop)
-            else:
-                self._idle.append(worker)
-            return reply
+        metrics.DECODE_QUEUE.inc()
+        try:
+            await self._limiter.acquire()
+        finally:
+            metrics.DECODE_QUEUE.dec()
+        try:
+            return await self._run(name, args, deadline)
+        finally:
+            self._limiter.release()
+
+    async def _run(
+        self, name: str, args: tuple[Any, ...], deadline: float | None
+    ) -> tuple[Any, ...]:
+        if self._closed:
+            raise RuntimeError("the image worker pool is closed")
+        worker = self._idle.pop() if self._idle else await self._start()
+        metrics.DECODE_RUNNING.inc()
+        started = time.perf_counter()
+        try:
+            reply = await to_thread.run_sync(
+                worker.call, name, args, self.timeout if deadline is None else deadline
+            )
+        except BaseException as exc:
+            # Timed out, crashed or cancelled: its state is unknown, so it goes.
+            if isinstance(exc, JobTimeout | WorkerCrashed):
+                reason = "timeout" if isinstance(exc, JobTimeout) else "crashed"
+                metrics.DECODE_FAILURES.labels(name, reason).inc()
+            self._all.discard(worker)
+            await to_thread.run_sync(worker.stop)
+            raise
+        finally:
+            metrics.DECODE_RUNNING.dec()
+            metrics.DECODE_SECONDS.labels(name).observe(time.perf_counter() - started)
+        if self._closed:
+            await to_thread.run_sync(worker.stop)
+        else:
+            self._idle.append(worker)
+        return reply
 
     async def _start(self) -> _Worker:
         worker = await to_thread.run_sync(_Worker, self._context)

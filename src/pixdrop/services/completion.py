@@ -33,7 +33,7 @@ from pathlib import Path
 
 from anyio import to_thread
 
-from pixdrop import ranges
+from pixdrop import metrics, ranges
 from pixdrop.errors import TrailingData, UnprocessableImage, UploadIncomplete, UploadNotFound
 from pixdrop.formats import BY_NAME
 from pixdrop.imaging import ends
@@ -133,6 +133,13 @@ class Completion:
     async def ingest(self, staged: Staged, *, filename: str | None, record: Record) -> StoredImage:
         """Check, keep and record the image in *staged*; ``UnprocessableImage`` if the bytes
         are not an acceptable image or not the announced ones (the caller frees the upload)."""
+        try:
+            return await self._ingest(staged, filename, record)
+        except UnprocessableImage as exc:
+            metrics.UPLOADS_REFUSED.labels(str(exc.extra.get("reason", "unprocessable"))).inc()
+            raise
+
+    async def _ingest(self, staged: Staged, filename: str | None, record: Record) -> StoredImage:
         head = staged.head if staged.head is not None else await self._head(staged)
         try:
             info = self._probe(head)
@@ -167,6 +174,8 @@ class Completion:
                 await self.staging.abort(staged.upload_id, staged.token)
                 raise
         await self.staging.abort(staged.upload_id, staged.token)
+        metrics.UPLOADS_COMPLETED.inc()
+        metrics.IMAGES_STORED.labels("new" if kept_here else "shared").inc()
         return StoredImage(image, delete_token)
 
     @staticmethod

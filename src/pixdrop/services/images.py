@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 
+from pixdrop import metrics
 from pixdrop.errors import Forbidden, ImageNotFound, Unauthorized
 from pixdrop.models import Image, is_valid_id
 from pixdrop.ports import Blobs, MetadataStore
@@ -84,3 +85,4 @@ class ImageService:
             await self.meta.delete_image(image.id)
             if await self.meta.count_images_with_sha256(image.sha256) == 0:
                 await self.blobs.delete(image.blob_key)
+        metrics.IMAGES_DELETED.inc()

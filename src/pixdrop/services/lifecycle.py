@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from pixdrop import metrics
 from pixdrop.errors import PayloadTooLarge, UploadExpired, UploadNotFound
 from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
 from pixdrop.ports import MetadataStore, Staging
@@ -135,6 +136,7 @@ class Lifecycle:
             await self.meta.create_final(stored, list(partial_ids))
         else:
             await self.meta.create_upload(stored, parts=parts, image=image)
+        metrics.UPLOADS_OPENED.inc()
         return stored
 
     async def admit(self, upload: Upload, way: str | None = None) -> Upload:

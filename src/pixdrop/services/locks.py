@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 import anyio
 
+from pixdrop import metrics
 from pixdrop.errors import Conflict
 from pixdrop.ports import LeaseBusy
 from pixdrop.services.leases import LeaseKeeper
@@ -32,12 +33,22 @@ class LeaseLocks:
         """Hold *key* while the block runs; ``LeaseBusy`` at once if it is held elsewhere."""
         return self.keeper.hold(key)
 
-    def take_over(
-        self, key: str, on_stop: Callable[[], None]
-    ) -> AbstractAsyncContextManager[object]:
+    @asynccontextmanager
+    async def take_over(self, key: str, on_stop: Callable[[], None]) -> AsyncIterator[object]:
         """Hold *key*, asking a current holder to step aside (``LeaseBusy`` if it does not
         within ``lock_wait``); *on_stop* runs if a newer request asks this one to."""
-        return self.keeper.hold(key, take_over=True, on_stop=on_stop)
+        started = time.monotonic()
+        async with AsyncExitStack() as stack:
+            try:
+                held = await stack.enter_async_context(
+                    self.keeper.hold(key, take_over=True, on_stop=on_stop)
+                )
+            except LeaseBusy:
+                metrics.LOCK_GIVEUPS.labels("writer").inc()
+                raise
+            finally:
+                metrics.LOCK_WAIT.labels("writer").observe(time.monotonic() - started)
+            yield held
 
     @asynccontextmanager
     async def hold_waiting(self, key: str, patience: float = 30.0) -> AsyncIterator[None]:
@@ -47,8 +58,10 @@ class LeaseLocks:
         others wait for anyway (rendering a variant once): a chunk write, which lasts as long
         as its request body, is refused at once instead (``ChunkBusy``).
         """
-        deadline = time.monotonic() + patience
+        started = time.monotonic()
+        deadline = started + patience
         delay = 0.005
+        kind = key.partition("/")[0]  # blob, render: a fixed set, fit for a metric label
         async with AsyncExitStack() as stack:
             while True:
                 try:
@@ -56,9 +69,11 @@ class LeaseLocks:
                     break
                 except LeaseBusy:
                     if time.monotonic() > deadline:
+                        metrics.LOCK_GIVEUPS.labels(kind).inc()
                         raise Conflict(
                             "The server is busy with the same image; try again in a moment."
                         ) from None
                     await anyio.sleep(delay)
                     delay = min(delay * 2, 0.2)
+            metrics.LOCK_WAIT.labels(kind).observe(time.monotonic() - started)
             yield

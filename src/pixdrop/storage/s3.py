@@ -81,6 +81,19 @@ class S3Store:
             ) from None
         return store
 
+    async def ping(self) -> None:
+        """One HeadBucket request; ``OSError`` if it fails (unreachable, denied, missing)."""
+        try:
+            await self.bucket.call(self.bucket.client.head_bucket)
+        except ClientError as exc:
+            raise OSError(
+                f"blob store: bucket {self.location.bucket!r} answers {error_code(exc)}"
+            ) from exc
+        except BotoCoreError as exc:
+            raise OSError(
+                f"blob store: bucket {self.location.bucket!r} cannot be reached: {exc}"
+            ) from exc
+
     async def close(self) -> None:
         """Release the client's connections."""
         self.bucket.close()
