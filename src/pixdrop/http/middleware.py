@@ -27,6 +27,8 @@ log = logging.getLogger("pixdrop.access")
 errors_log = logging.getLogger("pixdrop.errors")
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: A direct-upload grant's token in a path (its upload URL): never written to the log.
+_GRANT_TOKEN = re.compile(r"pxg_[A-Za-z0-9_-]+")
 
 
 def _request_id(scope: Scope) -> str:
@@ -84,7 +86,7 @@ class RequestLogMiddleware:
                     "%s %s %s %d %dB %.1fms %s",
                     client[0] if client else "-",
                     scope["method"],
-                    scope["path"],
+                    _GRANT_TOKEN.sub("pxg_…", scope["path"]),
                     status,
                     sent,
                     (time.perf_counter() - started) * 1000,

@@ -23,11 +23,13 @@ from dataclasses import replace
 from pixdrop.errors import (
     Conflict,
     FinalUploadNotWritable,
+    GrantTooLarge,
+    GrantUsed,
     ImageNotFound,
     UnprocessableImage,
     UploadNotFound,
 )
-from pixdrop.models import Image, Upload, UploadProtocol, UploadState, is_valid_id
+from pixdrop.models import Image, Opener, Upload, UploadProtocol, UploadState, is_valid_id
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.services.appends import Appender, AppendRequest, AppendResult, Progress
 from pixdrop.services.completion import Completion, Staged, StoredImage
@@ -103,6 +105,7 @@ class ResumableService:
         content_type: str | None = None,
         partial: bool = False,
         sha256: str | None = None,
+        opener: Opener | None = None,
     ) -> Upload:
         """Start an upload of *length* bytes (``None``: told later).
 
@@ -119,6 +122,7 @@ class ResumableService:
             filename=filename,
             content_type=content_type,
             concat="partial" if partial else None,
+            opener=opener,
         )
         upload = await self.lifecycle.open(upload)
         if length == 0:
@@ -224,7 +228,14 @@ class ResumableService:
 
     async def _ingest_key(self, upload: Upload, key: str) -> StoredImage:
         """Ingest a final upload from its joined object."""
-        staged = Staged(upload.id, token(upload), key, upload.size, expected_sha256=upload.sha256)
+        staged = Staged(
+            upload.id,
+            token(upload),
+            key,
+            upload.size,
+            expected_sha256=upload.sha256,
+            grant_id=upload.grant_id,
+        )
         return await self._ingest(upload, staged)
 
     async def _ingest(self, upload: Upload, staged: Staged) -> StoredImage:
@@ -234,7 +245,7 @@ class ResumableService:
 
         try:
             return await self.completion.ingest(staged, filename=upload.filename, record=record)
-        except UnprocessableImage:
+        except (UnprocessableImage, GrantUsed, GrantTooLarge):  # never an image: free it
             await self.lifecycle.free(upload)
             raise
 

@@ -19,6 +19,8 @@ from pixdrop.errors import (
     ChunkNotFound,
     ChunkSizeMismatch,
     Conflict,
+    GrantTooLarge,
+    GrantUsed,
     InvalidUploadRequest,
     UnprocessableImage,
     UploadExpired,
@@ -26,7 +28,7 @@ from pixdrop.errors import (
     UploadNotFound,
     UploadNotReceiving,
 )
-from pixdrop.models import Image, Part, Upload, UploadState, is_valid_id
+from pixdrop.models import Image, Opener, Part, Upload, UploadState, is_valid_id
 from pixdrop.ports import LeaseBusy, MetadataStore, Staging
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.services.completion import Completion, StoredImage
@@ -94,6 +96,7 @@ class UploadService:
         sha256: str | None = None,
         filename: str | None = None,
         content_type: str | None = None,
+        opener: Opener | None = None,
     ) -> UploadStatus:
         """Start an upload of *size* bytes; raise ``InvalidUploadRequest``/``PayloadTooLarge``."""
         chunk_size = self._check_shape(size, chunk_size)
@@ -104,6 +107,7 @@ class UploadService:
             sha256=sha256,
             filename=filename,
             content_type=content_type,
+            opener=opener,
         )
         upload = await self.lifecycle.open(upload)
         return UploadStatus(upload, [], list(range(upload.chunk_count)))
@@ -325,7 +329,7 @@ class UploadService:
             )
             try:
                 return await self._ingest(upload, parts)
-            except UnprocessableImage:
+            except (UnprocessableImage, GrantUsed, GrantTooLarge):  # never an image: free it
                 await self.lifecycle.free(upload)
                 raise
         raise AssertionError("unreachable")
