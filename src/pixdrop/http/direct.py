@@ -34,9 +34,13 @@ from pixdrop.models import Grant, Opener
 from pixdrop.protocols.fields import checked_filename
 from pixdrop.services.grants import MAX_GRANT_TTL, IssuedGrant
 
-__all__ = ["grant_of", "opener_of", "router"]
+__all__ = ["UPLOAD_URL_PREFIX", "grant_of", "opener_of", "router"]
 
 router = APIRouter(tags=["direct uploads"])
+
+#: Upload URLs start with this. Their credential is the grant token in the path, so the
+#: authentication layer (``--auth keys``) must let a request to one through without a header.
+UPLOAD_URL_PREFIX = "/v1/direct-uploads/" + GRANT_PREFIX
 
 
 class CreateGrant(BaseModel):
