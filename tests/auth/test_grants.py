@@ -309,3 +309,14 @@ def test_open_uploads_are_capped_per_client_address(server_factory: ServerFactor
         assert client.delete(f"/v1/uploads/{first.json()['id']}").status_code == 204
         again = client.post("/v1/uploads", json={"size": 100}, headers=here)
         assert again.status_code == 201, again.text
+
+
+def test_ietf_draft_upload_with_the_grant(client: httpx.Client, photo_png: bytes) -> None:
+    grant = issue(client, formats=["png"])
+    ietf = {"Upload-Draft-Interop-Version": "6", "Upload-Complete": "?1"}
+    made = client.post("/files/", content=photo_png, headers={**ietf, **bearer(grant)})
+    assert made.status_code == 201, made.text
+    assert status(client, grant)["used"] is True
+    again = client.post("/files/", content=photo_png, headers={**ietf, **bearer(grant)})
+    assert again.status_code == 409, again.text
+    assert again.json()["type"].endswith("grant-used")
