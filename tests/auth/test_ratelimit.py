@@ -222,3 +222,14 @@ def test_two_processes_on_one_redis_share_a_budget(nodes: list[ServerProcess]) -
         assert seen == [4, 3, 2, 1, 0]
         for node in nodes:
             assert_problem(client.get(f"{node.url}/v1/limits", headers=here), 429, "rate-limited")
+
+
+def test_unreachable_redis_serves_requests_uncounted(
+    server_factory: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    live = server_factory(rate_limit="1/minute", redis_url="redis://127.0.0.1:1/0")
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        answers = [client.get("/v1/limits") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert not any("ratelimit" in a.headers for a in answers)
+    assert any(r.name == "pixdrop.ratelimit" for r in caplog.records)

@@ -14,21 +14,28 @@ a chunk, a tus PATCH and a metadata lookup alike.
 
 Over the limit: ``429`` ``/problems/rate-limited`` with ``Retry-After``; every counted
 response carries ``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers).
+
+If the counters cannot be reached (Redis down), requests are served uncounted and an error is
+logged for each: an outage of Redis must not become an outage of uploads.
 """
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import Request
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixdrop.auth.principal import PRINCIPAL, Principal
-from pixdrop.auth.ratelimit import RateLimiter
+from pixdrop.auth.ratelimit import Decision, RateLimiter
 from pixdrop.errors import TooManyRequests
 from pixdrop.http.errors import problem_response
 from pixdrop.protocols.forwarded import forwarded_for
 
 __all__ = ["EXEMPT_PATHS", "RateLimitMiddleware", "client_address", "is_exempt"]
+
+log = logging.getLogger("pixdrop.ratelimit")
 
 #: Paths never counted (see the module docstring), and prefixes of such paths.
 EXEMPT_PATHS = frozenset({"/healthz", "/"})
@@ -61,14 +68,12 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or is_exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
-        principal = scope.get(PRINCIPAL)
-        if isinstance(principal, Principal) and principal.kind == "key" and principal.id:
-            decision = await self.limiter.hit(
-                f"key/{principal.id}", policy="key", rate=principal.rate
-            )
-        else:
-            address = client_address(scope, trust_forwarded=self.trust_forwarded)
-            decision = await self.limiter.hit(f"address/{address}", policy="address")
+        try:
+            decision = await self._count(scope)
+        except Exception as exc:  # the counters' store (Redis) is down: serve, uncounted
+            log.error("rate limit not applied, its counters cannot be reached: %r", exc)
+            await self.app(scope, receive, send)
+            return
         headers = decision.headers()
         if not decision.allowed:
             error = TooManyRequests(
@@ -88,3 +93,10 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _count(self, scope: Scope) -> Decision:
+        principal = scope.get(PRINCIPAL)
+        if isinstance(principal, Principal) and principal.kind == "key" and principal.id:
+            return await self.limiter.hit(f"key/{principal.id}", policy="key", rate=principal.rate)
+        address = client_address(scope, trust_forwarded=self.trust_forwarded)
+        return await self.limiter.hit(f"address/{address}", policy="address")
