@@ -258,6 +258,9 @@ class MetadataStore(Protocol):
     async def release_grant(self, grant_id: str, image_id: str) -> None:
         """Undo a claim by *image_id* (whose recording failed); nothing if it holds none."""
 
+    async def purge_grants(self, expired_before: datetime) -> int:
+        """Delete the grants that expired before *expired_before*; return how many."""
+
     async def count_open_uploads(self, client: str, now: datetime) -> int:
         """How many uploads opened by the client address *client* are neither completed nor
         expired at *now*."""

@@ -108,3 +108,17 @@ def test_open_uploads_are_counted_per_client(store: SqlMetadataStore) -> None:
     assert run(store.count_open_uploads, other, now) == 1
     run(store.delete_upload, live.id)
     assert run(store.count_open_uploads, client, now) == 1
+
+
+def test_purge_grants_deletes_only_those_expired_before(store: SqlMetadataStore) -> None:
+    now = datetime.now(UTC)
+    old = make_grant(expires_at=now - timedelta(days=8))
+    recent = make_grant(expires_at=now - timedelta(days=1))
+    live = make_grant()
+    for grant in (old, recent, live):
+        run(store.create_grant, grant)
+    assert run(store.purge_grants, now - timedelta(days=7)) >= 1
+    with pytest.raises(GrantNotFound):
+        run(store.get_grant, old.id)
+    assert run(store.get_grant, recent.id) == recent
+    assert run(store.get_grant, live.id) == live

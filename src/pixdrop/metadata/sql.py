@@ -269,6 +269,10 @@ class SqlMetadataStore:
         """Undo :meth:`claim_grant` by *image_id* (whose recording failed); else nothing."""
         await self._write(partial(q.release_grant, grant_id=grant_id, image_id=image_id))
 
+    async def purge_grants(self, expired_before: datetime) -> int:
+        """Delete the grants that expired before *expired_before*; return how many."""
+        return await self._write(partial(q.purge_grants, expired_before=expired_before))
+
     async def count_open_uploads(self, client: str, now: datetime) -> int:
         """How many unfinished, unexpired uploads the client address *client* opened."""
         return await self._run(partial(q.count_open_uploads, client=client, now=now))

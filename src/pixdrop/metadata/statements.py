@@ -424,6 +424,11 @@ def release_grant(conn: Connection, grant_id: str, image_id: str) -> None:
     conn.execute(statement)
 
 
+def purge_grants(conn: Connection, expired_before: datetime) -> int:
+    statement = delete(grants).where(grants.c.expires_at < expired_before)
+    return int(conn.execute(statement).rowcount)
+
+
 def count_open_uploads(conn: Connection, client: str, now: datetime) -> int:
     query = (
         select(func.count())

@@ -42,6 +42,7 @@ from pixdrop.ports import MetadataStore
 
 __all__ = [
     "GRANT_PREFIX",
+    "GRANT_RETENTION",
     "MAX_GRANT_TTL",
     "DirectUploads",
     "IssuedGrant",
@@ -55,6 +56,8 @@ GRANT_PREFIX = "pxg_"
 #: A grant lives at most a day.
 MAX_GRANT_TTL = 86_400
 DEFAULT_GRANT_TTL = 3_600
+#: How long a grant is kept after its expiry, so its issuer can still ask what it made.
+GRANT_RETENTION = timedelta(days=7)
 #: The issuer's metadata, as JSON, is kept up to this many bytes.
 MAX_METADATA = 4_096
 _ID_LENGTH = 22

@@ -27,7 +27,7 @@ from pixdrop.models import (
 )
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.protocols import fields
-from pixdrop.services.grants import check_open
+from pixdrop.services.grants import GRANT_RETENTION, check_open
 
 __all__ = ["Clock", "Lifecycle", "UploadLimits", "token"]
 
@@ -197,4 +197,5 @@ class Lifecycle:
                 removed += 1
         if removed:
             log.info("swept %d expired or orphaned uploads", removed)
+        await self.meta.purge_grants(now - GRANT_RETENTION)
         return removed
