@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +23,12 @@ from pixdrop.metadata import database_url as parse_database_url
 from pixdrop.metadata.sql import make_engine
 from pixdrop.metadata.tables import grants
 from tests.conftest import LiveServer, ServerFactory
+from tests.e2e import ServerProcess
+from tests.e2e.test_two_nodes import pg_schema_url
 from tests.http.helpers import assert_problem, split_chunks, tiny_image
 
 TUS = {"Tus-Resumable": "1.0.0"}
+__all__ = ["pg_schema_url"]  # the fixture, imported so that this module's tests can use it
 
 
 def issue(client: httpx.Client, **fields: Any) -> dict[str, Any]:
@@ -192,6 +197,27 @@ def test_a_format_the_grant_does_not_allow_is_refused_and_the_upload_freed(
     assert ok.status_code == 201, ok.text
 
 
+def race_completions(targets: list[tuple[str, str]]) -> list[httpx.Response]:
+    """``POST /v1/uploads/{id}/complete`` of each ``(server URL, upload id)``, all at once;
+    the answers in the order of *targets*."""
+    barrier = threading.Barrier(len(targets))
+    answers: dict[int, httpx.Response] = {}
+
+    def complete(index: int, base: str, upload_id: str) -> None:
+        with httpx.Client(base_url=base, timeout=60) as own:
+            barrier.wait()
+            answers[index] = own.post(f"/v1/uploads/{upload_id}/complete")
+
+    threads = [
+        threading.Thread(target=complete, args=(i, *target)) for i, target in enumerate(targets)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [answers[i] for i in range(len(targets))]
+
+
 def _expire(database_url: str, grant_id: str) -> None:
     engine = make_engine(parse_database_url(database_url))
     try:
@@ -227,19 +253,8 @@ def test_two_racing_uploads_with_one_grant_make_one_image(client: httpx.Client) 
         sent = client.put(f"/v1/uploads/{upload_id}/chunks/0", content=data)
         assert sent.status_code == 201, sent.text
         ids.append(upload_id)
-    barrier = threading.Barrier(2)
-    answers: dict[str, httpx.Response] = {}
-
-    def complete(upload_id: str) -> None:
-        with httpx.Client(base_url=str(client.base_url), timeout=60) as own:
-            barrier.wait()
-            answers[upload_id] = own.post(f"/v1/uploads/{upload_id}/complete")
-
-    threads = [threading.Thread(target=complete, args=(i,)) for i in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    base = str(client.base_url)
+    answers = dict(zip(ids, race_completions([(base, i) for i in ids]), strict=True))
     codes = sorted(r.status_code for r in answers.values())
     assert codes == [201, 409], {k: r.text for k, r in answers.items()}
     winner = next(k for k, r in answers.items() if r.status_code == 201)
@@ -320,3 +335,43 @@ def test_ietf_draft_upload_with_the_grant(client: httpx.Client, photo_png: bytes
     again = client.post("/files/", content=photo_png, headers={**ietf, **bearer(grant)})
     assert again.status_code == 409, again.text
     assert again.json()["type"].endswith("grant-used")
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path, pg_schema_url: str) -> Iterator[list[ServerProcess]]:
+    """Two ``pixdrop serve`` processes on one PostgreSQL schema and one data directory."""
+    started: list[ServerProcess] = []
+    try:
+        for _ in range(2):
+            node = ServerProcess(tmp_path, tmp_path / "data", pg_schema_url, ["--no-access-log"])
+            started.append(node)
+            node.wait_healthy()
+        yield started
+    finally:
+        for node in started:
+            node.stop()
+
+
+@pytest.mark.postgres
+def test_uploads_racing_with_one_grant_on_two_nodes_make_one_image(
+    two_nodes: list[ServerProcess],
+) -> None:
+    node_a, node_b = two_nodes
+    for round_ in range(3):
+        with httpx.Client(base_url=node_a.url, timeout=60) as client:
+            grant = issue(client)
+            ids = []
+            for seed in (1, 2):
+                data = tiny_image(width=120, height=80, seed=10 * round_ + seed)
+                created = client.post(
+                    "/v1/uploads", json={"size": len(data)}, headers=bearer(grant)
+                )
+                assert created.status_code == 201, created.text
+                ids.append(created.json()["id"])
+                put = client.put(f"/v1/uploads/{ids[-1]}/chunks/0", content=data)
+                assert put.status_code == 201, put.text
+        answers = race_completions([(node_a.url, ids[0]), (node_b.url, ids[1])])
+        assert sorted(r.status_code for r in answers) == [201, 409], [r.text for r in answers]
+        made = next(r for r in answers if r.status_code == 201).json()["id"]
+        with httpx.Client(base_url=node_b.url, timeout=60) as client:
+            assert status(client, grant)["image_id"] == made
