@@ -155,6 +155,23 @@ class Settings(BaseSettings):
         description="Serve Prometheus metrics on this port of --host, and only there "
         "(default: at /metrics on the main port).",
     )
+    rate_limit: str | None = Field(
+        None,
+        description="Requests one client address may make (anonymous and direct-upload grant "
+        "traffic), e.g. 600/minute; also the default of a key's own rate. Health checks and "
+        "the web page's files are not counted (default: no limit).",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis that keeps the rate-limit counters, shared by every node "
+        "(redis://HOST:PORT/DB); default: each process counts in memory.",
+    )
+    max_open_uploads_per_client: int | None = Field(
+        None,
+        ge=1,
+        description="Unfinished uploads one client address may hold at once (anonymous and "
+        "direct-upload grant traffic; default: no limit).",
+    )
     formats: str | None = Field(
         None,
         description="Accepted image formats, comma-separated, of "
@@ -232,6 +249,16 @@ class Settings(BaseSettings):
         if not names or unknown:
             raise ValueError(f"name formats among {','.join(KNOWN_FORMATS)}")
         return ",".join(dict.fromkeys(names))
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from pixdrop.auth.ratelimit import parse_rate  # limits loads lazily: not at import
+
+        parse_rate(value)
+        return value
 
     @field_validator("variant_presets")
     @classmethod

@@ -14,11 +14,13 @@ The tree::
     │   └── CompletedUpload           400  IETF: append to a completed upload (IANA type)
     ├── Unauthorized                  401  missing delete token
     ├── Forbidden                     403  wrong delete token
-    │   └── FinalUploadNotWritable    403  PATCH to a tus final (concatenated) upload
+    │   ├── FinalUploadNotWritable    403  PATCH to a tus final (concatenated) upload
+    │   └── GrantExpired              403  a direct-upload grant past its expiry
     ├── NotFound                      404
     │   ├── UploadNotFound            404
     │   ├── ImageNotFound             404
-    │   └── ChunkNotFound             404  index outside the upload
+    │   ├── ChunkNotFound             404  index outside the upload
+    │   └── GrantNotFound             404  no such direct-upload grant (or a wrong token)
     ├── Conflict                      409
     │   ├── ChunkConflict             409  different bytes for a stored chunk
     │   ├── ChunkBusy                 409  another request is writing this chunk
@@ -26,17 +28,22 @@ The tree::
     │   ├── UploadNotReceiving        409  upload already completed / completing
     │   ├── OffsetMismatch            409  resumable append at the wrong offset
     │   │   └── MismatchingUploadOffset   409  the IETF draft's flavour (IANA type)
-    │   └── UploadTakenOver           409  a newer request took over this upload's writing
+    │   ├── UploadTakenOver           409  a newer request took over this upload's writing
+    │   └── GrantUsed                 409  the grant has already made its one image
     ├── RequestTimeout                408  a request head or body that stopped coming
     ├── UploadExpired                 410
     ├── LengthRequired                411
     ├── PayloadTooLarge               413
+    │   └── GrantTooLarge             413  larger than the grant's max_size
     ├── UnsupportedMediaType          415  request body type the endpoint cannot read
     ├── RangeNotSatisfiable           416
     ├── HeaderTooLarge                431  a request head over max_header_size
     ├── UnprocessableImage            422  not an image, unsupported format, sha256 mismatch
-    │   └── TrailingData              422  bytes after the end of the image
+    │   ├── TrailingData              422  bytes after the end of the image
+    │   └── GrantFormatRefused        422  a format the grant does not allow
     ├── UploadLocked                  423  another request holds the upload and will not yield
+    ├── TooManyRequests               429  over the rate limit
+    │   └── TooManyOpenUploads        429  the client address holds too many open uploads
     ├── InsufficientStorage           507  the server's disk (or database) is full
     ├── HookRefused                   4xx  the pre-create hook said no (its status, its message)
     ├── HookUnavailable               503  the pre-create hook gave no answer (fails closed)
@@ -149,6 +156,11 @@ class FinalUploadNotWritable(Forbidden):
     title = "A final upload takes no data"
 
 
+class GrantExpired(Forbidden):
+    slug = "grant-expired"
+    title = "Direct-upload grant expired"
+
+
 class NotFound(PixdropError):
     status = 404
     slug = "not-found"
@@ -168,6 +180,11 @@ class ImageNotFound(NotFound):
 class ChunkNotFound(NotFound):
     slug = "chunk-not-found"
     title = "No such chunk"
+
+
+class GrantNotFound(NotFound):
+    slug = "grant-not-found"
+    title = "Direct-upload grant not found"
 
 
 class Conflict(PixdropError):
@@ -218,6 +235,11 @@ class RequestTimeout(PixdropError):
     title = "Request Timeout"
 
 
+class GrantUsed(Conflict):
+    slug = "grant-used"
+    title = "Direct-upload grant already used"
+
+
 class UploadExpired(PixdropError):
     status = 410
     slug = "upload-expired"
@@ -234,6 +256,11 @@ class PayloadTooLarge(PixdropError):
     status = 413
     slug = "payload-too-large"
     title = "Payload too large"
+
+
+class GrantTooLarge(PayloadTooLarge):
+    slug = "grant-too-large"
+    title = "Larger than the direct-upload grant allows"
 
 
 class RangeNotSatisfiable(PixdropError):
@@ -259,6 +286,11 @@ class TrailingData(UnprocessableImage):
 
     slug = "trailing-data"
     title = "Bytes after the end of the image"
+
+
+class GrantFormatRefused(UnprocessableImage):
+    slug = "grant-format-refused"
+    title = "Format not allowed by the direct-upload grant"
 
 
 class UnsupportedMediaType(PixdropError):
@@ -308,6 +340,17 @@ class HookUnavailable(PixdropError):
     status = 503
     slug = "hook-unavailable"
     title = "Upload hook unavailable"
+
+
+class TooManyRequests(PixdropError):
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+
+class TooManyOpenUploads(TooManyRequests):
+    slug = "too-many-open-uploads"
+    title = "Too many open uploads"
 
 
 class ChecksumMismatch(PixdropError):

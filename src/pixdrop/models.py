@@ -72,6 +72,10 @@ class Upload:
     #: What the staging port answered to ``Staging.begin`` (e.g. an S3 multipart upload id),
     #: so that any node can go on with the upload; ``None`` for uploads from before it existed.
     store_token: str | None = None
+    #: The client address that opened the upload (anonymous and grant traffic: counted
+    #: against ``--max-open-uploads-per-client``), and the direct-upload grant it presented.
+    client: str | None = None
+    grant_id: str | None = None
 
     @property
     def is_partial(self) -> bool:
@@ -235,3 +239,40 @@ class Image:
     def blob_key(self) -> str:
         """Blobs are content-addressed: identical bytes share one blob."""
         return self.sha256
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A one-time direct-upload grant: whoever holds its token may upload one image.
+
+    Only the sha256 of the token is kept. ``image_id`` is set, once and atomically, by the
+    upload that made the grant's image; a grant with one can never be used again.
+    """
+
+    id: str
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime
+    #: The key that issued it (owner of what it makes); None when issued without keys.
+    owner: str | None = None
+    #: Largest image accepted, in bytes; None: the server's own limit.
+    max_size: int | None = None
+    #: Formats accepted (names of ``formats.py``); None: every one the server accepts.
+    formats: tuple[str, ...] | None = None
+    #: The issuer's JSON object, verbatim, handed back with the grant's status.
+    metadata: str | None = None
+    private: bool = False
+    image_id: str | None = None
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Opener:
+    """Who opens an upload, as the HTTP layer resolved it: the client's address and the
+    direct-upload grant presented, if any. Services record both and enforce the grant."""
+
+    client: str | None = None
+    grant: Grant | None = None
+    #: True when the open uploads of *client* count against its cap (anonymous and grant
+    #: traffic); a key's open uploads are capped per key instead.
+    counted: bool = True

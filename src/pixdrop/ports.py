@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pixdrop.models import (
+    Grant,
     Image,
     ImageDetails,
     ImageInfo,
@@ -255,6 +256,26 @@ class MetadataStore(Protocol):
 
     async def count_images_with_sha256(self, sha256: str) -> int:
         """How many image records reference the blob *sha256*."""
+
+    async def create_grant(self, grant: Grant) -> None:
+        """Record a new direct-upload grant."""
+
+    async def get_grant(self, grant_id: str) -> Grant:
+        """Return the grant; if none exists, raise ``GrantNotFound``."""
+
+    async def claim_grant(self, grant_id: str, image_id: str, now: datetime) -> bool:
+        """Mark the grant used by *image_id* unless it already names an image; True if this
+        call claimed it. Atomic across processes and nodes: of racing callers, one wins."""
+
+    async def release_grant(self, grant_id: str, image_id: str) -> None:
+        """Undo a claim by *image_id* (whose recording failed); nothing if it holds none."""
+
+    async def purge_grants(self, expired_before: datetime) -> int:
+        """Delete the grants that expired before *expired_before*; return how many."""
+
+    async def count_open_uploads(self, client: str, now: datetime) -> int:
+        """How many uploads opened by the client address *client* are neither completed nor
+        expired at *now*."""
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""

@@ -18,6 +18,8 @@ from typing import Literal, Protocol
 
 from starlette.requests import HTTPConnection
 
+from pixdrop.models import Grant
+
 #: Every scope a key may hold. ``admin`` implies the others.
 SCOPES: tuple[str, ...] = ("upload", "read", "delete", "admin")
 #: Secret prefixes: an API key, and a direct-upload grant's token.
@@ -44,6 +46,8 @@ class Principal:
     quota: int | None = None
     #: Open uploads the owner may have at once; None: no cap.
     max_open_uploads: int | None = None
+    #: A grant principal's grant: its constraints, which the services enforce.
+    grant: Grant | None = None
 
     def allows(self, scope: str) -> bool:
         """True if this principal holds *scope* (``admin`` holds them all)."""

@@ -18,12 +18,25 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from pixdrop import __version__, logs, metrics
+from pixdrop.auth.ratelimit import RateLimiter
 from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
-from pixdrop.http import chunks, errors, limits, listing, serve, simple, tus, variants, web
+from pixdrop.http import (
+    chunks,
+    direct,
+    errors,
+    limits,
+    listing,
+    serve,
+    simple,
+    tus,
+    variants,
+    web,
+)
 from pixdrop.http import metrics as metrics_endpoint
 from pixdrop.http.connections import SHUTDOWN_GRACE, ConnectionLimits, default_max_connections
 from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
+from pixdrop.http.ratelimit import RateLimitMiddleware
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.imaging.codec import VipsCodec
@@ -33,6 +46,7 @@ from pixdrop.metadata.leases import FileLeases, SqlLeases, open_leases, refuse_o
 from pixdrop.models import ImageLimits, utcnow
 from pixdrop.ports import BlobStore, ImageCodec
 from pixdrop.services import Completion, ImageService, Lifecycle, UploadLimits, UploadService
+from pixdrop.services.grants import DirectUploads
 from pixdrop.services.leases import LeaseKeeper
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.renditions import RenditionService
@@ -77,6 +91,8 @@ CORS_EXPOSED = [
     "Tus-Checksum-Algorithm",
     "Pixdrop-Image",
     "Pixdrop-Delete-Token",
+    "RateLimit",
+    "RateLimit-Policy",
 ]
 
 
@@ -108,6 +124,7 @@ def _upload_limits(settings: Settings) -> UploadLimits:
         max_chunk_size=int(settings.max_chunk_size),
         max_chunks=settings.max_chunks,
         ttl=timedelta(seconds=settings.upload_ttl),
+        max_open_per_client=settings.max_open_uploads_per_client,
     )
 
 
@@ -125,6 +142,7 @@ class Backends:
 def build_runtime(settings: Settings, backends: Backends) -> Runtime:
     store, meta, codec = backends.store, backends.meta, backends.codec
     locks = LeaseLocks(backends.keeper)
+    formats = _accepted_formats(settings, codec)
     lifecycle = Lifecycle(
         staging=store.staging,
         meta=meta,
@@ -136,10 +154,11 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
         staging=store.staging,
         blobs=store.blobs,
         locks=locks,
-        prober=HeaderProber(_accepted_formats(settings, codec)),
+        prober=HeaderProber(formats),
         codec=codec,
         limits=_image_limits(settings),
         clock=utcnow,
+        grants=meta,
     )
     images = ImageService(blobs=store.blobs, meta=meta, locks=locks)
     renditions = RenditionService(
@@ -173,6 +192,12 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
         oneshot=resumable.oneshot,
         lifecycle=lifecycle,
         completion=completion,
+        direct=DirectUploads(
+            meta=meta,
+            clock=utcnow,
+            formats=tuple(formats),
+            max_image_size=int(settings.max_image_size),
+        ),
     )
 
 
@@ -337,6 +362,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.include_router(simple.router)
+    app.include_router(direct.router)
     app.include_router(chunks.router)
     app.include_router(listing.router)
     app.include_router(serve.router)
@@ -353,6 +379,13 @@ def create_app(settings: Settings) -> FastAPI:
     # CORS answers preflights before anything else; the request log wraps it all.
     app.add_middleware(RequestScope)
     app.add_middleware(tus.TusMiddleware, mount=settings.tus_path)
+    if settings.rate_limit is not None:
+        # Inside CORS (a 429 still reaches browser code) and inside the authentication layer,
+        # which must leave the principal in the scope before this counts by it.
+        limiter = RateLimiter.open(settings.rate_limit, settings.redis_url)
+        app.add_middleware(
+            RateLimitMiddleware, limiter=limiter, trust_forwarded=settings.trust_forwarded
+        )
     origins = settings.cors_origin_list
     if origins:
         app.add_middleware(

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pixdrop.http import wire
+from pixdrop.http.direct import opener_of
 from pixdrop.http.errors import invalid_request
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import stored_image_json, upload_json
@@ -58,6 +59,7 @@ async def create_upload(request: Request) -> JSONResponse:
         sha256=spec.sha256,
         filename=spec.filename,
         content_type=spec.content_type,
+        opener=await opener_of(request),
     )
     return JSONResponse(
         upload_json(status, base_url(request)),

@@ -16,6 +16,7 @@ from contextlib import suppress
 from fastapi import Request, Response
 
 from pixdrop.errors import ClientGone
+from pixdrop.http.direct import opener_of
 from pixdrop.http.resumable import image_header, service, upload_url
 from pixdrop.http.wire import body, content_length
 from pixdrop.models import Upload, UploadState
@@ -140,6 +141,7 @@ async def create(request: Request) -> Response:
             filename=creation.filename,
             content_type=creation.content_type,
             sha256=creation.sha256,
+            opener=await opener_of(request),
         )
     location = upload_url(request, upload.id)
     limit = _limit(resumable, version, upload)

@@ -44,6 +44,8 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 #: Methods that label metrics as themselves; any other is ``other`` (labels stay bounded).
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "<unmatched>"
+#: A direct-upload grant's token in a path (its upload URL): never written to the log.
+_GRANT_TOKEN = re.compile(r"pxg_[A-Za-z0-9_-]+")
 
 
 def _request_id(scope: Scope) -> str:
@@ -210,7 +212,7 @@ class RequestLogMiddleware:
                     "%s %s %s %d %dB %.1fms %s",
                     fields["client"] or "-",
                     scope["method"],
-                    scope["path"],
+                    _GRANT_TOKEN.sub("pxg_…", scope["path"]),
                     status,
                     sent,
                     duration * 1000,

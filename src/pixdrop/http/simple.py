@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from pixdrop.errors import PayloadTooLarge
 from pixdrop.http import wire
+from pixdrop.http.direct import opener_of
 from pixdrop.http.multipart import MultipartFile
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import stored_image_json
@@ -45,6 +46,7 @@ ONE_REQUEST_BODY = {
 async def create_image(request: Request, filename: str | None = None) -> JSONResponse:
     """Store the request body as an image. ``Content-Digest``/``Repr-Digest`` are verified."""
     rt = runtime(request)
+    opener = await opener_of(request)
     limit = rt.settings.max_request_size
     length = content_length(request)
     if length is not None and length > limit:
@@ -65,7 +67,7 @@ async def create_image(request: Request, filename: str | None = None) -> JSONRes
         body, filename = form.stream(), form.filename or filename
     # Cleaned and bounded before the body is read (stored with the image; docs/security.md).
     filename = checked_filename(filename)
-    stored = await rt.oneshot.put_single(body, expected=expected, filename=filename)
+    stored = await rt.oneshot.put_single(body, expected=expected, filename=filename, opener=opener)
     return JSONResponse(
         stored_image_json(stored, base_url(request)),
         status_code=201,

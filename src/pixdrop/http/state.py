@@ -11,6 +11,7 @@ from pixdrop.ports import MetadataStore
 from pixdrop.protocols.forwarded import forwarded_origin
 from pixdrop.services import ImageService, UploadService
 from pixdrop.services.completion import Completion
+from pixdrop.services.grants import DirectUploads
 from pixdrop.services.lifecycle import Lifecycle
 from pixdrop.services.oneshot import OneShot
 from pixdrop.services.renditions import RenditionService
@@ -30,6 +31,7 @@ class Runtime:
     oneshot: OneShot
     lifecycle: Lifecycle
     completion: Completion
+    direct: DirectUploads
 
 
 def runtime(request: Request) -> Runtime:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pixdrop.config import Settings
 from pixdrop.errors import InvalidResumableRequest, UnsupportedProtocolVersion
 from pixdrop.http import ietf
+from pixdrop.http.direct import opener_of
 from pixdrop.http.errors import problem_response
 from pixdrop.http.resumable import IETF_MARKER, image_header, is_ietf, service, upload_url
 from pixdrop.http.state import runtime
@@ -212,6 +213,7 @@ async def _create_final(
         metadata=creation.metadata,
         filename=creation.filename,
         content_type=creation.content_type,
+        opener=await opener_of(request),
     )
     # The length of a final upload whose partial uploads are unfinished is the service's.
     progress = await resumable.progress(upload.id)
@@ -235,6 +237,7 @@ async def _create_whole(request: Request, creation: tus.TusCreation) -> Response
         content_type=creation.content_type,
         checksum=checksum,
         trailer_checksum=trailer_checksum,
+        opener=await opener_of(request),
     )
     await ietf.check_abandoned(request, result)
     location = upload_url(request, result.progress.upload.id)
@@ -255,6 +258,7 @@ async def _create_open(
         filename=creation.filename,
         content_type=creation.content_type,
         partial=creation.partial,
+        opener=await opener_of(request),
     )
     headers = {
         "Location": upload_url(request, upload.id),

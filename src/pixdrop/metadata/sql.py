@@ -34,7 +34,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, Pool, SingletonThreadPool
 
 from pixdrop.metadata import statements as q
 from pixdrop.metadata.batching import GroupCommit
-from pixdrop.models import Image, Part, Upload, UploadState
+from pixdrop.models import Grant, Image, Part, Upload, UploadState
 
 if TYPE_CHECKING:
     from pixdrop.webhooks.events import EventLog
@@ -279,6 +279,32 @@ class SqlMetadataStore:
     async def count_images_with_sha256(self, sha256: str) -> int:
         """How many image records reference the blob *sha256*."""
         return await self._run(partial(q.count_images_with_sha256, sha256=sha256))
+
+    async def create_grant(self, grant: Grant) -> None:
+        """Record a new direct-upload grant; raise ``IntegrityError`` if its id is taken."""
+        await self._write(partial(q.create_grant, grant=grant))
+
+    async def get_grant(self, grant_id: str) -> Grant:
+        """Return the grant; raise ``GrantNotFound`` if there is none."""
+        return await self._run(partial(q.get_grant, grant_id=grant_id))
+
+    async def claim_grant(self, grant_id: str, image_id: str, now: datetime) -> bool:
+        """Mark the grant used by *image_id* unless it already made an image; True if this
+        call claimed it (atomic: of racing callers, exactly one wins)."""
+        operation = partial(q.claim_grant, grant_id=grant_id, image_id=image_id, now=now)
+        return await self._write(operation)
+
+    async def release_grant(self, grant_id: str, image_id: str) -> None:
+        """Undo :meth:`claim_grant` by *image_id* (whose recording failed); else nothing."""
+        await self._write(partial(q.release_grant, grant_id=grant_id, image_id=image_id))
+
+    async def purge_grants(self, expired_before: datetime) -> int:
+        """Delete the grants that expired before *expired_before*; return how many."""
+        return await self._write(partial(q.purge_grants, expired_before=expired_before))
+
+    async def count_open_uploads(self, client: str, now: datetime) -> int:
+        """How many unfinished, unexpired uploads the client address *client* opened."""
+        return await self._run(partial(q.count_open_uploads, client=client, now=now))
 
     async def ping(self) -> None:
         """Raise (``sqlalchemy.exc.OperationalError``) if the database cannot be reached."""

@@ -33,15 +33,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from pixdrop.errors import ImageNotFound, UploadNotFound
+from pixdrop.errors import GrantNotFound, ImageNotFound, UploadNotFound
 from pixdrop.metadata.tables import (
+    grants,
     images,
     upload_concat,
     upload_parts,
     uploads,
     webhook_deliveries,
 )
-from pixdrop.models import Image, Part, Upload, UploadState
+from pixdrop.models import Grant, Image, Part, Upload, UploadState
 
 if TYPE_CHECKING:
     from pixdrop.webhooks.events import EventLog
@@ -73,6 +74,8 @@ def _upload_from_row(row: Row[Any]) -> Upload:
         upload_metadata=row.upload_metadata,
         concat=row.concat,
         store_token=row.store_token,
+        client=row.client,
+        grant_id=row.grant_id,
     )
 
 
@@ -113,6 +116,8 @@ def _upload_values(upload: Upload) -> dict[str, Any]:
         "upload_metadata": upload.upload_metadata,
         "concat": upload.concat,
         "store_token": upload.store_token,
+        "client": upload.client,
+        "grant_id": upload.grant_id,
     }
 
 
@@ -415,6 +420,84 @@ def announce(conn: Connection, rows: list[dict[str, Any]]) -> None:
     INSERT, and none when no endpoint wants them."""
     if rows:
         conn.execute(insert(webhook_deliveries), rows)
+
+
+def _grant_from_row(row: Row[Any]) -> Grant:
+    return Grant(
+        id=row.id,
+        token_hash=row.token_hash,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        owner=row.owner,
+        max_size=row.max_size,
+        formats=tuple(row.formats.split(",")) if row.formats else None,
+        metadata=row.metadata,
+        private=bool(row.private),
+        image_id=row.image_id,
+        used_at=row.used_at,
+    )
+
+
+def create_grant(conn: Connection, grant: Grant) -> None:
+    values = {
+        "id": grant.id,
+        "token_hash": grant.token_hash,
+        "owner": grant.owner,
+        "created_at": grant.created_at,
+        "expires_at": grant.expires_at,
+        "max_size": grant.max_size,
+        "formats": ",".join(grant.formats) if grant.formats is not None else None,
+        "metadata": grant.metadata,
+        "private": grant.private,
+        "image_id": grant.image_id,
+        "used_at": grant.used_at,
+    }
+    conn.execute(insert(grants).values(values))
+
+
+def get_grant(conn: Connection, grant_id: str) -> Grant:
+    row = conn.execute(select(grants).where(grants.c.id == grant_id)).one_or_none()
+    if row is None:
+        raise GrantNotFound(f"No grant {grant_id}")
+    return _grant_from_row(row)
+
+
+def claim_grant(conn: Connection, grant_id: str, image_id: str, now: datetime) -> bool:
+    # One conditional UPDATE: of two uploads racing to use one grant, on any nodes, exactly
+    # one sees its row change.
+    statement = (
+        update(grants)
+        .where(grants.c.id == grant_id, grants.c.image_id.is_(None))
+        .values(image_id=image_id, used_at=now)
+    )
+    return conn.execute(statement).rowcount == 1
+
+
+def release_grant(conn: Connection, grant_id: str, image_id: str) -> None:
+    statement = (
+        update(grants)
+        .where(grants.c.id == grant_id, grants.c.image_id == image_id)
+        .values(image_id=None, used_at=None)
+    )
+    conn.execute(statement)
+
+
+def purge_grants(conn: Connection, expired_before: datetime) -> int:
+    statement = delete(grants).where(grants.c.expires_at < expired_before)
+    return int(conn.execute(statement).rowcount)
+
+
+def count_open_uploads(conn: Connection, client: str, now: datetime) -> int:
+    query = (
+        select(func.count())
+        .select_from(uploads)
+        .where(
+            uploads.c.client == client,
+            uploads.c.state != UploadState.COMPLETED.value,
+            uploads.c.expires_at > now,
+        )
+    )
+    return int(conn.execute(query).scalar_one())
 
 
 def ping(conn: Connection) -> None:

@@ -1,12 +1,13 @@
 """The one SQLAlchemy Core schema, shared by SQLite and PostgreSQL.
 
-Five tables::
+Six tables::
 
     uploads        one row per upload in progress (or completed, until swept)
     upload_parts   the byte ranges of an upload that are durable and recorded (staging receipts)
     upload_concat  the partial uploads a final (tus concatenation) upload is made of, in order
     images         one row per stored image; several may share a blob (same sha256)
     leases         who works on what right now (an upload's writer, a chunk, the sweeper)
+    grants         one-time direct-upload grants (a token's hash, constraints, the image made)
     webhook_endpoints   where events are sent (``pixdrop webhooks add``)
     webhook_deliveries  the outbox: one row per event and endpoint, written with the change
 
@@ -40,6 +41,7 @@ from sqlalchemy import (
 __all__ = [
     "NAMING_CONVENTION",
     "UtcDateTime",
+    "grants",
     "images",
     "leases",
     "metadata",
@@ -120,12 +122,18 @@ uploads = Table(
     Column("concat", Text, nullable=True),
     # Added by migration 0004: the staging port's token for the upload (``Staging.begin``).
     Column("store_token", Text, nullable=True),
+    # Added by migration 0007: the client address that opened the upload (open uploads are
+    # counted per address) and the direct-upload grant it presented, if any.
+    Column("client", Text, nullable=True),
+    Column("grant_id", String(ID), nullable=True),
     PrimaryKeyConstraint("id"),
     CheckConstraint("state IN ('receiving', 'completing', 'completed')", name="state"),
     CheckConstraint("size >= 0", name="size"),
     CheckConstraint("chunk_size > 0", name="chunk_size"),
     # The sweeper asks for the oldest expired uploads first.
     Index(None, "expires_at"),
+    # Added by migration 0007: open uploads of one client address are counted.
+    Index(None, "client"),
 )
 
 upload_parts = Table(
@@ -191,6 +199,27 @@ images = Table(
     Index(None, "sha256"),
     # Added by migration 0005: listing pages newest first (GET /v1/images) seek on it.
     Index("ix_images_created_at_id", "created_at", "id"),
+)
+
+#: Added by migration 0007. One-time direct-upload grants (``POST /v1/direct-uploads``): only
+#: the sha256 of the token is kept; ``image_id`` is set once, by a conditional update, by the
+#: upload that made the grant's image.
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(ID), nullable=False),
+    Column("token_hash", String(SHA256_HEX), nullable=False),
+    Column("owner", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("max_size", BigInteger, nullable=True),
+    Column("formats", Text, nullable=True),
+    Column("metadata", Text, nullable=True),
+    Column("private", Boolean, nullable=False, server_default=false()),
+    Column("image_id", String(ID), nullable=True),
+    Column("used_at", UtcDateTime, nullable=True),
+    PrimaryKeyConstraint("id"),
+    Index(None, "expires_at"),
 )
 
 #: Added by migration 0004. A lease is an exclusive claim on a key (``upload/<id>`` for the

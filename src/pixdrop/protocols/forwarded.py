@@ -40,3 +40,19 @@ def forwarded_origin(headers: Mapping[str, str]) -> tuple[str | None, str | None
     if host is not None and not _HOST.fullmatch(host):
         host = None
     return (scheme.lower() if scheme else None), host
+
+
+#: An IPv4 or IPv6 address as ``Forwarded: for=`` gives it (RFC 7239 §6), port dropped.
+_NODE = re.compile(r"^(\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<v4>[0-9.]+))(:[0-9]{1,5})?$")
+
+
+def forwarded_for(headers: Mapping[str, str]) -> str | None:
+    """The client address of the first ``Forwarded`` element's ``for=``; ``None`` when absent
+    or not an address (``unknown``, an obfuscated name). ``X-Forwarded-For`` is left to the
+    server (uvicorn puts it in the ASGI scope's ``client`` when forwarding is trusted)."""
+    if "forwarded" not in headers:
+        return None
+    match = _NODE.fullmatch(_forwarded_pairs(headers["forwarded"]).get("for", ""))
+    if match is None:
+        return None
+    return match.group("v6") or match.group("v4")

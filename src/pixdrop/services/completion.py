@@ -31,15 +31,30 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from anyio import to_thread
 
 from pixdrop import metrics, ranges
-from pixdrop.errors import TrailingData, UnprocessableImage, UploadIncomplete, UploadNotFound
+from pixdrop.errors import (
+    GrantUsed,
+    TrailingData,
+    UnprocessableImage,
+    UploadIncomplete,
+    UploadNotFound,
+)
 from pixdrop.formats import BY_NAME
 from pixdrop.imaging import ends
-from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
-from pixdrop.ports import Blobs, DigestsInPlace, ImageCodec, ImageProber, Staging
+from pixdrop.models import Grant, Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
+from pixdrop.ports import (
+    Blobs,
+    DigestsInPlace,
+    ImageCodec,
+    ImageProber,
+    MetadataStore,
+    Staging,
+)
 from pixdrop.protocols.fields import clean_filename
+from pixdrop.services.grants import check_image
 from pixdrop.services.lifecycle import Clock, token
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.tasks import both
@@ -93,6 +108,8 @@ class Staged:
     head: bytes | None = None
     #: The sha256 the client announced for the whole upload, if any.
     expected_sha256: str | None = None
+    #: The direct-upload grant the upload was opened with, if any (``services/grants.py``).
+    grant_id: str | None = None
 
 
 class Completion:
@@ -108,7 +125,9 @@ class Completion:
         codec: ImageCodec,
         limits: ImageLimits,
         clock: Clock,
+        grants: MetadataStore | None = None,
     ) -> None:
+        self.grants = grants
         self.staging = staging
         self.blobs = blobs
         self.locks = locks
@@ -128,11 +147,22 @@ class Completion:
                 missing_ranges=[list(gap) for gap in gaps],
             )
         key = await self.staging.finish(upload.id, token(upload), parts)
-        return Staged(upload.id, token(upload), key, upload.size, expected_sha256=upload.sha256)
+        return Staged(
+            upload.id,
+            token(upload),
+            key,
+            upload.size,
+            expected_sha256=upload.sha256,
+            grant_id=upload.grant_id,
+        )
 
     async def ingest(self, staged: Staged, *, filename: str | None, record: Record) -> StoredImage:
         """Check, keep and record the image in *staged*; ``UnprocessableImage`` if the bytes
-        are not an acceptable image or not the announced ones (the caller frees the upload)."""
+        are not an acceptable image or not the announced ones (the caller frees the upload).
+
+        An upload opened with a grant must also fit it (``grants.check_image``), and claims
+        it for the image just before the image is recorded: ``GrantUsed`` if another did.
+        """
         try:
             return await self._ingest(staged, filename, record)
         except UnprocessableImage as exc:
@@ -140,6 +170,7 @@ class Completion:
             raise
 
     async def _ingest(self, staged: Staged, filename: str | None, record: Record) -> StoredImage:
+        grant = await self._grant(staged)
         head = staged.head if staged.head is not None else await self._head(staged)
         try:
             info = self._probe(head)
@@ -147,6 +178,9 @@ class Completion:
             if staged.sha256 is None and staged.expected_sha256:
                 await self._checked_sha256(staged)  # a wrong file is the clearer refusal
             raise
+        if grant is not None:
+            check_image(grant, staged.size, info.format)
+            record = self._claiming(grant, record)
         async with self.blobs.materialize(staged.key) as path:
             # Where the image ends is found beside the decode; the decoder's refusal comes
             # first, so a truncated or corrupt image is refused in its words.
@@ -168,7 +202,7 @@ class Completion:
             await self.staging.keep(staged.upload_id, staged.token, digest)
             try:
                 await record(image)
-            except UploadNotFound:
+            except (UploadNotFound, GrantUsed):
                 if kept_here:
                     await self.blobs.delete(image.blob_key)
                 await self.staging.abort(staged.upload_id, staged.token)
@@ -194,6 +228,32 @@ class Completion:
             trailing=size - end,
             allowed=TRAILING_SLACK,
         )
+
+    async def _grant(self, staged: Staged) -> Grant | None:
+        if staged.grant_id is None or self.grants is None:
+            return None
+        return await self.grants.get_grant(staged.grant_id)
+
+    def _claiming(self, grant: Grant, record: Record) -> Record:
+        """*record*, after claiming *grant* for the image (released if recording fails)."""
+        grants = self.grants
+        assert grants is not None
+
+        async def claim_then_record(image: Image) -> None:
+            if not await grants.claim_grant(grant.id, image.id, self.clock()):
+                raise GrantUsed(
+                    f"Direct-upload grant {grant.id} has already made an image; a grant "
+                    "uploads one image.",
+                    grant=grant.id,
+                )
+            try:
+                await record(image)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await grants.release_grant(grant.id, image.id)
+                raise
+
+        return claim_then_record
 
     async def _blob_exists(self, key: str) -> bool:
         try:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from pixdrop.errors import Conflict, InvalidResumableRequest, UploadNotFound
-from pixdrop.models import Upload, UploadProtocol, UploadState
+from pixdrop.models import Opener, Upload, UploadProtocol, UploadState
 from pixdrop.ports import LeaseBusy, MetadataStore, Staging
 from pixdrop.services.completion import StoredImage
 from pixdrop.services.lifecycle import Lifecycle, token
@@ -64,6 +64,7 @@ class Concatenator:
         metadata: str | None = None,
         filename: str | None = None,
         content_type: str | None = None,
+        opener: Opener | None = None,
     ) -> tuple[Upload, StoredImage | None]:
         """Join *partial_ids*, in order, into a final upload.
 
@@ -86,6 +87,7 @@ class Concatenator:
             filename=filename,
             content_type=content_type,
             concat=concat,
+            opener=opener,
         )
         upload = await self.lifecycle.open(upload, partial_ids=partial_ids)
         stored = await self.assemble(upload.id)

@@ -16,10 +16,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pixdrop import metrics
-from pixdrop.errors import PayloadTooLarge, UploadExpired, UploadNotFound
-from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
+from pixdrop.errors import PayloadTooLarge, TooManyOpenUploads, UploadExpired, UploadNotFound
+from pixdrop.models import (
+    Image,
+    Opener,
+    Part,
+    Upload,
+    UploadProtocol,
+    UploadState,
+    is_valid_id,
+    new_id,
+)
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.protocols import fields
+from pixdrop.services.grants import GRANT_RETENTION, check_open
 
 __all__ = ["Clock", "Lifecycle", "UploadLimits", "token"]
 
@@ -41,6 +51,8 @@ class UploadLimits:
     max_chunk_size: int
     max_chunks: int
     ttl: timedelta
+    #: Unfinished uploads one client address may hold (anonymous and grant traffic).
+    max_open_per_client: int | None = None
 
 
 def token(upload: Upload) -> str:
@@ -91,12 +103,17 @@ class Lifecycle:
         content_type: str | None = None,
         metadata: str | None = None,
         concat: str | None = None,
+        opener: Opener | None = None,
     ) -> Upload:
         """A new upload record (not stored yet); *size* ``None`` means told later.
 
         What the client said about its file is cleaned and bounded here, for every way in
-        (``protocols.fields``: ``FieldTooLong`` past a limit).
+        (``protocols.fields``: ``FieldTooLong`` past a limit), and so is the *opener*'s grant
+        (``grants.check_open``).
         """
+        opener = opener or Opener()
+        if opener.grant is not None:
+            check_open(opener.grant, size, self.clock(), concat=concat is not None)
         fields.check_upload_metadata(metadata)
         if concat != "partial":
             fields.check_upload_concat(concat)
@@ -117,6 +134,8 @@ class Lifecycle:
             length_deferred=size is None,
             upload_metadata=metadata,
             concat=concat,
+            client=opener.client if opener.counted else None,
+            grant_id=opener.grant.id if opener.grant else None,
         )
 
     async def open(
@@ -130,6 +149,7 @@ class Lifecycle:
         """Begin staging *upload*, then record it (with its first *parts* and *image*, or, for
         a final tus upload, the *partial_ids* it joins); return it with its store token.
         The pre-create hook, if any, decides first (:meth:`admit`)."""
+        await self._check_open_uploads(upload)
         upload = await self.admit(upload)
         stored = replace(upload, store_token=await self.staging.begin(upload.id))
         if partial_ids is not None:
@@ -144,6 +164,24 @@ class Lifecycle:
         ``HookRefused`` or ``HookUnavailable`` if it may not. Every way in passes here:
         :meth:`open`, and the one-request paths, which record no upload before the image."""
         return upload if self.hook is None else await self.hook(upload, way)
+
+    async def _check_open_uploads(self, upload: Upload) -> None:
+        """``TooManyOpenUploads`` if the client that opens *upload* holds the most it may.
+
+        A count, then an insert: racing requests of one client may pass a few over the cap.
+        """
+        cap = self.limits.max_open_per_client
+        if upload.client is None or cap is None:
+            return
+        holding = await self.meta.count_open_uploads(upload.client, self.clock())
+        if holding >= cap:
+            raise TooManyOpenUploads(
+                f"This client already holds {holding} unfinished uploads; at most {cap} may be "
+                "open at once. Finish or delete some (or wait until they expire).",
+                limit="max_open_uploads_per_client",
+                value=holding,
+                allowed=cap,
+            )
 
     async def get(self, upload_id: str) -> Upload:
         """The upload; ``UploadNotFound`` (also for strings that cannot be ids)."""
@@ -187,4 +225,5 @@ class Lifecycle:
                 removed += 1
         if removed:
             log.info("swept %d expired or orphaned uploads", removed)
+        await self.meta.purge_grants(now - GRANT_RETENTION)
         return removed

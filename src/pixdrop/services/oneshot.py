@@ -19,11 +19,12 @@ from dataclasses import replace
 import anyio
 
 from pixdrop.errors import PayloadTooLarge, UnprocessableImage
-from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState, new_id
+from pixdrop.models import Image, Opener, Part, Upload, UploadProtocol, UploadState, new_id
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.services.appends import Appender, AppendResult, Progress
 from pixdrop.services.completion import Completion, Staged, StoredImage
+from pixdrop.services.grants import check_open, too_large_body
 from pixdrop.services.lifecycle import Lifecycle, token
 from pixdrop.services.metering import Body, Checksum, checksum_algorithms
 
@@ -51,9 +52,21 @@ class OneShot:
         self.max_request_size = max_request_size
 
     async def put_single(
-        self, body: AsyncIterator[bytes], *, expected: ExpectedDigests, filename: str | None
+        self,
+        body: AsyncIterator[bytes],
+        *,
+        expected: ExpectedDigests,
+        filename: str | None,
+        opener: Opener | None = None,
     ) -> StoredImage:
-        """Store a whole image sent in one request body (``POST /v1/images``)."""
+        """Store a whole image sent in one request body (``POST /v1/images``), within the
+        *opener*'s grant if it has one."""
+        grant = opener.grant if opener else None
+        limit, too_long = self.max_request_size, self._too_large
+        if grant is not None:
+            check_open(grant, None, self.lifecycle.clock())
+            if grant.max_size is not None and grant.max_size < limit:
+                limit, too_long = grant.max_size, too_large_body(grant)
         if self.lifecycle.hook is not None:
             await self.lifecycle.admit(
                 self.lifecycle.new("native", None, filename=filename), "one-request"
@@ -63,8 +76,8 @@ class OneShot:
         try:
             stream = Body(
                 body,
-                limit=self.max_request_size,
-                too_long=self._too_large,
+                limit=limit,
+                too_long=too_long,
                 expected=expected,
                 head_size=self.completion.prober.head_size,
             )
@@ -77,7 +90,15 @@ class OneShot:
                     "The request body is empty; send the image's bytes.", reason="empty"
                 )
             key = await self.staging.finish(staging_id, store_token, [part])
-            staged = Staged(staging_id, store_token, key, part.length, part.sha256, stream.head)
+            staged = Staged(
+                staging_id,
+                store_token,
+                key,
+                part.length,
+                part.sha256,
+                stream.head,
+                grant_id=grant.id if grant else None,
+            )
             return await self.completion.ingest(
                 staged, filename=filename, record=self.meta.create_image
             )
@@ -105,6 +126,7 @@ class OneShot:
         content_type: str | None = None,
         checksum: Checksum | None = None,
         trailer_checksum: Callable[[], Checksum | None] | None = None,
+        opener: Opener | None = None,
     ) -> AppendResult:
         """Create an upload of *length* (> 0) bytes from a request whose *body* holds them all.
 
@@ -112,7 +134,12 @@ class OneShot:
         """
         self.lifecycle.check_size(length)
         upload = self.lifecycle.new(
-            protocol, length, metadata=metadata, filename=filename, content_type=content_type
+            protocol,
+            length,
+            metadata=metadata,
+            filename=filename,
+            content_type=content_type,
+            opener=opener,
         )
         upload = await self.lifecycle.admit(upload)
         stream = Body(
@@ -148,7 +175,9 @@ class OneShot:
 
         store_token = token(upload)
         key = await self.staging.finish(upload.id, store_token, [part])
-        staged = Staged(upload.id, store_token, key, part.length, part.sha256, head)
+        staged = Staged(
+            upload.id, store_token, key, part.length, part.sha256, head, grant_id=upload.grant_id
+        )
         stored = await self.completion.ingest(staged, filename=upload.filename, record=record)
         completed = replace(completed, image_id=stored.image.id)
         progress = Progress(completed, part.length, part.length, stored.image)

@@ -23,11 +23,13 @@ from dataclasses import replace
 from pixdrop.errors import (
     Conflict,
     FinalUploadNotWritable,
+    GrantTooLarge,
+    GrantUsed,
     ImageNotFound,
     UnprocessableImage,
     UploadNotFound,
 )
-from pixdrop.models import Image, Upload, UploadProtocol, UploadState, is_valid_id
+from pixdrop.models import Image, Opener, Upload, UploadProtocol, UploadState, is_valid_id
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.protocols.problem import problem_body
 from pixdrop.services.appends import Appender, AppendRequest, AppendResult, Progress
@@ -104,6 +106,7 @@ class ResumableService:
         content_type: str | None = None,
         partial: bool = False,
         sha256: str | None = None,
+        opener: Opener | None = None,
     ) -> Upload:
         """Start an upload of *length* bytes (``None``: told later).
 
@@ -120,6 +123,7 @@ class ResumableService:
             filename=filename,
             content_type=content_type,
             concat="partial" if partial else None,
+            opener=opener,
         )
         upload = await self.lifecycle.open(upload)
         if length == 0:
@@ -225,7 +229,14 @@ class ResumableService:
 
     async def _ingest_key(self, upload: Upload, key: str) -> StoredImage:
         """Ingest a final upload from its joined object."""
-        staged = Staged(upload.id, token(upload), key, upload.size, expected_sha256=upload.sha256)
+        staged = Staged(
+            upload.id,
+            token(upload),
+            key,
+            upload.size,
+            expected_sha256=upload.sha256,
+            grant_id=upload.grant_id,
+        )
         return await self._ingest(upload, staged)
 
     async def _ingest(self, upload: Upload, staged: Staged) -> StoredImage:
@@ -235,7 +246,7 @@ class ResumableService:
 
         try:
             return await self.completion.ingest(staged, filename=upload.filename, record=record)
-        except UnprocessableImage as exc:
+        except (UnprocessableImage, GrantUsed, GrantTooLarge) as exc:  # never an image
             await self.lifecycle.free(upload, ending="refused", problem=problem_body(exc))
             raise
 

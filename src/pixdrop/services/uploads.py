@@ -19,6 +19,8 @@ from pixdrop.errors import (
     ChunkNotFound,
     ChunkSizeMismatch,
     Conflict,
+    GrantTooLarge,
+    GrantUsed,
     InvalidUploadRequest,
     UnprocessableImage,
     UploadExpired,
@@ -26,7 +28,7 @@ from pixdrop.errors import (
     UploadNotFound,
     UploadNotReceiving,
 )
-from pixdrop.models import Image, Part, Upload, UploadState, is_valid_id
+from pixdrop.models import Image, Opener, Part, Upload, UploadState, is_valid_id
 from pixdrop.ports import LeaseBusy, MetadataStore, Staging
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.protocols.problem import problem_body
@@ -95,6 +97,7 @@ class UploadService:
         sha256: str | None = None,
         filename: str | None = None,
         content_type: str | None = None,
+        opener: Opener | None = None,
     ) -> UploadStatus:
         """Start an upload of *size* bytes; raise ``InvalidUploadRequest``/``PayloadTooLarge``."""
         chunk_size = self._check_shape(size, chunk_size)
@@ -105,6 +108,7 @@ class UploadService:
             sha256=sha256,
             filename=filename,
             content_type=content_type,
+            opener=opener,
         )
         upload = await self.lifecycle.open(upload)
         return UploadStatus(upload, [], list(range(upload.chunk_count)))
@@ -326,7 +330,7 @@ class UploadService:
             )
             try:
                 return await self._ingest(upload, parts)
-            except UnprocessableImage as exc:
+            except (UnprocessableImage, GrantUsed, GrantTooLarge) as exc:  # never an image
                 await self.lifecycle.free(upload, ending="refused", problem=problem_body(exc))
                 raise
         raise AssertionError("unreachable")

@@ -3,7 +3,7 @@
 //   node upload.mjs '<options as JSON>'
 //
 // Options: endpoint, file (a path), source ("file": an fs.ReadStream, the default; "buffer":
-// the whole file in a Buffer; "stream": a plain Readable, of unknown size), chunkSize, parallelUploads, metadata, retryDelays, uploadUrl,
+// the whole file in a Buffer; "stream": a plain Readable, of unknown size), chunkSize, parallelUploads, metadata, headers, retryDelays, uploadUrl,
 // overridePatchMethod, uploadDataDuringCreation, uploadLengthDeferred; and for the tests:
 //   urlStorage        a JSON file for tus-js-client's FileUrlStorage (the upload URL is kept
 //                     there under the file's fingerprint)
@@ -87,6 +87,7 @@ const settings = {
   endpoint: options.endpoint ?? null,
   uploadUrl: options.uploadUrl ?? null,
   metadata: options.metadata ?? {},
+  headers: options.headers ?? {},
   chunkSize: options.chunkSize ?? Number.POSITIVE_INFINITY,
   parallelUploads: options.parallelUploads ?? 1,
   protocol: options.protocol ?? 'tus-v1',

@@ -1,7 +1,7 @@
 """Webhooks: the endpoints events go to, and the outbox of deliveries.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-07 00:00:00
 
 ``webhook_endpoints`` is what ``pixdrop webhooks add`` stores; ``webhook_deliveries`` is the
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
