@@ -19,9 +19,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from pixdrop import __version__
 from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
-from pixdrop.http import chunks, errors, limits, listing, serve, simple, tus, variants, web
+from pixdrop.http import chunks, errors, limits, listing, openapi, serve, simple, tus, variants, web
 from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
+from pixdrop.http.problems import problems
+from pixdrop.http.schemas import Health
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.imaging.codec import VipsCodec
@@ -250,7 +252,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(limits.router)
     app.include_router(web.router)
     app.include_router(tus.router(settings))
-    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
+    app.add_api_route(
+        "/healthz",
+        _healthz,
+        methods=["GET"],
+        tags=["operations"],
+        response_model=Health,
+        responses=problems("healthz"),
+    )
+    openapi.install(app, settings)
     # Innermost first: method override and tus versioning see the request before routing;
     # CORS answers preflights before anything else; the request log wraps it all.
     app.add_middleware(tus.TusMiddleware, mount=settings.tus_path)
