@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pixdrop.http import wire
 from pixdrop.http.errors import invalid_request
@@ -17,14 +19,24 @@ from pixdrop.http.wire import RAW_BODY, content_length, expected_digests, read_j
 router = APIRouter(tags=["uploads"])
 
 
+def _integral(value: object) -> object:
+    """JSON has one kind of number: ``100.0`` is the integer 100 (as JSON Schema, and the
+    published description, say), while ``100.5``, ``"100"`` and ``true`` stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: A positive JSON integer, strictly: see ``_integral``.
+Count = Annotated[int, Field(ge=1), BeforeValidator(_integral)]
+
+
 class CreateUpload(BaseModel):
     """Body of ``POST /v1/uploads``."""
 
     # Strict: "100" or true for a size is a client bug worth reporting, not coercing.
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    size: int = Field(ge=1, description="Total size of the image in bytes.")
-    chunk_size: int | None = Field(None, ge=1, description="Bytes per chunk (default 8 MiB).")
+    size: Count = Field(description="Total size of the image in bytes.")
+    chunk_size: Count | None = Field(None, description="Bytes per chunk (default 8 MiB).")
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Hex sha256 of the whole file."
     )

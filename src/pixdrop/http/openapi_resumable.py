@@ -32,25 +32,25 @@ def _header(name: str, description: str, schema: dict[str, Any] | None = None) -
     }
 
 
-#: Every request under the mount: which protocol, and tus's method override.
-_PROTOCOL = [
-    _header(
+def _protocol(*, tus_version: bool = True) -> list[dict[str, Any]]:
+    """The headers saying which protocol a request speaks: ``Tus-Resumable`` on every tus
+    request but OPTIONS (*tus_version*), where tus says a server ignores it. (tus's
+    X-HTTP-Method-Override, for clients that can send only POST, is left out: it makes a
+    request another operation.)"""
+    version = _header(
         "Tus-Resumable",
-        f"tus: the protocol version, {tus.VERSION} (any other: 412). Required by tus on "
-        "every request but OPTIONS; ignored when the request speaks the IETF draft.",
+        f"tus: the protocol version, {tus.VERSION} (missing or any other: 412). Not read "
+        "when the request speaks the IETF draft.",
         {"type": "string", "enum": [tus.VERSION]},
-    ),
-    _header(
+    )
+    interop = _header(
         INTEROP_HEADER,
         "IETF draft: its interop version. Present: the request speaks the draft.",
         {"type": "integer", "enum": sorted(SUPPORTED_VERSIONS)},
-    ),
-    _header(
-        "X-HTTP-Method-Override",
-        "tus: the method to act as, for clients that can only send POST.",
-        {"type": "string", "enum": ["HEAD", "PATCH", "DELETE", "POST", "OPTIONS", "GET"]},
-    ),
-]
+    )
+    return [{**version, "required": True}, interop] if tus_version else [interop]
+
+
 _CHECKSUM = _header(
     "Upload-Checksum",
     f"tus: ALGORITHM BASE64 of this request's body ({', '.join(CHECKSUM_ALGORITHMS)}); a "
@@ -106,7 +106,7 @@ def _options(max_size: int) -> dict[str, Any]:
         "tags": ["tus"],
         "summary": "What the server supports (tus discovery, IETF draft options)",
         "operationId": "resumable_options",
-        "parameters": list(_PROTOCOL),
+        "parameters": _protocol(tus_version=False),
         "responses": responses(
             "resumable_options", {204: {"description": "Supported", "headers": answered}}
         ),
@@ -134,7 +134,7 @@ def _create(max_size: int) -> dict[str, Any]:
         "Upload-Defer-Length or a final Upload-Concat.",
         "operationId": "resumable_create",
         "parameters": [
-            *_PROTOCOL,
+            *_protocol(),
             _header("Upload-Length", f"The upload's size in bytes (at most {max_size}).", length),
             _header(
                 "Upload-Defer-Length",
@@ -174,7 +174,7 @@ def _head() -> dict[str, Any]:
         "tags": ["tus"],
         "summary": "The upload's offset (where the next append goes)",
         "operationId": "resumable_head",
-        "parameters": [*_PROTOCOL, _UPLOAD_ID],
+        "parameters": [*_protocol(), _UPLOAD_ID],
         "responses": responses(
             "resumable_head",
             {
@@ -202,7 +202,7 @@ def _patch(max_size: int) -> dict[str, Any]:
         "completed the upload (and, up to interop 6, for an incomplete one), else 204.",
         "operationId": "resumable_patch",
         "parameters": [
-            *_PROTOCOL,
+            *_protocol(),
             _UPLOAD_ID,
             {
                 **_header("Upload-Offset", "Where this body goes: the upload's offset.", offset),
@@ -233,7 +233,7 @@ def _delete() -> dict[str, Any]:
         "tags": ["tus"],
         "summary": "Terminate (tus) or cancel (IETF draft) the upload and free its bytes",
         "operationId": "resumable_delete",
-        "parameters": [*_PROTOCOL, _UPLOAD_ID],
+        "parameters": [*_protocol(), _UPLOAD_ID],
         "responses": responses("resumable_delete", {204: {"description": "Gone"}}),
     }
 
@@ -244,7 +244,11 @@ def resumable_paths(settings: Settings, max_size: int) -> dict[str, dict[str, An
     return {
         mount + "/": {"options": _options(max_size), "post": _create(max_size)},
         mount + "/{upload_id}": {
-            "options": {**_options(max_size), "operationId": "resumable_options_upload"},
+            "options": {
+                **_options(max_size),
+                "operationId": "resumable_options_upload",
+                "parameters": [*_protocol(tus_version=False), _UPLOAD_ID],
+            },
             "head": _head(),
             "patch": _patch(max_size),
             "delete": _delete(),

@@ -119,7 +119,7 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
     "head_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE),
     "get_blob": (NotFound,),
     "head_blob": (NotFound,),
-    "create_upload": (*_BODY, InvalidUploadRequest, PayloadTooLarge),
+    "create_upload": (*_BODY, InvalidUploadRequest, FieldTooLong, PayloadTooLarge),
     "get_upload": (UploadNotFound,),
     "put_chunk": (
         *_BODY,
