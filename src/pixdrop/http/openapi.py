@@ -102,20 +102,27 @@ def _bound(doc: dict[str, Any], settings: Settings, bounds: Bounds) -> None:
         f"{bounds.max_chunk_size}), only the last chunk shorter."
     )
     for method in ("get", "head"):
-        variant = paths["/v1/images/{image_id}/{variant}"][method]
-        sizes = list(settings.size_list)
-        for name in ("w", "h"):
-            _parameter(variant, name)["schema"] = {"type": "integer", "enum": sizes}
-        _parameter(variant, "fit")["schema"] = {"type": "string", "enum": ["contain", "cover"]}
-        _parameter(variant, "format")["schema"] = {
-            "type": "string",
-            "enum": list(bounds.variant_formats),
-        }
-        _parameter(variant, "q")["schema"] = {"type": "integer", "minimum": 1, "maximum": 100}
-        _parameter(variant, "variant")["schema"] = {
-            "type": "string",
-            "enum": sorted(settings.preset_sizes),
-        }
+        _bound_variant(paths["/v1/images/{image_id}/{variant}"][method], settings, bounds)
+
+
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """A variant parameter's values; an empty one (``?fit=``) is as if it were not sent."""
+    return {"anyOf": [schema, {"type": "string", "enum": [""]}]}
+
+
+def _bound_variant(op: dict[str, Any], settings: Settings, bounds: Bounds) -> None:
+    """The presets, sizes, fits, formats and qualities this app offers."""
+    sizes = {"type": "integer", "enum": list(settings.size_list)}
+    values = {
+        "variant": {"type": "string", "enum": sorted(settings.preset_sizes)},
+        "w": _or_empty(sizes),
+        "h": _or_empty(sizes),
+        "fit": _or_empty({"type": "string", "enum": ["contain", "cover"]}),
+        "format": _or_empty({"type": "string", "enum": list(bounds.variant_formats)}),
+        "q": _or_empty({"type": "integer", "minimum": 1, "maximum": 100}),
+    }
+    for name, schema in values.items():
+        _parameter(op, name)["schema"] = schema
 
 
 def build(app: FastAPI, settings: Settings, bounds: Bounds) -> dict[str, Any]:
