@@ -4,7 +4,8 @@ Every check is on (``--checks all``): undocumented statuses and content types, b
 headers against their schemas, schema-valid requests refused, schema-breaking ones accepted,
 ``Allow`` on 405, resources that outlive their DELETE, ... ``schemathesis.toml`` beside this
 file widens what two checks accept where a request that fits the description can still be
-refused for a reason no OpenAPI schema states (each entry says which).
+refused for a reason no OpenAPI schema states (each entry says which); ``schemathesis_hooks.py``
+keeps its HTTP client away from the one answer it cannot read (a 104 interim response).
 
 Bounded: a fixed seed, a few examples per operation, one worker, no shrinking (a failure's
 ``curl`` line is printed either way). The description does not depend on the metadata store
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 SEED = 20261206
 EXAMPLES = 10
 
@@ -51,7 +53,12 @@ def test_the_server_does_what_its_description_says(server_factory, tmp_path: Pat
         "30",
         "--no-color",
     ]
-    env = {**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"}
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": str(HOOKS),
+        "SCHEMATHESIS_TELEMETRY": "false",
+        "NO_COLOR": "1",
+    }
     # cwd: schemathesis and hypothesis keep their state beside it, not in the checkout.
     done = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280, check=False
