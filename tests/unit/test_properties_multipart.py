@@ -24,6 +24,10 @@ BOUNDARIES = st.builds(
     st.text(alphabet=BCHARS_NOSPACE + " ", max_size=69),
     st.sampled_from(BCHARS_NOSPACE),
 )
+#: File bytes that look like the framing around them: line breaks and dashes.
+FRAMING_LIKE = st.lists(
+    st.sampled_from([b"\r\n", b"--", b"\r", b"\n", b"-", b"a", b"\r\n--"]), max_size=40
+).map(b"".join)
 NAMES = st.text(alphabet=string.ascii_letters + string.digits + "._-", min_size=1, max_size=30)
 
 
@@ -61,7 +65,7 @@ def read(pieces: list[bytes], content_type: str) -> tuple[bytes, str | None]:
 
 @given(
     BOUNDARIES,
-    st.binary(max_size=3000),
+    st.binary(max_size=3000) | FRAMING_LIKE,
     NAMES,
     st.lists(st.tuples(NAMES.filter(lambda n: n != "file"), st.binary(max_size=50)), max_size=3),
     st.lists(st.integers(min_value=1, max_value=700), max_size=8),
