@@ -198,3 +198,19 @@ def test_the_description_is_built_once(server_factory) -> None:
     described(live)
     app = live.server.config.app
     assert app.openapi() is app.openapi()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_whole_number_written_with_a_point_is_the_integer_the_schema_says(
+    server_factory,
+) -> None:
+    # JSON Schema's "integer" is any number with no fraction: 67.0 fits the description of
+    # size, so the server takes it (schemathesis found it refused); 67.5 and "67" do not fit.
+    live = server_factory(min_chunk_size=1024)
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        created = client.post("/v1/uploads", json={"size": 67.0, "chunk_size": 1024.0})
+        assert created.status_code == 201, created.text
+        assert (created.json()["size"], created.json()["chunk_size"]) == (67, 1024)
+        for refused in ({"size": 67.5}, {"size": "67"}, {"size": True}):
+            response = client.post("/v1/uploads", json=refused)
+            assert response.status_code == 400, refused
