@@ -52,6 +52,8 @@ class Bounds:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Bounds:
+        """Before the app started (its services unknown): the settings alone, and every
+        variant format the decoder pool may offer."""
         return cls(
             min_chunk_size=int(settings.min_chunk_size),
             max_chunk_size=int(settings.max_chunk_size),
