@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import ByteSize, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -146,6 +146,42 @@ class Settings(BaseSettings):
     variant_sizes: str = Field(
         DEFAULT_VARIANT_SIZES,
         description="Widths and heights a client may ask for with ?w= and ?h=, comma-separated.",
+    )
+    webhook_retry_base: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds before the first retry of a webhook delivery; each next wait "
+        "doubles (up to an hour), with jitter.",
+    )
+    webhook_retry_for: float = Field(
+        86_400.0,
+        gt=0,
+        description="Seconds a webhook delivery is retried before it is marked failed.",
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, description="Seconds one webhook delivery attempt may take."
+    )
+    webhook_concurrency: int = Field(
+        16, ge=1, le=1024, description="Webhook deliveries in flight at once, per process."
+    )
+    webhook_refresh: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds between reads of the webhook endpoint list: a new endpoint gets "
+        "events within this delay.",
+    )
+    hook_url: str | None = Field(
+        None,
+        description="Pre-create hook: asked (POST, JSON) before every upload is created, "
+        "answers whether it may be (docs/webhooks.md).",
+    )
+    hook_timeout: float = Field(
+        5.0, gt=0, description="Seconds the pre-create hook may take to answer."
+    )
+    hook_failure: Literal["open", "closed"] = Field(
+        "closed",
+        description="When the pre-create hook fails (no answer, or not a decision): 'closed' "
+        "refuses the upload (503), 'open' lets it in.",
     )
 
     @field_validator("formats")

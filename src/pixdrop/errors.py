@@ -33,7 +33,11 @@ The tree::
     ├── UnsupportedMediaType          415  request body type the endpoint cannot read
     ├── RangeNotSatisfiable           416
     ├── UnprocessableImage            422  not an image, unsupported format, sha256 mismatch
+    │   └── TrailingData              422  bytes after the end of the image
     ├── UploadLocked                  423  another request holds the upload and will not yield
+    ├── InsufficientStorage           507  the server's disk (or database) is full
+    ├── HookRefused                   4xx  the pre-create hook said no (its status, its message)
+    ├── HookUnavailable               503  the pre-create hook gave no answer (fails closed)
     ├── ChecksumMismatch              460  tus: the body does not match Upload-Checksum
     └── UnsupportedProtocolVersion    412  tus: Tus-Resumable names a version not spoken here
 
@@ -235,6 +239,13 @@ class UnprocessableImage(PixdropError):
     title = "Not an acceptable image"
 
 
+class TrailingData(UnprocessableImage):
+    """The upload holds more than the image: bytes after the image's own end (docs/images.md)."""
+
+    slug = "trailing-data"
+    title = "Bytes after the end of the image"
+
+
 class UnsupportedMediaType(PixdropError):
     status = 415
     slug = "unsupported-media-type"
@@ -245,6 +256,43 @@ class UploadLocked(PixdropError):
     status = 423
     slug = "upload-locked"
     title = "Upload is being written by another request"
+
+
+class InsufficientStorage(PixdropError):
+    """No space left where the bytes or the records go; nothing acknowledged was lost, and
+    the same request succeeds once there is room again (RFC 4918 §11.5)."""
+
+    status = 507
+    slug = "insufficient-storage"
+    title = "Insufficient storage"
+
+    #: Seconds a client is asked to wait: freeing a disk is an operator's work, not a blink.
+    retry_after: ClassVar[int] = 60
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(self.retry_after)
+
+
+class HookRefused(PixdropError):
+    """The pre-create hook (``--hook-url``) refused the upload, with this status."""
+
+    status = 403
+    slug = "hook-refused"
+    title = "Refused by the upload hook"
+
+    def __init__(self, detail: str, status: int = 403, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        # The hook picks the status; the class's is only the default.
+        setattr(self, "status", status)  # noqa: B010 (a ClassVar, set on this instance)
+
+
+class HookUnavailable(PixdropError):
+    """The pre-create hook gave no usable answer and ``--hook-failure`` is ``closed``."""
+
+    status = 503
+    slug = "hook-unavailable"
+    title = "Upload hook unavailable"
 
 
 class ChecksumMismatch(PixdropError):

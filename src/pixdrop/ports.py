@@ -7,11 +7,11 @@ composition root (``http/app.py``) picks concrete implementations.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pixdrop.models import (
     Image,
@@ -197,8 +197,15 @@ class MetadataStore(Protocol):
     async def complete_upload(self, upload_id: str, image: Image) -> None:
         """In one transaction: record *image* and mark the upload completed with its id."""
 
-    async def delete_upload(self, upload_id: str) -> None:
-        """Delete the upload and its parts (no error if absent)."""
+    async def delete_upload(
+        self,
+        upload_id: str,
+        *,
+        ending: str | None = None,
+        problem: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Delete the upload and its parts (no error if absent); *ending* (``expired``, or
+        ``refused`` with the client's *problem*) is reported to webhooks."""
 
     async def received_end(self, upload_id: str) -> int:
         """The end of the last recorded part (0 if none): a resumable upload's offset.

@@ -6,8 +6,10 @@ import click
 
 from pixdrop import __version__
 from pixdrop.cli import images, transfer
+from pixdrop.cli.db import db
 from pixdrop.cli.serve import serve
 from pixdrop.cli.store import store
+from pixdrop.cli.webhooks import webhooks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +20,8 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(store)
+main.add_command(db)
+main.add_command(webhooks)
 for command in (
     transfer.upload,
     transfer.uploads,

@@ -28,7 +28,8 @@ from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.imaging.codec import VipsCodec
 from pixdrop.metadata import SqlMetadataStore, open_metadata_store
-from pixdrop.metadata.leases import FileLeases, SqlLeases, open_leases
+from pixdrop.metadata.file_leases import MACHINE_TTL
+from pixdrop.metadata.leases import FileLeases, SqlLeases, open_leases, refuse_other_machines
 from pixdrop.models import ImageLimits, utcnow
 from pixdrop.ports import BlobStore, ImageCodec
 from pixdrop.services import Completion, ImageService, Lifecycle, UploadLimits, UploadService
@@ -37,6 +38,8 @@ from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.renditions import RenditionService
 from pixdrop.services.resumable import ResumableService
 from pixdrop.storage import open_blob_store
+from pixdrop.webhooks.hook import PreCreateHook, RequestScope
+from pixdrop.webhooks.sender import SenderSettings, open_sender
 
 log = logging.getLogger("pixdrop")
 
@@ -122,7 +125,11 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
     store, meta, codec = backends.store, backends.meta, backends.codec
     locks = LeaseLocks(backends.keeper)
     lifecycle = Lifecycle(
-        staging=store.staging, meta=meta, limits=_upload_limits(settings), clock=utcnow
+        staging=store.staging,
+        meta=meta,
+        limits=_upload_limits(settings),
+        clock=utcnow,
+        hook=_pre_create_hook(settings),
     )
     completion = Completion(
         staging=store.staging,
@@ -168,8 +175,28 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
     )
 
 
+def _pre_create_hook(settings: Settings) -> PreCreateHook | None:
+    if not settings.hook_url:
+        return None
+    return PreCreateHook(
+        settings.hook_url, timeout=settings.hook_timeout, failure=settings.hook_failure
+    )
+
+
+def _sender_settings(settings: Settings) -> SenderSettings:
+    return SenderSettings(
+        retry_base=settings.webhook_retry_base,
+        timeout=settings.webhook_timeout,
+        retry_for=settings.webhook_retry_for,
+        concurrency=settings.webhook_concurrency,
+        refresh=settings.webhook_refresh,
+    )
+
+
 async def open_backends(settings: Settings, codec: ImageCodec) -> Backends:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # `pixdrop serve` refuses with one line before this; an app built otherwise refuses here.
+    await to_thread.run_sync(refuse_other_machines, settings.resolved_database_url)
     # Opening an S3 store asks the bucket (a blocking call): off the event loop.
     store = await to_thread.run_sync(
         partial(
@@ -201,6 +228,16 @@ async def _sweep_forever(rt: Runtime, backends: Backends, interval: float) -> No
             log.exception("sweeping expired uploads failed")
 
 
+async def _beat_forever(leases: FileLeases) -> None:
+    """Tell other machines that this one serves the SQLite data (they refuse to start)."""
+    while True:
+        try:
+            await leases.beat()
+        except Exception:  # a missed beat only weakens the guard; the next one retries
+            log.exception("recording this machine in the leases database failed")
+        await anyio.sleep(MACHINE_TTL / 3)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -214,13 +251,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     rt = build_runtime(settings, backends)
     app.state.runtime = rt
+    # Webhooks: the store writes events from here on; the sender delivers them.
+    sender = open_sender(
+        backends.meta, backends.keeper, _sender_settings(settings), settings.public_url or ""
+    )
+    app.state.webhooks = sender
     try:
         async with anyio.create_task_group() as tasks:
             await tasks.start(backends.keeper.run)
+            await tasks.start(sender.run)
             tasks.start_soon(_sweep_forever, rt, backends, settings.sweep_interval)
+            if isinstance(backends.leases, FileLeases):
+                tasks.start_soon(_beat_forever, backends.leases)
             yield
             tasks.cancel_scope.cancel()
     finally:
+        if isinstance(rt.lifecycle.hook, PreCreateHook):
+            await rt.lifecycle.hook.close()
         await backends.leases.close()
         await rt.meta.close()
         await backends.store.close()
@@ -261,8 +308,10 @@ def create_app(settings: Settings) -> FastAPI:
         responses=problems("healthz"),
     )
     openapi.install(app, settings)
-    # Innermost first: method override and tus versioning see the request before routing;
+    # Innermost first: the pre-create hook reads the scope the routes see (RequestScope);
+    # method override and tus versioning see the request before routing;
     # CORS answers preflights before anything else; the request log wraps it all.
+    app.add_middleware(RequestScope)
     app.add_middleware(tus.TusMiddleware, mount=settings.tus_path)
     origins = settings.cors_origin_list
     if origins:

@@ -17,10 +17,10 @@ opened (:func:`_tune_sqlite_connection`), and SQLAlchemy, not the sqlite3 module
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from anyio import to_thread
 from sqlalchemy import (
@@ -35,6 +35,9 @@ from sqlalchemy.pool import ConnectionPoolEntry, Pool, SingletonThreadPool
 from pixdrop.metadata import statements as q
 from pixdrop.metadata.batching import GroupCommit
 from pixdrop.models import Image, Part, Upload, UploadState
+
+if TYPE_CHECKING:
+    from pixdrop.webhooks.events import EventLog
 
 __all__ = ["SQLITE_BEGIN_OPTION", "SqlMetadataStore", "make_engine"]
 
@@ -123,6 +126,9 @@ class SqlMetadataStore:
         if engine.dialect.name == "sqlite":
             self._writes = GroupCommit(engine)
             self._lookups = make_engine(engine.url, poolclass=SingletonThreadPool)
+        #: Set by the composition root when webhooks are on: the changes below then write
+        #: their events to the outbox in their own transaction (``webhooks/events.py``).
+        self.events: EventLog | None = None
 
     @property
     def engine(self) -> Engine:
@@ -156,7 +162,10 @@ class SqlMetadataStore:
     ) -> None:
         """Record a new upload, with its *parts* and *image* if given, in one transaction;
         raise ``IntegrityError`` (recording nothing) if an id is taken."""
-        await self._write(partial(q.create_upload, upload=upload, parts=parts, image=image))
+        operation = partial(
+            q.create_upload, upload=upload, parts=parts, image=image, events=self.events
+        )
+        await self._write(operation)
 
     async def get_upload(self, upload_id: str) -> Upload:
         """Return the upload; raise ``UploadNotFound`` if there is none."""
@@ -192,11 +201,28 @@ class SqlMetadataStore:
 
         Raise ``UploadNotFound`` (recording nothing) if the upload does not exist.
         """
-        await self._write(partial(q.complete_upload, upload_id=upload_id, image=image))
+        operation = partial(q.complete_upload, upload_id=upload_id, image=image, events=self.events)
+        await self._write(operation)
 
-    async def delete_upload(self, upload_id: str) -> None:
-        """Delete the upload and, by cascade, its parts (no error if absent)."""
-        await self._write(partial(q.delete_upload, upload_id=upload_id))
+    async def delete_upload(
+        self,
+        upload_id: str,
+        *,
+        ending: str | None = None,
+        problem: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Delete the upload and, by cascade, its parts (no error if absent).
+
+        *ending* (``expired`` or ``refused``, with the *problem*) says why, for webhooks.
+        """
+        operation = partial(
+            q.delete_upload,
+            upload_id=upload_id,
+            events=self.events,
+            ending=ending,
+            problem=problem,
+        )
+        await self._write(operation)
 
     async def received_end(self, upload_id: str) -> int:
         """The end of the last recorded part (0 if none): a resumable upload's offset."""
@@ -212,7 +238,10 @@ class SqlMetadataStore:
 
     async def create_final(self, upload: Upload, partial_ids: list[str]) -> None:
         """Record a final upload and the partial uploads it joins, in order, in one transaction."""
-        await self._write(partial(q.create_final, upload=upload, partial_ids=partial_ids))
+        operation = partial(
+            q.create_final, upload=upload, partial_ids=partial_ids, events=self.events
+        )
+        await self._write(operation)
 
     async def concat_partials(self, final_id: str) -> list[str]:
         """The partial upload ids a final upload joins, in order."""
@@ -235,11 +264,11 @@ class SqlMetadataStore:
 
     async def create_image(self, image: Image) -> None:
         """Record a new image; raise ``IntegrityError`` if its id is taken."""
-        await self._write(partial(q.create_image, image=image))
+        await self._write(partial(q.create_image, image=image, events=self.events))
 
     async def delete_image(self, image_id: str) -> None:
         """Delete the image record (no error if absent)."""
-        await self._write(partial(q.delete_image, image_id=image_id))
+        await self._write(partial(q.delete_image, image_id=image_id, events=self.events))
 
     async def list_images(
         self, limit: int, after: tuple[datetime, str] | None = None

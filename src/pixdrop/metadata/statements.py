@@ -12,9 +12,9 @@ SQLAlchemy then only looks up their compiled form, which halves the cost of a sm
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -34,8 +34,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from pixdrop.errors import ImageNotFound, UploadNotFound
-from pixdrop.metadata.tables import images, upload_concat, upload_parts, uploads
+from pixdrop.metadata.tables import (
+    images,
+    upload_concat,
+    upload_parts,
+    uploads,
+    webhook_deliveries,
+)
 from pixdrop.models import Image, Part, Upload, UploadState
+
+if TYPE_CHECKING:
+    from pixdrop.webhooks.events import EventLog
 
 
 def _is_foreign_key_violation(exc: IntegrityError) -> bool:
@@ -240,13 +249,22 @@ def transition(
     return conn.execute(statement).rowcount == 1
 
 
-def complete_upload(conn: Connection, upload_id: str, image: Image) -> None:
+def complete_upload(
+    conn: Connection, upload_id: str, image: Image, events: EventLog | None = None
+) -> None:
     conn.execute(insert(images).values(_image_values(image)))
     statement = (
         update(uploads)
         .where(uploads.c.id == upload_id)
         .values(state=UploadState.COMPLETED.value, image_id=image.id)
     )
+    if events is not None and events.wants("upload.completed", "image.created"):
+        # The event shows the upload as it now is: read back by the UPDATE itself.
+        row = conn.execute(statement.returning(*uploads.c)).one_or_none()
+        if row is None:
+            raise UploadNotFound(f"No upload {upload_id}")
+        announce(conn, events.upload_completed(_upload_from_row(row), image))
+        return
     if conn.execute(statement).rowcount != 1:
         # Raising rolls the image insert back: no image is recorded for a vanished upload.
         raise UploadNotFound(f"No upload {upload_id}")
@@ -269,8 +287,12 @@ def set_length(conn: Connection, upload_id: str, size: int) -> bool:
     return conn.execute(statement).rowcount == 1
 
 
-def create_final(conn: Connection, upload: Upload, partial_ids: list[str]) -> None:
+def create_final(
+    conn: Connection, upload: Upload, partial_ids: list[str], events: EventLog | None = None
+) -> None:
     conn.execute(insert(uploads).values(_upload_values(upload)))
+    if events is not None:
+        announce(conn, events.upload_created(upload))
     rows = [
         {"final_id": upload.id, "position": i, "partial_id": p} for i, p in enumerate(partial_ids)
     ]
@@ -339,25 +361,60 @@ def count_images_with_sha256(conn: Connection, sha256: str) -> int:
 
 
 def create_upload(
-    conn: Connection, upload: Upload, parts: Sequence[Part] = (), image: Image | None = None
+    conn: Connection,
+    upload: Upload,
+    parts: Sequence[Part] = (),
+    image: Image | None = None,
+    events: EventLog | None = None,
 ) -> None:
     if image is not None:
         conn.execute(insert(images).values(_image_values(image)))
     conn.execute(insert(uploads).values(_upload_values(upload)))
     if parts:
         conn.execute(insert(upload_parts), [_part_values(upload.id, part) for part in parts])
+    if events is not None:
+        announce(conn, events.upload_created(upload, parts, image))
 
 
-def delete_upload(conn: Connection, upload_id: str) -> None:
-    conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+def delete_upload(
+    conn: Connection,
+    upload_id: str,
+    events: EventLog | None = None,
+    ending: str | None = None,
+    problem: Mapping[str, Any] | None = None,
+) -> None:
+    statement = delete(uploads).where(uploads.c.id == upload_id)
+    if events is None or ending is None or not events.wants(f"upload.{ending}"):
+        conn.execute(statement)
+        return
+    # Reported as the API showed it last: with the chunks it had, read before they go.
+    parts = list_parts(conn, upload_id)
+    row = conn.execute(statement.returning(*uploads.c)).one_or_none()
+    if row is not None:
+        announce(conn, events.upload_ended(_upload_from_row(row), parts, ending, problem))
 
 
-def create_image(conn: Connection, image: Image) -> None:
+def create_image(conn: Connection, image: Image, events: EventLog | None = None) -> None:
     conn.execute(insert(images).values(_image_values(image)))
+    if events is not None:
+        announce(conn, events.image_created(image))
 
 
-def delete_image(conn: Connection, image_id: str) -> None:
-    conn.execute(delete(images).where(images.c.id == image_id))
+def delete_image(conn: Connection, image_id: str, events: EventLog | None = None) -> None:
+    statement = delete(images).where(images.c.id == image_id)
+    if events is None or not events.wants("image.deleted"):
+        conn.execute(statement)
+        return
+    row = conn.execute(statement.returning(*images.c)).one_or_none()
+    if row is not None:
+        announce(conn, events.image_deleted(_image_from_row(row)))
+
+
+def announce(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write events to the outbox (``webhooks/events.py``), in the caller's transaction: one
+    INSERT, and none when no endpoint wants them."""
+    if rows:
+        conn.execute(insert(webhook_deliveries), rows)
 
 
 def ping(conn: Connection) -> None:

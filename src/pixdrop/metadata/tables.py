@@ -7,6 +7,8 @@ Five tables::
     upload_concat  the partial uploads a final (tus concatenation) upload is made of, in order
     images         one row per stored image; several may share a blob (same sha256)
     leases         who works on what right now (an upload's writer, a chunk, the sweeper)
+    webhook_endpoints   where events are sent (``pixdrop webhooks add``)
+    webhook_deliveries  the outbox: one row per event and endpoint, written with the change
 
 The migrations in ``migrations/versions`` create exactly this schema; a contract test compares
 the two, so a change here needs a new migration.
@@ -44,6 +46,8 @@ __all__ = [
     "upload_concat",
     "upload_parts",
     "uploads",
+    "webhook_deliveries",
+    "webhook_endpoints",
 ]
 
 #: Deterministic constraint names, so later migrations can refer to them by name on both
@@ -201,4 +205,49 @@ leases = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("stop", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("key"),
+)
+
+#: Added by migration 0008. Where events go: a URL, the event types it wants (comma-separated)
+#: and the signing secret (``whsec_<base64>``, Standard Webhooks).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(ID), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("id"),
+)
+
+#: Added by migration 0008. The outbox: a row per event and subscribed endpoint, inserted in
+#: the transaction of the change it reports (``webhooks/events.py``), sent by
+#: ``webhooks/sender.py``. ``seq`` orders the events of one ``resource`` (``upload/<id>``,
+#: ``image/<id>``); ``event_id`` is the ``webhook-id`` every attempt carries.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), nullable=False, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column(
+        "endpoint_id",
+        String(ID),
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("resource", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    PrimaryKeyConstraint("seq"),
+    CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="state"),
+    # The sender asks for the due pending rows, and for earlier pending rows of a resource.
+    Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint_resource", "endpoint_id", "resource", "seq"),
 )

@@ -10,9 +10,10 @@ record, which the sweeper finds (``Staging.stale``), never a record without its 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from pixdrop.errors import PayloadTooLarge, UploadExpired, UploadNotFound
 from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
@@ -24,6 +25,9 @@ __all__ = ["Clock", "Lifecycle", "UploadLimits", "token"]
 log = logging.getLogger("pixdrop.uploads")
 
 Clock = Callable[[], datetime]
+#: The pre-create hook (``webhooks/hook.py``): the upload as it may be created, or it raises.
+#: The second argument names the way in when the upload's protocol does not.
+Admission = Callable[[Upload, str | None], Awaitable[Upload]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +51,19 @@ class Lifecycle:
     """Create, look up, expire, free and sweep uploads."""
 
     def __init__(
-        self, *, staging: Staging, meta: MetadataStore, limits: UploadLimits, clock: Clock
+        self,
+        *,
+        staging: Staging,
+        meta: MetadataStore,
+        limits: UploadLimits,
+        clock: Clock,
+        hook: Admission | None = None,
     ) -> None:
         self.staging = staging
         self.meta = meta
         self.limits = limits
         self.clock = clock
+        self.hook = hook
 
     @property
     def max_size(self) -> int:
@@ -116,13 +127,21 @@ class Lifecycle:
         image: Image | None = None,
     ) -> Upload:
         """Begin staging *upload*, then record it (with its first *parts* and *image*, or, for
-        a final tus upload, the *partial_ids* it joins); return it with its store token."""
+        a final tus upload, the *partial_ids* it joins); return it with its store token.
+        The pre-create hook, if any, decides first (:meth:`admit`)."""
+        upload = await self.admit(upload)
         stored = replace(upload, store_token=await self.staging.begin(upload.id))
         if partial_ids is not None:
             await self.meta.create_final(stored, list(partial_ids))
         else:
             await self.meta.create_upload(stored, parts=parts, image=image)
         return stored
+
+    async def admit(self, upload: Upload, way: str | None = None) -> Upload:
+        """*upload* as the pre-create hook lets it be created (unchanged without a hook);
+        ``HookRefused`` or ``HookUnavailable`` if it may not. Every way in passes here:
+        :meth:`open`, and the one-request paths, which record no upload before the image."""
+        return upload if self.hook is None else await self.hook(upload, way)
 
     async def get(self, upload_id: str) -> Upload:
         """The upload; ``UploadNotFound`` (also for strings that cannot be ids)."""
@@ -137,9 +156,16 @@ class Lifecycle:
                 f"Upload {upload.id} expired at {upload.expires_at.isoformat()}; start a new one."
             )
 
-    async def free(self, upload: Upload) -> None:
-        """Forget the upload, then free its bytes (a crash in between leaves only bytes)."""
-        await self.meta.delete_upload(upload.id)
+    async def free(
+        self,
+        upload: Upload,
+        *,
+        ending: str | None = None,
+        problem: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Forget the upload, then free its bytes (a crash in between leaves only bytes).
+        *ending*: ``expired``, or ``refused`` with the client's *problem* (for webhooks)."""
+        await self.meta.delete_upload(upload.id, ending=ending, problem=problem)
         await self.staging.abort(upload.id, token(upload))
 
     async def sweep(self, now: datetime | None = None, batch: int = 100) -> int:
@@ -148,7 +174,7 @@ class Lifecycle:
         now = now or self.clock()
         removed = 0
         for upload in await self.meta.expired_uploads(now, batch):
-            await self.free(upload)
+            await self.free(upload, ending="expired")
             removed += 1
         grace = self.limits.ttl.total_seconds()
         for upload_id, store_token in await self.staging.stale(older_than=grace):

@@ -54,6 +54,10 @@ class OneShot:
         self, body: AsyncIterator[bytes], *, expected: ExpectedDigests, filename: str | None
     ) -> StoredImage:
         """Store a whole image sent in one request body (``POST /v1/images``)."""
+        if self.lifecycle.hook is not None:
+            await self.lifecycle.admit(
+                self.lifecycle.new("native", None, filename=filename), "one-request"
+            )
         staging_id = new_id()
         store_token = await self.staging.begin(staging_id, durable=False)
         try:
@@ -110,6 +114,7 @@ class OneShot:
         upload = self.lifecycle.new(
             protocol, length, metadata=metadata, filename=filename, content_type=content_type
         )
+        upload = await self.lifecycle.admit(upload)
         stream = Body(
             body,
             limit=length,

@@ -29,6 +29,7 @@ from pixdrop.errors import (
 )
 from pixdrop.models import Image, Upload, UploadProtocol, UploadState, is_valid_id
 from pixdrop.ports import MetadataStore, Staging
+from pixdrop.protocols.problem import problem_body
 from pixdrop.services.appends import Appender, AppendRequest, AppendResult, Progress
 from pixdrop.services.completion import Completion, Staged, StoredImage
 from pixdrop.services.concat import Concatenator
@@ -234,8 +235,8 @@ class ResumableService:
 
         try:
             return await self.completion.ingest(staged, filename=upload.filename, record=record)
-        except UnprocessableImage:
-            await self.lifecycle.free(upload)
+        except UnprocessableImage as exc:
+            await self.lifecycle.free(upload, ending="refused", problem=problem_body(exc))
             raise
 
     async def terminate(self, upload_id: str) -> None:

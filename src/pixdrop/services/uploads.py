@@ -29,6 +29,7 @@ from pixdrop.errors import (
 from pixdrop.models import Image, Part, Upload, UploadState, is_valid_id
 from pixdrop.ports import LeaseBusy, MetadataStore, Staging
 from pixdrop.protocols.digest import ExpectedDigests
+from pixdrop.protocols.problem import problem_body
 from pixdrop.services.completion import Completion, StoredImage
 from pixdrop.services.lifecycle import Lifecycle, token
 from pixdrop.services.locks import LeaseLocks
@@ -325,8 +326,8 @@ class UploadService:
             )
             try:
                 return await self._ingest(upload, parts)
-            except UnprocessableImage:
-                await self.lifecycle.free(upload)
+            except UnprocessableImage as exc:
+                await self.lifecycle.free(upload, ending="refused", problem=problem_body(exc))
                 raise
         raise AssertionError("unreachable")
 
