@@ -64,6 +64,8 @@ def test_every_operation_answers_the_problems_of_its_row(server_factory) -> None
     assert set(OPERATIONS.values()) == set(ROUTE_PROBLEMS)  # no row describes nothing
     for key, op in found.items():
         route = OPERATIONS[key]
+        # The operation's id names its row (the OPTIONS of an upload shares the mount's row).
+        assert op["operationId"] in (route, "resumable_options_upload"), key
         errors = {int(s): r for s, r in op["responses"].items() if int(s) >= 400}
         assert set(errors) == {k.status for k in kinds(route)}, key
         assert 500 in errors, key
@@ -214,3 +216,20 @@ def test_a_whole_number_written_with_a_point_is_the_integer_the_schema_says(
         for refused in ({"size": 67.5}, {"size": "67"}, {"size": True}):
             response = client.post("/v1/uploads", json=refused)
             assert response.status_code == 400, refused
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_pre_create_hook_adds_its_problems_to_the_routes_that_create(server_factory) -> None:
+    # Only the description is read: the hook is never asked.
+    hooked = described(server_factory(hook_url="http://127.0.0.1:9/hook"))
+    plain = described(server_factory())
+    creating = [("/v1/images", "post"), ("/v1/uploads", "post"), ("/files/", "post")]
+    for path, method in creating:
+        responses = hooked["paths"][path][method]["responses"]
+        refused = responses["403"]["content"][PROBLEM]["schema"]["allOf"][1]
+        assert "/problems/hook-refused" in refused["properties"]["type"]["enum"], path
+        unavailable = responses["503"]["content"][PROBLEM]["schema"]["allOf"][1]
+        assert unavailable["properties"]["type"]["enum"] == ["/problems/hook-unavailable"]
+        assert "503" not in plain["paths"][path][method]["responses"], path
+    # A route that creates nothing is not the hook's.
+    assert "503" not in hooked["paths"]["/v1/uploads/{upload_id}"]["get"]["responses"]

@@ -288,6 +288,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.settings = settings
     errors.install(app)
@@ -306,6 +307,7 @@ def create_app(settings: Settings) -> FastAPI:
         tags=["operations"],
         response_model=Health,
         responses=problems("healthz"),
+        operation_id="healthz",
     )
     openapi.install(app, settings)
     # Innermost first: the pre-create hook reads the scope the routes see (RequestScope);

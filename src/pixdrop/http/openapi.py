@@ -20,9 +20,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from pixdrop.config import Settings
 from pixdrop.http.openapi_resumable import resumable_paths
+from pixdrop.http.problems import HOOKED, problems
 from pixdrop.http.schemas import Problem
 
 
@@ -127,6 +129,19 @@ def _bound_variant(op: dict[str, Any], settings: Settings, bounds: Bounds) -> No
         _parameter(op, name)["schema"] = schema
 
 
+def operation_id(route: APIRoute) -> str:
+    """An operation's id is its handler's name: the key of its row in ``ROUTE_PROBLEMS``."""
+    return route.name
+
+
+def _hooked(doc: dict[str, Any]) -> None:
+    """With a pre-create hook, the routes that create an upload answer its problems too."""
+    for op in _operations(doc):
+        if op.get("operationId") in HOOKED:
+            added = problems(op["operationId"], hook=True)
+            op["responses"].update({str(status): r for status, r in added.items()})
+
+
 def build(app: FastAPI, settings: Settings, bounds: Bounds) -> dict[str, Any]:
     """The description of *app*: FastAPI's, made complete and true (see the module doc)."""
     # A copy: FastAPI's answer shares dicts with the routes (``openapi_extra``), and the
@@ -146,6 +161,10 @@ def build(app: FastAPI, settings: Settings, bounds: Bounds) -> dict[str, Any]:
     )
     _bound(doc, settings, bounds)
     doc["paths"].update(resumable_paths(settings, bounds.max_image_size))
+    for op in _operations(doc):  # JSON's keys are strings; the hand-written paths use ints
+        op["responses"] = {str(status): r for status, r in op["responses"].items()}
+    if settings.hook_url:
+        _hooked(doc)
     return doc
 
 

@@ -29,8 +29,11 @@ from pixdrop.errors import (
     FieldTooLong,
     FinalUploadNotWritable,
     Forbidden,
+    HookRefused,
+    HookUnavailable,
     ImageNotFound,
     InconsistentUploadLength,
+    InsufficientStorage,
     InvalidDigest,
     InvalidResumableRequest,
     InvalidUploadRequest,
@@ -40,6 +43,7 @@ from pixdrop.errors import (
     PayloadTooLarge,
     PixdropError,
     RangeNotSatisfiable,
+    TrailingData,
     Unauthorized,
     UnprocessableImage,
     UnsupportedMediaType,
@@ -80,6 +84,10 @@ EVERY_ROUTE: tuple[Entry, ...] = (INTERNAL,)
 
 #: A request body's ``Content-Length`` that is not a byte count, or a malformed multipart body.
 _BODY = (BadRequest,)
+#: A route that stores bytes or records: the disk or the database may be full.
+_STORES = (InsufficientStorage,)
+#: Completion: the bytes are not an acceptable image, or carry bytes after its end.
+_COMPLETES = (UnprocessableImage, TrailingData)
 _DIGESTS = (InvalidDigest, DigestMismatch)
 _IMAGE = (UnprocessableImage, Conflict)  # Conflict: another node renders the same image
 _RANGE = (RangeNotSatisfiable,)
@@ -105,21 +113,23 @@ _RESUMABLE_WRITE = (
     UnprocessableImage,
     UploadLocked,
     ChecksumMismatch,
+    *_STORES,
+    *_COMPLETES,
 )
 
 #: Route (its handler's name) → the problems it can answer besides ``EVERY_ROUTE``.
 ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
-    "create_image": (*_BODY, *_DIGESTS, FieldTooLong, PayloadTooLarge, UnprocessableImage),
+    "create_image": (*_BODY, *_DIGESTS, FieldTooLong, PayloadTooLarge, *_COMPLETES, *_STORES),
     "list_images": (BadRequest, InvalidUploadRequest),
     "get_image": (ImageNotFound,),
     "get_original": (ImageNotFound, *_RANGE, *_IMAGE),
     "head_original": (ImageNotFound, *_RANGE, *_IMAGE),
-    "delete_image": (ImageNotFound, Unauthorized, Forbidden),
+    "delete_image": (ImageNotFound, Unauthorized, Forbidden, *_STORES),
     "get_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE),
     "head_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE),
     "get_blob": (NotFound,),
     "head_blob": (NotFound,),
-    "create_upload": (*_BODY, InvalidUploadRequest, FieldTooLong, PayloadTooLarge),
+    "create_upload": (*_BODY, InvalidUploadRequest, FieldTooLong, PayloadTooLarge, *_STORES),
     "get_upload": (UploadNotFound,),
     "put_chunk": (
         *_BODY,
@@ -131,6 +141,7 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
         ChunkBusy,
         UploadNotReceiving,
         UploadExpired,
+        *_STORES,
     ),
     "complete_upload": (
         UploadNotFound,
@@ -138,9 +149,10 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
         UploadIncomplete,
         UploadNotReceiving,
         Conflict,
-        UnprocessableImage,
+        *_COMPLETES,
+        *_STORES,
     ),
-    "delete_upload": (UploadNotFound, UploadNotReceiving, Conflict),
+    "delete_upload": (UploadNotFound, UploadNotReceiving, Conflict, *_STORES),
     "get_limits": (),
     "healthz": (),
     # The tus / IETF endpoint (``http/openapi_resumable.py`` describes its operations).
@@ -148,24 +160,32 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
     "resumable_create": (*_RESUMABLE_WRITE,),
     "resumable_head": (*_TUS, UploadNotFound, UploadExpired, UploadLocked),
     "resumable_patch": (*_RESUMABLE_WRITE,),
-    "resumable_delete": (*_TUS, UploadNotFound, Conflict, UploadLocked),
+    "resumable_delete": (*_TUS, UploadNotFound, Conflict, UploadLocked, *_STORES),
 }
 
+#: The routes that create an upload, which the pre-create hook (``hook_url``) may refuse.
+HOOKED = frozenset({"create_image", "create_upload", "resumable_create"})
+#: What the hook adds to them: its refusal (403, or the status the hook names) and, when it
+#: gives no answer and fails closed, 503. Described only by apps that have a hook.
+HOOK_PROBLEMS: tuple[Entry, ...] = (HookRefused, HookUnavailable)
 
-def kinds(route: str) -> list[Kind]:
-    """Every problem *route* can answer, without repeats, by status then type."""
+
+def kinds(route: str, *, hook: bool = False) -> list[Kind]:
+    """Every problem *route* can answer (of an app with a pre-create *hook*), without
+    repeats, by status then type."""
+    extra = HOOK_PROBLEMS if hook and route in HOOKED else ()
     found = {
         entry if isinstance(entry, Kind) else Kind.of(entry)
-        for entry in (*EVERY_ROUTE, *ROUTE_PROBLEMS[route])
+        for entry in (*EVERY_ROUTE, *ROUTE_PROBLEMS[route], *extra)
     }
     return sorted(found, key=lambda k: (k.status, k.uri))
 
 
-def problems(route: str) -> dict[int | str, dict[str, Any]]:
+def problems(route: str, *, hook: bool = False) -> dict[int | str, dict[str, Any]]:
     """The error part of ``responses=`` for *route*: per status, a problem+json body whose
     ``type`` is one of the types the table lists for it."""
     by_status: dict[int, list[Kind]] = {}
-    for kind in kinds(route):
+    for kind in kinds(route, hook=hook):
         by_status.setdefault(kind.status, []).append(kind)
     return {status: _problem_response(found) for status, found in by_status.items()}
 
@@ -192,7 +212,9 @@ def headers(**described: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def responses(route: str, success: Mapping[int | str, dict[str, Any]]) -> dict[int | str, Any]:
+def responses(
+    route: str, success: Mapping[int | str, dict[str, Any]], *, hook: bool = False
+) -> dict[int | str, Any]:
     """``responses=`` of *route*: its successes (status → description, headers, content) and
     its problems."""
-    return {**success, **problems(route)}
+    return {**success, **problems(route, hook=hook)}
