@@ -26,6 +26,7 @@ from pixdrop.http import (
     errors,
     limits,
     listing,
+    openapi,
     serve,
     simple,
     tus,
@@ -36,7 +37,9 @@ from pixdrop.http import metrics as metrics_endpoint
 from pixdrop.http.connections import SHUTDOWN_GRACE, ConnectionLimits, default_max_connections
 from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
+from pixdrop.http.problems import problems
 from pixdrop.http.ratelimit import RateLimitMiddleware
+from pixdrop.http.schemas import Health
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.imaging.codec import VipsCodec
@@ -358,6 +361,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.settings = settings
     errors.install(app)
@@ -370,10 +374,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(limits.router)
     app.include_router(web.router)
     app.include_router(tus.router(settings))
-    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
+    app.add_api_route(
+        "/healthz",
+        _healthz,
+        methods=["GET"],
+        tags=["operations"],
+        response_model=Health,
+        responses=problems("healthz"),
+        operation_id="healthz",
+    )
     app.add_api_route("/readyz", _readyz, methods=["GET"], tags=["operations"])
     if settings.metrics_port is None:  # else served on a port of its own (cli/serve.py)
         app.add_route("/metrics", metrics_endpoint.endpoint, include_in_schema=False)
+    openapi.install(app, settings)
     # Innermost first: the pre-create hook reads the scope the routes see (RequestScope);
     # method override and tus versioning see the request before routing;
     # CORS answers preflights before anything else; the request log wraps it all.

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pixdrop.http import wire
 from pixdrop.http.direct import opener_of
 from pixdrop.http.errors import invalid_request
+from pixdrop.http.problems import problems
+from pixdrop.http.schemas import ChunkOut, ImageOut, UploadOut
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import stored_image_json, upload_json
 from pixdrop.http.wire import RAW_BODY, content_length, expected_digests, read_json_body
 
 router = APIRouter(tags=["uploads"])
+
+
+def _integral(value: object) -> object:
+    """JSON has one kind of number: ``100.0`` is the integer 100 (as JSON Schema, and the
+    published description, say), while ``100.5``, ``"100"`` and ``true`` stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: A positive JSON integer, strictly: see ``_integral``.
+Count = Annotated[int, Field(ge=1), BeforeValidator(_integral)]
 
 
 class CreateUpload(BaseModel):
@@ -22,8 +36,8 @@ class CreateUpload(BaseModel):
     # Strict: "100" or true for a size is a client bug worth reporting, not coercing.
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    size: int = Field(ge=1, description="Total size of the image in bytes.")
-    chunk_size: int | None = Field(None, ge=1, description="Bytes per chunk (default 8 MiB).")
+    size: Count = Field(description="Total size of the image in bytes.")
+    chunk_size: Count | None = Field(None, description="Bytes per chunk (default 8 MiB).")
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Hex sha256 of the whole file."
     )
@@ -47,7 +61,12 @@ CREATE_BODY = {
 
 
 @router.post(
-    "/v1/uploads", status_code=201, summary="Start a chunked upload", openapi_extra=CREATE_BODY
+    "/v1/uploads",
+    status_code=201,
+    summary="Start a chunked upload",
+    openapi_extra=CREATE_BODY,
+    response_model=UploadOut,
+    responses=problems("create_upload"),
 )
 async def create_upload(request: Request) -> JSONResponse:
     # The body is read by hand, not by FastAPI, so that it is bounded (MAX_JSON_BODY).
@@ -68,7 +87,12 @@ async def create_upload(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/v1/uploads/{upload_id}", summary="Which chunks are received and missing")
+@router.get(
+    "/v1/uploads/{upload_id}",
+    summary="Which chunks are received and missing",
+    response_model=UploadOut,
+    responses=problems("get_upload"),
+)
 async def get_upload(request: Request, upload_id: str) -> JSONResponse:
     status = await runtime(request).uploads.status(upload_id)
     return JSONResponse(
@@ -80,7 +104,12 @@ async def get_upload(request: Request, upload_id: str) -> JSONResponse:
     "/v1/uploads/{upload_id}/chunks/{index}",
     summary="Send one chunk (any order, in parallel)",
     openapi_extra=RAW_BODY,
-    responses={201: {"description": "Chunk stored"}, 200: {"description": "Identical re-send"}},
+    response_model=ChunkOut,
+    responses={
+        201: {"description": "Chunk stored", "model": ChunkOut},
+        200: {"description": "Identical re-send"},
+        **problems("put_chunk"),
+    },
 )
 async def put_chunk(request: Request, upload_id: str, index: str) -> JSONResponse:
     receipt = await runtime(request).uploads.put_chunk(
@@ -103,7 +132,16 @@ async def put_chunk(request: Request, upload_id: str, index: str) -> JSONRespons
     )
 
 
-@router.post("/v1/uploads/{upload_id}/complete", summary="Assemble, verify and store the image")
+@router.post(
+    "/v1/uploads/{upload_id}/complete",
+    summary="Assemble, verify and store the image",
+    response_model=ImageOut,
+    responses={
+        201: {"description": "Stored (with its delete token)", "model": ImageOut},
+        200: {"description": "Completed before (no delete token)"},
+        **problems("complete_upload"),
+    },
+)
 async def complete_upload(request: Request, upload_id: str) -> JSONResponse:
     stored = await runtime(request).uploads.complete(upload_id)
     return JSONResponse(
@@ -113,7 +151,12 @@ async def complete_upload(request: Request, upload_id: str) -> JSONResponse:
     )
 
 
-@router.delete("/v1/uploads/{upload_id}", status_code=204, summary="Abort and free the space")
+@router.delete(
+    "/v1/uploads/{upload_id}",
+    status_code=204,
+    summary="Abort and free the space",
+    responses=problems("delete_upload"),
+)
 async def delete_upload(request: Request, upload_id: str) -> Response:
     await runtime(request).uploads.abort(upload_id)
     return Response(status_code=204)

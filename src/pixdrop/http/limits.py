@@ -5,12 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from pixdrop.http.problems import problems
+from pixdrop.http.schemas import LimitsOut
 from pixdrop.http.state import runtime
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/v1/limits", summary="Size limits and accepted formats")
+@router.get(
+    "/v1/limits",
+    summary="Size limits and accepted formats",
+    response_model=LimitsOut,
+    responses=problems("get_limits"),
+)
 async def get_limits(request: Request) -> JSONResponse:
     rt = runtime(request)
     s = rt.settings

@@ -18,6 +18,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from pixdrop.errors import BadRequest
+from pixdrop.http.problems import problems
+from pixdrop.http.schemas import ImagePage
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import image_json
 from pixdrop.models import is_valid_id
@@ -61,6 +63,8 @@ def decode_cursor(token: str) -> tuple[datetime, str]:
     summary="List images, newest first, a page at a time",
     description="The newest images on the server (there is no access control yet). Pass a "
     "page's next_cursor as ?cursor= to get the next page; next_cursor is null on the last.",
+    response_model=ImagePage,
+    responses=problems("list_images"),
 )
 async def list_images(
     request: Request,

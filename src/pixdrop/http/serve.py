@@ -17,6 +17,8 @@ from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from pixdrop.http.problems import problems
+from pixdrop.http.schemas import BLOB_RESPONSES, REDIRECT_RESPONSE, ImageOut
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import image_json
 from pixdrop.models import Image
@@ -95,7 +97,12 @@ def send_blob(
     )
 
 
-@router.get("/v1/images/{image_id}", summary="An image's metadata")
+@router.get(
+    "/v1/images/{image_id}",
+    summary="An image's metadata",
+    response_model=ImageOut,
+    responses=problems("get_image"),
+)
 async def get_image(request: Request, image_id: str) -> JSONResponse:
     image = await runtime(request).images.get(image_id)
     return JSONResponse(image_json(image, base_url(request)))
@@ -111,6 +118,7 @@ ORIGINAL = "/v1/images/{image_id}/original"
     "anyone but the uploader (Authorization: Bearer <delete_token>) gets them without it.",
     response_class=Response,
     operation_id="get_original",
+    responses={**BLOB_RESPONSES, **REDIRECT_RESPONSE, **problems("get_original")},
 )
 async def get_original(request: Request, image_id: str) -> Response:
     rt = runtime(request)
@@ -179,10 +187,16 @@ router.add_api_route(
     summary="The original's headers only",
     response_class=Response,
     operation_id="head_original",
+    responses={**BLOB_RESPONSES, **problems("head_original")},
 )
 
 
-@router.delete("/v1/images/{image_id}", status_code=204, summary="Delete with the delete token")
+@router.delete(
+    "/v1/images/{image_id}",
+    status_code=204,
+    summary="Delete with the delete token",
+    responses=problems("delete_image"),
+)
 async def delete_image(request: Request, image_id: str) -> Response:
     await runtime(request).images.delete(image_id, bearer_token(request))
     return Response(status_code=204)

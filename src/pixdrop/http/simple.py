@@ -11,6 +11,8 @@ from pixdrop.errors import PayloadTooLarge
 from pixdrop.http import wire
 from pixdrop.http.direct import opener_of
 from pixdrop.http.multipart import MultipartFile
+from pixdrop.http.problems import problems
+from pixdrop.http.schemas import ImageOut
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import stored_image_json
 from pixdrop.http.wire import BINARY, content_length, expected_digests
@@ -42,6 +44,8 @@ ONE_REQUEST_BODY = {
     status_code=201,
     summary="Upload an image in one request",
     openapi_extra=ONE_REQUEST_BODY,
+    response_model=ImageOut,
+    responses=problems("create_image"),
 )
 async def create_image(request: Request, filename: str | None = None) -> JSONResponse:
     """Store the request body as an image. ``Content-Digest``/``Repr-Digest`` are verified."""

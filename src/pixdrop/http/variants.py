@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from pixdrop.errors import NotFound
+from pixdrop.http.problems import problems
+from pixdrop.http.schemas import BLOB_RESPONSES, BlobOut
 from pixdrop.http.serve import IMMUTABLE, download_name, image_headers, send_blob
 from pixdrop.http.state import runtime
 from pixdrop.services.renditions import VariantRequest
@@ -27,6 +29,7 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
     "upright and stripped of metadata; it is never enlarged.",
     response_class=Response,
     operation_id="get_variant",
+    responses={**BLOB_RESPONSES, **problems("get_variant")},
 )
 async def get_variant(
     request: Request,
@@ -64,12 +67,18 @@ router.add_api_route(
     summary="A variant's headers only",
     response_class=Response,
     operation_id="head_variant",
+    responses={**BLOB_RESPONSES, **problems("head_variant")},
 )
 
 BLOB = "/v1/blobs/sha256/{digest}"
 
 
-@router.get(BLOB, summary="Whether bytes with this sha256 are stored already")
+@router.get(
+    BLOB,
+    summary="Whether bytes with this sha256 are stored already",
+    response_model=BlobOut,
+    responses=problems("get_blob"),
+)
 async def get_blob(request: Request, digest: str) -> JSONResponse:
     """``200 {"sha256", "size"}`` if an image with exactly these bytes is stored, else 404.
 
@@ -91,4 +100,6 @@ router.add_api_route(
     methods=["HEAD"],
     summary="Whether bytes with this sha256 are stored already (headers only)",
     operation_id="head_blob",
+    response_model=BlobOut,
+    responses=problems("head_blob"),
 )

@@ -1,0 +1,158 @@
+"""The JSON bodies pixdrop answers, as pydantic models: what ``/openapi.json`` describes.
+
+The handlers build their bodies with ``http/views.py`` and return them as they are; these
+models are the description (``response_model=``), checked against real answers by
+``tests/http/test_openapi.py`` and by schemathesis (``tests/http/test_schemathesis.py``).
+A field added to a view must be added here, or those tests fail.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SHA256 = r"^[0-9a-f]{64}$"
+ID = r"^[A-Za-z0-9_-]{22}$"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: the standard members, then the type's own extension members
+    (``missing``, ``limit``, ``allowed``, ``index``, ...: see docs/errors.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="The kind of problem: compare as an exact string.")
+    title: str = Field(description="Fixed per type.")
+    status: int = Field(ge=100, le=599, description="The response's status code.")
+    detail: str = Field(description="For a person: what happened and what to do.")
+    instance: str | None = Field(None, description="The request's path (absent on about:blank).")
+
+
+class ImageOut(BaseModel):
+    """A stored image (``GET /v1/images/{id}``); ``delete_token`` only in the answer that
+    stored it."""
+
+    id: str = Field(pattern=ID)
+    image_url: str
+    original_url: str
+    url: str = Field(deprecated=True, description="Deprecated: original_url.")
+    sha256: str = Field(pattern=SHA256)
+    size: int = Field(ge=1)
+    content_type: str
+    format: str
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    created_at: str = Field(description="ISO 8601, UTC.")
+    filename: str | None
+    frames: int = Field(ge=1)
+    orientation: int = Field(ge=1, le=8, description="EXIF orientation (1: upright).")
+    has_alpha: bool
+    placeholder: str | None = Field(description="ThumbHash, base64.")
+    delete_token: str | None = Field(
+        None, description="Only when the image was stored by this request: keep it to delete."
+    )
+
+
+class UploadOut(BaseModel):
+    """A native chunked upload and exactly which chunks are received and missing."""
+
+    id: str = Field(pattern=ID)
+    upload_url: str
+    url: str = Field(deprecated=True, description="Deprecated: upload_url.")
+    size: int = Field(ge=1)
+    chunk_size: int = Field(ge=1)
+    chunk_count: int = Field(ge=1)
+    received: list[int]
+    missing: list[int]
+    state: Literal["receiving", "completing", "completed"]
+    created_at: str
+    expires_at: str
+    sha256: str | None
+    filename: str | None
+    content_type: str | None
+    image_id: str | None
+    image_url: str | None
+    original_url: str | None
+
+
+class ChunkOut(BaseModel):
+    """A stored chunk: where it lies in the image and its sha256."""
+
+    upload_id: str = Field(pattern=ID)
+    index: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    size: int = Field(ge=1)
+    sha256: str = Field(pattern=SHA256)
+
+
+class ImagePage(BaseModel):
+    """A page of ``GET /v1/images``: ``next_cursor`` is null on the last."""
+
+    images: list[ImageOut]
+    next_cursor: str | None
+
+
+class BlobOut(BaseModel):
+    """Bytes with this sha256 are stored (``GET /v1/blobs/sha256/{digest}``)."""
+
+    sha256: str = Field(pattern=SHA256)
+    size: int = Field(ge=1)
+
+
+class LimitsOut(BaseModel):
+    """``GET /v1/limits``: what a client can check before it sends anything."""
+
+    max_request_size: int
+    max_image_size: int
+    default_chunk_size: int
+    min_chunk_size: int
+    max_chunk_size: int
+    max_chunks: int
+    upload_ttl: int
+    formats: list[str]
+    content_types: list[str]
+    max_width: int
+    max_height: int
+    max_pixels: int
+    max_frames: int
+    decode_timeout: float
+    variant_presets: dict[str, int]
+    variant_sizes: list[int]
+    variant_formats: list[str]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+def _header(text: str) -> dict[str, object]:
+    return {"description": text, "schema": {"type": "string"}}
+
+
+_BLOB_HEADERS = {
+    "ETag": _header("Strong: the bytes behind a URL never change."),
+    "Accept-Ranges": _header("bytes"),
+    "Cache-Control": _header("How long the answer may be kept."),
+    "Content-Disposition": _header("inline, with a safe file name."),
+}
+_BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+#: The successes of a GET of image bytes (``serve.send_blob``): whole, one range, unchanged.
+BLOB_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "The bytes", "headers": _BLOB_HEADERS, "content": _BYTES},
+    206: {
+        "description": "One range of the bytes (Range, If-Range)",
+        "headers": {**_BLOB_HEADERS, "Content-Range": _header("bytes START-END/SIZE")},
+        "content": _BYTES,
+    },
+    304: {"description": "Not modified (If-None-Match)", "headers": _BLOB_HEADERS},
+}
+#: ``--blob-redirect`` on an S3 store: a GET of an original may be sent to the bucket.
+REDIRECT_RESPONSE: dict[int | str, dict[str, object]] = {
+    302: {
+        "description": "With blob_redirect: a short-lived presigned URL of the bytes",
+        "headers": {"Location": _header("The presigned URL.")},
+    }
+}

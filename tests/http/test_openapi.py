@@ -1,0 +1,235 @@
+"""``/openapi.json`` as a client reads it: every route's problems from the one table
+(``http/problems.py``), success bodies that are what the server sends, the running app's own
+bounds, and the tus / IETF endpoint. (schemathesis holds the server to it in
+``test_schemathesis.py``; this file checks the description itself.)"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from pixdrop.http.problems import ROUTE_PROBLEMS, kinds
+from pixdrop.http.schemas import BlobOut, ChunkOut, ImageOut, ImagePage, LimitsOut, UploadOut
+from tests.http.helpers import sha256_hex, tiny_image
+
+PROBLEM = "application/problem+json"
+#: Each operation of the description and its row of the table.
+OPERATIONS = {
+    ("post", "/v1/images"): "create_image",
+    ("get", "/v1/images"): "list_images",
+    ("get", "/v1/images/{image_id}"): "get_image",
+    ("delete", "/v1/images/{image_id}"): "delete_image",
+    ("get", "/v1/images/{image_id}/original"): "get_original",
+    ("head", "/v1/images/{image_id}/original"): "head_original",
+    ("get", "/v1/images/{image_id}/{variant}"): "get_variant",
+    ("head", "/v1/images/{image_id}/{variant}"): "head_variant",
+    ("get", "/v1/blobs/sha256/{digest}"): "get_blob",
+    ("head", "/v1/blobs/sha256/{digest}"): "head_blob",
+    ("post", "/v1/uploads"): "create_upload",
+    ("get", "/v1/uploads/{upload_id}"): "get_upload",
+    ("put", "/v1/uploads/{upload_id}/chunks/{index}"): "put_chunk",
+    ("post", "/v1/uploads/{upload_id}/complete"): "complete_upload",
+    ("delete", "/v1/uploads/{upload_id}"): "delete_upload",
+    ("get", "/v1/limits"): "get_limits",
+    ("get", "/healthz"): "healthz",
+    ("options", "/files/"): "resumable_options",
+    ("post", "/files/"): "resumable_create",
+    ("options", "/files/{upload_id}"): "resumable_options",
+    ("head", "/files/{upload_id}"): "resumable_head",
+    ("patch", "/files/{upload_id}"): "resumable_patch",
+    ("delete", "/files/{upload_id}"): "resumable_delete",
+}
+
+
+def described(live) -> dict:
+    response = httpx.get(f"{live.url}/openapi.json", timeout=30)
+    assert response.status_code == 200
+    return response.json()
+
+
+def operations(doc: dict) -> dict[tuple[str, str], dict]:
+    return {
+        (method, path): op
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict) and "responses" in op
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_every_operation_answers_the_problems_of_its_row(server_factory) -> None:
+    doc = described(server_factory())
+    found = operations(doc)
+    assert set(found) == set(OPERATIONS)
+    assert set(OPERATIONS.values()) == set(ROUTE_PROBLEMS)  # no row describes nothing
+    for key, op in found.items():
+        route = OPERATIONS[key]
+        # The operation's id names its row (the OPTIONS of an upload shares the mount's row).
+        assert op["operationId"] in (route, "resumable_options_upload"), key
+        errors = {int(s): r for s, r in op["responses"].items() if int(s) >= 400}
+        assert set(errors) == {k.status for k in kinds(route)}, key
+        assert 500 in errors, key
+        for status, response in errors.items():
+            assert set(response["content"]) == {PROBLEM}, (key, status)
+            ref, narrowed = response["content"][PROBLEM]["schema"]["allOf"]
+            assert ref == {"$ref": "#/components/schemas/Problem"}
+            wanted = [k.uri for k in kinds(route) if k.status == status]
+            assert narrowed["properties"]["type"]["enum"] == wanted, (key, status)
+    # A bad parameter is a 400 problem, never FastAPI's own 422 body.
+    assert "HTTPValidationError" not in str(doc)
+    problem = doc["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_problems_of_a_status_name_their_types(server_factory) -> None:
+    doc = described(server_factory())
+    put = doc["paths"]["/v1/uploads/{upload_id}/chunks/{index}"]["put"]["responses"]
+    conflict = put["409"]["content"][PROBLEM]["schema"]["allOf"][1]["properties"]["type"]
+    assert conflict["enum"] == [
+        "/problems/chunk-busy",
+        "/problems/chunk-conflict",
+        "/problems/upload-not-receiving",
+    ]
+    gone = put["404"]["content"][PROBLEM]["schema"]["allOf"][1]["properties"]["type"]
+    assert gone["enum"] == ["/problems/chunk-not-found", "/problems/upload-not-found"]
+    assert "500" in doc["paths"]["/healthz"]["get"]["responses"]
+
+
+def test_bounds_are_the_running_apps(server_factory) -> None:
+    live = server_factory(
+        max_image_size="10MiB",
+        max_chunk_size="32MiB",
+        min_chunk_size=4096,
+        default_chunk_size=8192,
+        variant_sizes="100,200",
+        variant_presets="tiny=50,big=400",
+    )
+    doc = described(live)
+    limits = httpx.get(f"{live.url}/v1/limits").json()
+    create = doc["paths"]["/v1/uploads"]["post"]["requestBody"]["content"]["application/json"]
+    fields = create["schema"]["properties"]
+    assert fields["size"]["maximum"] == 10 * 2**20
+    chunk = fields["chunk_size"]["anyOf"][0]
+    # On S3 the smallest chunk is the store's 5 MiB part minimum, as /v1/limits says.
+    assert chunk["minimum"] == limits["min_chunk_size"]
+    assert chunk["maximum"] == 32 * 2**20
+    variant = doc["paths"]["/v1/images/{image_id}/{variant}"]["get"]["parameters"]
+    schemas = {p["name"]: p["schema"] for p in variant}
+    assert schemas["variant"]["enum"] == ["big", "tiny"]
+    assert schemas["w"]["anyOf"][0]["enum"] == [100, 200]
+    assert schemas["format"]["anyOf"][0]["enum"] == limits["variant_formats"]
+    options = doc["paths"]["/files/"]["options"]["responses"]["204"]["headers"]
+    assert options["Tus-Max-Size"]["schema"]["enum"] == [str(10 * 2**20)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_two_apps_describe_their_own_settings(server_factory) -> None:
+    small = described(server_factory(max_image_size="1MiB", tus_path="/tus"))
+    large = described(server_factory(max_image_size="2MiB"))
+    assert (
+        small["paths"]["/v1/uploads"]["post"]["requestBody"]["content"]["application/json"][
+            "schema"
+        ]["properties"]["size"]["maximum"]
+        == 2**20
+    )
+    assert (
+        large["paths"]["/v1/uploads"]["post"]["requestBody"]["content"]["application/json"][
+            "schema"
+        ]["properties"]["size"]["maximum"]
+        == 2 * 2**20
+    )
+    assert "/tus/{upload_id}" in small["paths"]
+    assert "/files/{upload_id}" not in small["paths"]
+    assert "/files/{upload_id}" in large["paths"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_resumable_endpoint_is_described(server_factory) -> None:
+    doc = described(server_factory())
+    mount, item = doc["paths"]["/files/"], doc["paths"]["/files/{upload_id}"]
+    assert set(mount) == {"options", "post"}
+    assert set(item) == {"options", "head", "patch", "delete"}
+    patch = {p["name"]: p for p in item["patch"]["parameters"]}
+    assert patch["Upload-Offset"]["required"] is True
+    assert patch["Tus-Resumable"]["required"] is True
+    assert patch["Upload-Draft-Interop-Version"]["schema"]["enum"] == [3, 4, 5, 6, 7, 8]
+    assert "application/offset+octet-stream" in item["patch"]["requestBody"]["content"]
+    # tus answers HEAD with 200, the IETF draft with 204; OPTIONS needs no Tus-Resumable.
+    assert {"200", "204"} <= set(item["head"]["responses"])
+    assert "Tus-Resumable" not in {p["name"] for p in mount["options"]["parameters"]}
+    created = mount["post"]["responses"]["201"]["headers"]
+    assert {"Location", "Upload-Offset", "Pixdrop-Image"} <= set(created)
+
+
+def keys_of(doc: dict, model: str) -> set[str]:
+    return set(doc["components"]["schemas"][model]["properties"])
+
+
+def test_success_bodies_are_what_the_description_says(server_factory) -> None:
+    live = server_factory(min_chunk_size=1024, default_chunk_size=1024)
+    doc = described(live)
+    image = tiny_image()
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        stored = client.post("/v1/images", content=image).json()
+        assert set(stored) == keys_of(doc, "ImageOut")  # with its delete token
+        ImageOut.model_validate(stored)
+        shown = client.get(f"/v1/images/{stored['id']}").json()
+        assert set(shown) == keys_of(doc, "ImageOut") - {"delete_token"}
+        page = client.get("/v1/images").json()
+        assert set(page) == keys_of(doc, "ImagePage")
+        ImagePage.model_validate(page)
+        blob = client.get(f"/v1/blobs/sha256/{sha256_hex(image)}").json()
+        assert set(blob) == keys_of(doc, "BlobOut")
+        BlobOut.model_validate(blob)
+        upload = client.post("/v1/uploads", json={"size": len(image)}).json()
+        assert set(upload) == keys_of(doc, "UploadOut")
+        UploadOut.model_validate(upload)
+        chunk = client.put(f"/v1/uploads/{upload['id']}/chunks/0", content=image).json()
+        assert set(chunk) == keys_of(doc, "ChunkOut")
+        ChunkOut.model_validate(chunk)
+        limits = client.get("/v1/limits").json()
+        assert set(limits) == keys_of(doc, "LimitsOut")
+        LimitsOut.model_validate(limits)
+        assert set(client.get("/healthz").json()) == keys_of(doc, "Health")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_description_is_built_once(server_factory) -> None:
+    live = server_factory()
+    described(live)
+    app = live.server.config.app
+    assert app.openapi() is app.openapi()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_whole_number_written_with_a_point_is_the_integer_the_schema_says(
+    server_factory,
+) -> None:
+    # JSON Schema's "integer" is any number with no fraction: 67.0 fits the description of
+    # size, so the server takes it (schemathesis found it refused); 67.5 and "67" do not fit.
+    live = server_factory(min_chunk_size=1024)
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        created = client.post("/v1/uploads", json={"size": 67.0, "chunk_size": 1024.0})
+        assert created.status_code == 201, created.text
+        assert (created.json()["size"], created.json()["chunk_size"]) == (67, 1024)
+        for refused in ({"size": 67.5}, {"size": "67"}, {"size": True}):
+            response = client.post("/v1/uploads", json=refused)
+            assert response.status_code == 400, refused
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_pre_create_hook_adds_its_problems_to_the_routes_that_create(server_factory) -> None:
+    # Only the description is read: the hook is never asked.
+    hooked = described(server_factory(hook_url="http://127.0.0.1:9/hook"))
+    plain = described(server_factory())
+    creating = [("/v1/images", "post"), ("/v1/uploads", "post"), ("/files/", "post")]
+    for path, method in creating:
+        responses = hooked["paths"][path][method]["responses"]
+        refused = responses["403"]["content"][PROBLEM]["schema"]["allOf"][1]
+        assert "/problems/hook-refused" in refused["properties"]["type"]["enum"], path
+        unavailable = responses["503"]["content"][PROBLEM]["schema"]["allOf"][1]
+        assert unavailable["properties"]["type"]["enum"] == ["/problems/hook-unavailable"]
+        assert "503" not in plain["paths"][path][method]["responses"], path
+    # A route that creates nothing is not the hook's.
+    assert "503" not in hooked["paths"]["/v1/uploads/{upload_id}"]["get"]["responses"]
