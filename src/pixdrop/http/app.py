@@ -30,6 +30,7 @@ from pixdrop.metadata.leases import FileLeases, SqlLeases, open_leases
 from pixdrop.models import ImageLimits, utcnow
 from pixdrop.ports import BlobStore, ImageCodec
 from pixdrop.services import Completion, ImageService, Lifecycle, UploadLimits, UploadService
+from pixdrop.services.appends import Checkpoints
 from pixdrop.services.leases import LeaseKeeper
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.renditions import RenditionService
@@ -152,6 +153,9 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
         max_request_size=int(settings.max_request_size),
         lock_wait=settings.lock_wait,
         idle_timeout=settings.idle_timeout,
+        checkpoints=Checkpoints(
+            int(settings.append_checkpoint_bytes), settings.append_checkpoint_seconds
+        ),
     )
     return Runtime(
         settings=settings,

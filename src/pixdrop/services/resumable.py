@@ -29,7 +29,13 @@ from pixdrop.errors import (
 )
 from pixdrop.models import Image, Upload, UploadProtocol, UploadState, is_valid_id
 from pixdrop.ports import MetadataStore, Staging
-from pixdrop.services.appends import Appender, AppendRequest, AppendResult, Progress
+from pixdrop.services.appends import (
+    Appender,
+    AppendRequest,
+    AppendResult,
+    Checkpoints,
+    Progress,
+)
 from pixdrop.services.completion import Completion, Staged, StoredImage
 from pixdrop.services.concat import Concatenator
 from pixdrop.services.lifecycle import Lifecycle, token
@@ -60,6 +66,7 @@ class ResumableService:
         max_request_size: int,
         lock_wait: float = 5.0,
         idle_timeout: float = 30.0,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.clock = lifecycle.clock
@@ -74,6 +81,7 @@ class ResumableService:
             idle_timeout=idle_timeout,
             lock_wait=lock_wait,
             on_complete=self._completed,
+            checkpoints=checkpoints,
         )
         self.concat = Concatenator(
             lifecycle=lifecycle, staging=staging, meta=meta, locks=locks, ingest=self._ingest_key
