@@ -32,7 +32,7 @@ from pathlib import Path
 
 from anyio import to_thread
 
-from pixdrop import ranges
+from pixdrop import failpoints, ranges
 from pixdrop.errors import UnprocessableImage, UploadIncomplete, UploadNotFound
 from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
 from pixdrop.ports import Blobs, DigestsInPlace, ImageCodec, ImageProber, Staging
@@ -119,6 +119,7 @@ class Completion:
     async def ingest(self, staged: Staged, *, filename: str | None, record: Record) -> StoredImage:
         """Check, keep and record the image in *staged*; ``UnprocessableImage`` if the bytes
         are not an acceptable image or not the announced ones (the caller frees the upload)."""
+        failpoints.reach("completion.staged")
         head = staged.head if staged.head is not None else await self._head(staged)
         try:
             info = self._probe(head)
@@ -134,6 +135,7 @@ class Completion:
             else:
                 self._check_sha256(staged, staged.sha256)
                 digest, details = staged.sha256, await inspecting
+        failpoints.reach("completion.decoded")
         delete_token = secrets.token_urlsafe(32)
         image = self._image(digest, staged.size, info, details, delete_token, filename)
         async with self.locks.hold_waiting(f"blob/{digest}"):
@@ -142,6 +144,7 @@ class Completion:
             # upload vanished: aborted, swept), the blob kept for it must go again.
             kept_here = not await self._blob_exists(image.blob_key)
             await self.staging.keep(staged.upload_id, staged.token, digest)
+            failpoints.reach("completion.kept")
             try:
                 await record(image)
             except UploadNotFound:
@@ -149,7 +152,9 @@ class Completion:
                     await self.blobs.delete(image.blob_key)
                 await self.staging.abort(staged.upload_id, staged.token)
                 raise
+        failpoints.reach("completion.recorded")
         await self.staging.abort(staged.upload_id, staged.token)
+        failpoints.reach("completion.dropped")
         return StoredImage(image, delete_token)
 
     async def _blob_exists(self, key: str) -> bool:

@@ -1,0 +1,267 @@
+"""A failpoint matrix for completion: ``pixdrop serve`` is SIGKILLed at each step of completing
+an upload (``pixdrop.failpoints.STEPS``), for each way in (native chunks, tus, the IETF draft,
+tus concatenation). A restarted server must then hold:
+
+* no image record without its blob (every listed image serves its bytes);
+* the upload completes when retried, into exactly one image of the bytes sent;
+* once every upload has expired and the sweeper ran, no leftovers: no staging file, and no
+  blob that no image names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from pixdrop import failpoints
+from pixdrop.metadata import open_metadata_store
+from pixdrop.services.lifecycle import Lifecycle, UploadLimits
+from pixdrop.storage import default_blob_store_url, open_blob_store
+from tests.e2e import ServerProcess
+from tests.http.helpers import create_upload, noise_png, send_chunks, split_chunks
+from tests.tus.wire import OCTETS, TUS
+
+IETF = {"Upload-Draft-Interop-Version": "7"}
+RETRY = (409, 423, 503)  # a dead holder's lease lapses after its ttl (10 s)
+
+
+def until_settled(call: Callable[[], httpx.Response], timeout: float = 60) -> httpx.Response:
+    """*call* until it answers anything but a retry-later status, as a client would."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = call()
+        if response.status_code not in RETRY or time.monotonic() > deadline:
+            return response
+        time.sleep(0.5)
+
+
+def path_of(response: httpx.Response) -> str:
+    assert response.status_code == 201, response.text
+    return httpx.URL(response.headers["location"]).path
+
+
+# --- the ways in: send everything but the request that completes; that request; a retry ----
+
+
+class Native:
+    def prepare(self, client: httpx.Client, data: bytes) -> str:
+        chunk = 64 * 1024
+        upload = create_upload(client, len(data), chunk_size=chunk)
+        chunks = split_chunks(data, chunk)
+        send_chunks(client, upload["id"], chunks, range(len(chunks)))
+        return str(upload["id"])
+
+    def complete(self, client: httpx.Client, handle: str, data: bytes) -> httpx.Response:
+        return client.post(f"/v1/uploads/{handle}/complete")
+
+    def retry(self, client: httpx.Client, handle: str, data: bytes) -> str:
+        done = until_settled(lambda: self.complete(client, handle, data))
+        assert done.status_code in (200, 201), done.text
+        return str(done.json()["id"])
+
+
+class Tus:
+    def prepare(self, client: httpx.Client, data: bytes) -> str:
+        created = client.post("/files", headers={**TUS, "Upload-Length": str(len(data))})
+        return path_of(created)
+
+    def complete(self, client: httpx.Client, handle: str, data: bytes) -> httpx.Response:
+        headers = {**TUS, "Content-Type": OCTETS, "Upload-Offset": "0"}
+        return client.patch(handle, content=data, headers=headers)
+
+    def retry(self, client: httpx.Client, handle: str, data: bytes) -> str:
+        def again() -> httpx.Response:
+            state = client.head(handle, headers=TUS)
+            if state.status_code != 200 or "pixdrop-image" in state.headers:
+                return state
+            # The bytes are all in: an empty PATCH at the end completes the upload.
+            offset = state.headers["upload-offset"]
+            headers = {**TUS, "Content-Type": OCTETS, "Upload-Offset": offset}
+            return client.patch(handle, content=b"", headers=headers)
+
+        done = until_settled(again)
+        assert done.status_code in (200, 204), done.text
+        if "pixdrop-image" not in done.headers:
+            done = client.head(handle, headers=TUS)
+        return image_id(done)
+
+
+class Ietf:
+    def prepare(self, client: httpx.Client, data: bytes) -> str:
+        headers = {**IETF, "Upload-Complete": "?0", "Upload-Length": str(len(data))}
+        return path_of(client.post("/files", headers=headers))
+
+    def complete(self, client: httpx.Client, handle: str, data: bytes) -> httpx.Response:
+        headers = {
+            **IETF,
+            "Content-Type": "application/partial-upload",
+            "Upload-Offset": "0",
+            "Upload-Complete": "?1",
+        }
+        return client.patch(handle, content=data, headers=headers)
+
+    def retry(self, client: httpx.Client, handle: str, data: bytes) -> str:
+        def again() -> httpx.Response:
+            state = client.head(handle, headers=IETF)
+            if state.status_code != 204 or "pixdrop-image" in state.headers:
+                return state
+            offset = state.headers["upload-offset"]
+            headers = {
+                **IETF,
+                "Content-Type": "application/partial-upload",
+                "Upload-Offset": offset,
+                "Upload-Complete": "?1",
+            }
+            return client.patch(handle, content=b"", headers=headers)
+
+        done = until_settled(again)
+        assert done.status_code in (201, 204), done.text
+        return image_id(done)
+
+
+class Concat:
+    """Three partial tus uploads, then the final upload that joins them (and completes)."""
+
+    def prepare(self, client: httpx.Client, data: bytes) -> str:
+        third = len(data) // 3
+        pieces = [data[:third], data[third : 2 * third], data[2 * third :]]
+        paths = []
+        for piece in pieces:
+            headers = {**TUS, "Upload-Length": str(len(piece)), "Upload-Concat": "partial"}
+            path = path_of(client.post("/files", headers=headers))
+            sent = Tus().complete(client, path, piece)
+            assert sent.status_code == 204, sent.text
+            paths.append(path)
+        return " ".join(paths)
+
+    def complete(self, client: httpx.Client, handle: str, data: bytes) -> httpx.Response:
+        return client.post("/files", headers={**TUS, "Upload-Concat": f"final;{handle}"})
+
+    def retry(self, client: httpx.Client, handle: str, data: bytes) -> str:
+        # The client never learnt the final upload's URL: it creates one again (the partial
+        # uploads are still there, as the first final never finished with them).
+        done = until_settled(lambda: self.complete(client, handle, data))
+        assert done.status_code == 201, done.text
+        return image_id(done)
+
+
+def image_id(response: httpx.Response) -> str:
+    header = response.headers.get("pixdrop-image")
+    assert header, (response.status_code, dict(response.headers))
+    fields = dict(item.split("=", 1) for item in header.split(";") if "=" in item)
+    return fields["id"].strip('"')
+
+
+WAYS = {"native": Native, "tus": Tus, "ietf": Ietf, "concat": Concat}
+
+
+@pytest.fixture
+def spawn(tmp_path: Path, database_url: str) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        server = ServerProcess(tmp_path, tmp_path / "d", database_url, env=env)
+        started.append(server)
+        server.wait_healthy()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+        reap(server)
+
+
+def reap(server: ServerProcess) -> None:
+    """Kill what a server that killed itself left in its process group (decoder workers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)
+
+
+def images_of(client: httpx.Client, sha256: str) -> list[str]:
+    """Ids of the listed images of these bytes (the database may hold other tests' images)."""
+    found, cursor = [], None
+    while True:
+        page = client.get(
+            "/v1/images", params={"limit": 100, **({"cursor": cursor} if cursor else {})}
+        )
+        assert page.status_code == 200, page.text
+        body = page.json()
+        found += [image["id"] for image in body["images"] if image["sha256"] == sha256]
+        cursor = body["next_cursor"]
+        if not cursor:
+            return found
+
+
+async def sweep_everything(database_url: str, data_dir: Path) -> None:
+    """Run the sweeper as if every upload had expired long ago."""
+    store = open_blob_store(default_blob_store_url(data_dir), scratch=data_dir / "tmp")
+    meta = open_metadata_store(database_url)
+    limits = UploadLimits(
+        max_image_size=1 << 30,
+        default_chunk_size=1 << 20,
+        min_chunk_size=1 << 16,
+        max_chunk_size=1 << 26,
+        max_chunks=10_000,
+        ttl=timedelta(0),
+    )
+    lifecycle = Lifecycle(
+        staging=store.staging, meta=meta, limits=limits, clock=lambda: datetime.now(UTC)
+    )
+    try:
+        while await lifecycle.sweep(now=datetime.now(UTC) + timedelta(days=3)):
+            pass
+    finally:
+        await meta.close()
+        await store.close()
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.mark.parametrize("step", failpoints.STEPS)
+@pytest.mark.parametrize("way", list(WAYS))
+def test_sigkill_while_completing(
+    spawn, database_url: str, tmp_path: Path, way: str, step: str
+) -> None:
+    data = noise_png(200, seed=zlib.crc32(f"{way} {step} {time.time_ns()}".encode()))
+    sha256 = hashlib.sha256(data).hexdigest()
+    how = WAYS[way]()
+
+    first = spawn(**{failpoints.VARIABLE: step})
+    with httpx.Client(base_url=first.url, timeout=60) as client:
+        handle = how.prepare(client, data)
+        with pytest.raises(httpx.TransportError):
+            how.complete(client, handle, data)
+    first.process.wait(timeout=30)
+    assert first.process.returncode == -signal.SIGKILL
+    reap(first)
+
+    second = spawn()
+    with httpx.Client(base_url=second.url, timeout=60) as client:
+        image = how.retry(client, handle, data)
+        listed = images_of(client, sha256)
+        assert image in listed
+        if way != "concat":  # a final upload created again may make a second image
+            assert listed == [image]
+        for each in listed:  # no record without its bytes
+            original = client.get(f"/v1/images/{each}/original")
+            assert original.status_code == 200, original.text
+            assert original.content == data
+    second.stop()
+
+    anyio.run(sweep_everything, database_url, tmp_path / "d")
+    assert files_under(tmp_path / "d" / "staging") == []
+    blobs = files_under(tmp_path / "d" / "blobs")
+    assert [blob.name for blob in blobs] == [sha256]
