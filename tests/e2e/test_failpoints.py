@@ -26,11 +26,14 @@ import pytest
 
 from pixdrop import failpoints
 from pixdrop.metadata import open_metadata_store
+from pixdrop.metadata.leases import open_leases
+from pixdrop.services.leases import LeaseKeeper
 from pixdrop.services.lifecycle import Lifecycle, UploadLimits
+from pixdrop.services.locks import LeaseLocks
 from pixdrop.storage import default_blob_store_url, open_blob_store
 from tests.e2e import ServerProcess
 from tests.http.helpers import create_upload, noise_png, send_chunks, split_chunks
-from tests.tus.wire import OCTETS, TUS
+from tests.tus.wire import OCTETS, TUS, sf_strings
 
 IETF = {"Upload-Draft-Interop-Version": "7"}
 RETRY = (409, 423, 503)  # a dead holder's lease lapses after its ttl (10 s)
@@ -55,6 +58,11 @@ def path_of(response: httpx.Response) -> str:
 
 
 class Native:
+    def check_received(self, client: httpx.Client, handle: str, data: bytes) -> None:
+        state = client.get(f"/v1/uploads/{handle}")
+        assert state.status_code == 200, state.text
+        assert state.json()["missing"] == []
+
     def prepare(self, client: httpx.Client, data: bytes) -> str:
         chunk = 64 * 1024
         upload = create_upload(client, len(data), chunk_size=chunk)
@@ -72,6 +80,11 @@ class Native:
 
 
 class Tus:
+    def check_received(self, client: httpx.Client, handle: str, data: bytes) -> None:
+        state = until_settled(lambda: client.head(handle, headers=TUS))
+        assert state.status_code == 200, state.text
+        assert state.headers["upload-offset"] == str(len(data))
+
     def prepare(self, client: httpx.Client, data: bytes) -> str:
         created = client.post("/files", headers={**TUS, "Upload-Length": str(len(data))})
         return path_of(created)
@@ -98,6 +111,11 @@ class Tus:
 
 
 class Ietf:
+    def check_received(self, client: httpx.Client, handle: str, data: bytes) -> None:
+        state = until_settled(lambda: client.head(handle, headers=IETF))
+        assert state.status_code == 204, state.text
+        assert state.headers["upload-offset"] == str(len(data))
+
     def prepare(self, client: httpx.Client, data: bytes) -> str:
         headers = {**IETF, "Upload-Complete": "?0", "Upload-Length": str(len(data))}
         return path_of(client.post("/files", headers=headers))
@@ -133,6 +151,12 @@ class Ietf:
 class Concat:
     """Three partial tus uploads, then the final upload that joins them (and completes)."""
 
+    def check_received(self, client: httpx.Client, handle: str, data: bytes) -> None:
+        for path in handle.split():
+            state = until_settled(lambda path=path: client.head(path, headers=TUS))
+            assert state.status_code == 200, state.text
+            assert state.headers["upload-offset"] == state.headers["upload-length"]
+
     def prepare(self, client: httpx.Client, data: bytes) -> str:
         third = len(data) // 3
         pieces = [data[:third], data[third : 2 * third], data[2 * third :]]
@@ -159,11 +183,11 @@ class Concat:
 def image_id(response: httpx.Response) -> str:
     header = response.headers.get("pixdrop-image")
     assert header, (response.status_code, dict(response.headers))
-    fields = dict(item.split("=", 1) for item in header.split(";") if "=" in item)
-    return fields["id"].strip('"')
+    return sf_strings(header)["id"]
 
 
-WAYS = {"native": Native, "tus": Tus, "ietf": Ietf, "concat": Concat}
+Way = Native | Tus | Ietf | Concat
+WAYS: dict[str, type[Way]] = {"native": Native, "tus": Tus, "ietf": Ietf, "concat": Concat}
 
 
 @pytest.fixture
@@ -204,9 +228,10 @@ def images_of(client: httpx.Client, sha256: str) -> list[str]:
 
 
 async def sweep_everything(database_url: str, data_dir: Path) -> None:
-    """Run the sweeper as if every upload had expired long ago."""
+    """Run the sweeper of the server's stores as if every upload had expired long ago."""
     store = open_blob_store(default_blob_store_url(data_dir), scratch=data_dir / "tmp")
     meta = open_metadata_store(database_url)
+    keeper = LeaseKeeper(open_leases(meta), lock_wait=5.0)
     limits = UploadLimits(
         max_image_size=1 << 30,
         default_chunk_size=1 << 20,
@@ -216,11 +241,19 @@ async def sweep_everything(database_url: str, data_dir: Path) -> None:
         ttl=timedelta(0),
     )
     lifecycle = Lifecycle(
-        staging=store.staging, meta=meta, limits=limits, clock=lambda: datetime.now(UTC)
+        staging=store.staging,
+        meta=meta,
+        limits=limits,
+        clock=lambda: datetime.now(UTC),
+        blobs=store.blobs,
+        locks=LeaseLocks(keeper),
     )
     try:
-        while await lifecycle.sweep(now=datetime.now(UTC) + timedelta(days=3)):
-            pass
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(keeper.run)
+            while await lifecycle.sweep(now=datetime.now(UTC) + timedelta(days=3)):
+                pass
+            tasks.cancel_scope.cancel()
     finally:
         await meta.close()
         await store.close()
@@ -230,15 +263,9 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-@pytest.mark.parametrize("step", failpoints.STEPS)
-@pytest.mark.parametrize("way", list(WAYS))
-def test_sigkill_while_completing(
-    spawn, database_url: str, tmp_path: Path, way: str, step: str
-) -> None:
-    data = noise_png(200, seed=zlib.crc32(f"{way} {step} {time.time_ns()}".encode()))
-    sha256 = hashlib.sha256(data).hexdigest()
-    how = WAYS[way]()
-
+def crash_at(spawn, step: str, how: Way, data: bytes) -> str:
+    """Send *data* the way *how* does, with the server set to die at *step* of completing it;
+    return the upload's handle once the server is dead."""
     first = spawn(**{failpoints.VARIABLE: step})
     with httpx.Client(base_url=first.url, timeout=60) as client:
         handle = how.prepare(client, data)
@@ -247,21 +274,65 @@ def test_sigkill_while_completing(
     first.process.wait(timeout=30)
     assert first.process.returncode == -signal.SIGKILL
     reap(first)
+    return handle
+
+
+def check_images(client: httpx.Client, data: bytes) -> list[str]:
+    """The images of *data*: every one serves its bytes (no record without its blob)."""
+    listed = images_of(client, hashlib.sha256(data).hexdigest())
+    for each in listed:
+        original = client.get(f"/v1/images/{each}/original")
+        assert original.status_code == 200, original.text
+        assert original.content == data
+    return listed
+
+
+def check_swept(database_url: str, data_dir: Path, kept: list[str]) -> None:
+    """Once every upload expired and was swept: no staging file, and only the blobs *kept*."""
+    anyio.run(sweep_everything, database_url, data_dir)
+    assert files_under(data_dir / "staging") == []
+    assert [blob.name for blob in files_under(data_dir / "blobs")] == kept
+
+
+def new_image(way: str, step: str) -> bytes:
+    """A small PNG of its own (the PostgreSQL database is shared by the session's tests)."""
+    return noise_png(200, seed=zlib.crc32(f"{way} {step} {time.time_ns()}".encode()))
+
+
+@pytest.mark.parametrize("step", failpoints.STEPS)
+@pytest.mark.parametrize("way", list(WAYS))
+def test_sigkill_while_completing_then_retry(
+    spawn, database_url: str, tmp_path: Path, way: str, step: str
+) -> None:
+    data, how = new_image(way, step), WAYS[way]()
+    handle = crash_at(spawn, step, how, data)
 
     second = spawn()
     with httpx.Client(base_url=second.url, timeout=60) as client:
         image = how.retry(client, handle, data)
-        listed = images_of(client, sha256)
+        listed = check_images(client, data)
         assert image in listed
         if way != "concat":  # a final upload created again may make a second image
             assert listed == [image]
-        for each in listed:  # no record without its bytes
-            original = client.get(f"/v1/images/{each}/original")
-            assert original.status_code == 200, original.text
-            assert original.content == data
     second.stop()
+    check_swept(database_url, tmp_path / "d", [hashlib.sha256(data).hexdigest()])
 
-    anyio.run(sweep_everything, database_url, tmp_path / "d")
-    assert files_under(tmp_path / "d" / "staging") == []
-    blobs = files_under(tmp_path / "d" / "blobs")
-    assert [blob.name for blob in blobs] == [sha256]
+
+@pytest.mark.parametrize("step", failpoints.STEPS)
+@pytest.mark.parametrize("way", list(WAYS))
+def test_sigkill_while_completing_then_expiry(
+    spawn, database_url: str, tmp_path: Path, way: str, step: str
+) -> None:
+    """The client never comes back: the upload says it has every byte, and once it expired
+    the sweep leaves the blob only if an image names it."""
+    data, how = new_image(way, step), WAYS[way]()
+    handle = crash_at(spawn, step, how, data)
+
+    second = spawn()
+    with httpx.Client(base_url=second.url, timeout=60) as client:
+        how.check_received(client, handle, data)
+        listed = check_images(client, data)
+        assert len(listed) <= 1
+    second.stop()
+    kept = [hashlib.sha256(data).hexdigest()] if listed else []
+    check_swept(database_url, tmp_path / "d", kept)

@@ -121,7 +121,12 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
     store, meta, codec = backends.store, backends.meta, backends.codec
     locks = LeaseLocks(backends.keeper)
     lifecycle = Lifecycle(
-        staging=store.staging, meta=meta, limits=_upload_limits(settings), clock=utcnow
+        staging=store.staging,
+        meta=meta,
+        limits=_upload_limits(settings),
+        clock=utcnow,
+        blobs=store.blobs,
+        locks=locks,
     )
     completion = Completion(
         staging=store.staging,
