@@ -231,7 +231,8 @@ async def sweep_everything(database_url: str, data_dir: Path) -> None:
     """Run the sweeper of the server's stores as if every upload had expired long ago."""
     store = open_blob_store(default_blob_store_url(data_dir), scratch=data_dir / "tmp")
     meta = open_metadata_store(database_url)
-    keeper = LeaseKeeper(open_leases(meta), lock_wait=5.0)
+    leases = open_leases(meta)
+    keeper = LeaseKeeper(leases, lock_wait=5.0)
     limits = UploadLimits(
         max_image_size=1 << 30,
         default_chunk_size=1 << 20,
@@ -255,6 +256,7 @@ async def sweep_everything(database_url: str, data_dir: Path) -> None:
                 pass
             tasks.cancel_scope.cancel()
     finally:
+        await leases.close()
         await meta.close()
         await store.close()
 
