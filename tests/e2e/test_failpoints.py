@@ -1,11 +1,14 @@
 """A failpoint matrix for completion: ``pixdrop serve`` is SIGKILLed at each step of completing
-an upload (``pixdrop.failpoints.STEPS``), for each way in (native chunks, tus, the IETF draft,
-tus concatenation). A restarted server must then hold:
+an upload (``pixdrop.failpoints.STEPS``, chosen by ``PXD_FAILPOINT``), for each way in (native
+chunks, tus, the IETF draft, tus concatenation). A restarted server must then hold:
 
 * no image record without its blob (every listed image serves its bytes);
-* the upload completes when retried, into exactly one image of the bytes sent;
+* retried, the upload completes into exactly one image of the bytes sent (for tus
+  concatenation the client, which never learnt the final upload's URL, creates it again);
+* not retried, the upload reports every byte received (nothing missing to send again);
 * once every upload has expired and the sweeper ran, no leftovers: no staging file, and no
-  blob that no image names.
+  blob that no image names (the case that needed ``Lifecycle._reclaim``: killed between
+  keeping the blob and recording the image, then never retried).
 """
 
 from __future__ import annotations
