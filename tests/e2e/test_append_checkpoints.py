@@ -185,3 +185,37 @@ def test_ietf_append_keeps_its_checkpoints_too(
         assert rest.status_code == 201, rest.text
         assert rest.headers["upload-complete"] == "?1"
         assert ietf_fetch(client, rest.headers["pixdrop-image"])[1] == big_png
+
+
+def test_checkpoints_by_the_clock(tmp_path: Path, database_url: str, photo_png: bytes) -> None:
+    """With ``--append-checkpoint-seconds`` alone, a slow PATCH is recorded as it goes: the
+    bytes before a pause are recorded once the next block comes after the deadline."""
+    server = ServerProcess(
+        tmp_path,
+        tmp_path / "d",
+        database_url,
+        ["--append-checkpoint-bytes", "0", "--append-checkpoint-seconds", "0.2"],
+    )
+    try:
+        server.wait_healthy()
+        path = tus_upload(server, photo_png)
+        half = len(photo_png) // 2
+        slow = RawRequest(server.url, "PATCH", path, len(photo_png), TUS_APPEND)
+        upload_id, sent, seen = path.rsplit("/", 1)[1], half, 0
+        try:
+            slow.send(photo_png[:half])
+            while not seen and sent < half + 20:
+                time.sleep(0.5)  # past the deadline: the next block closes the part
+                slow.send(photo_png[sent : sent + 1])
+                sent += 1
+                seen = recorded(database_url, upload_id, 1, timeout=2)
+            assert half < seen <= sent, f"{seen} of {sent} bytes recorded while it was running"
+            slow.send(photo_png[sent:])
+            slow.finish()
+            assert slow.response(timeout=60).status == 204
+        finally:
+            slow.close()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert tus_offset(client, path) == len(photo_png)
+    finally:
+        server.stop()
