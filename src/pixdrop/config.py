@@ -127,6 +127,18 @@ class Settings(BaseSettings):
         description="Seconds requests get to finish once shutdown begins; then resumable "
         "appends end keeping their bytes, and what still runs 5 s later is cancelled.",
     )
+    append_checkpoint_bytes: Annotated[ByteSize, Field(ge=0)] = Field(
+        ByteSize(8 * MiB),
+        description="A resumable append (tus PATCH, IETF append) records what it has received "
+        "every so many bytes, so a crash mid-request loses at most that much (0: off).",
+    )
+    append_checkpoint_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="A resumable append also records what it has received at least this "
+        "often, in seconds, while bytes arrive (0: off; with --append-checkpoint-bytes 0 too, "
+        "an append is recorded only when its request ends).",
+    )
     cors_origins: str | None = Field(
         None,
         description="Origins allowed to call the API from browsers, comma-separated, or '*' "

@@ -109,6 +109,17 @@ class Staging(Protocol):
         the record)."""
 
 
+@runtime_checkable
+class KeptContent(Protocol):
+    """Optional ``Staging`` capability: tell which content blob an upload's staged object was
+    kept as, so that freeing an upload whose completion died between ``keep`` and recording
+    the image can remove the blob that no image names (``Lifecycle.free``)."""
+
+    async def kept_as(self, upload_id: str, token: str) -> str | None:
+        """The content key (sha256) ``keep`` stored *upload_id*'s finished object as; ``None``
+        if it was not kept (or nothing is staged)."""
+
+
 class Blobs(Protocol):
     """Stored objects, by key: the sha256 of an image's bytes; ``<sha256>/<name>`` for what is
     derived from it (``models.derived_key``: variants, a GPS-free original); and the keys that

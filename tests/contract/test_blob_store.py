@@ -25,7 +25,7 @@ import anyio
 import pytest
 
 from pixdrop.models import Part, derived_key, new_id
-from pixdrop.ports import BlobStore, DigestsInPlace
+from pixdrop.ports import BlobStore, DigestsInPlace, KeptContent
 from pixdrop.storage import default_blob_store_url, open_blob_store
 from pixdrop.storage.local import LocalStore
 from pixdrop.storage.s3 import S3Location, S3Store
@@ -339,6 +339,25 @@ def test_join_concatenates_the_sources_in_order(store: BlobStore) -> None:
         first_id, first_token, first_parts = sources[0]
         first = await store.staging.finish(first_id, first_token, first_parts)
         assert await collect(store.blobs.open_range(first, 0, 100)) == b"tus "
+
+    run(go)
+
+
+def test_kept_as_names_the_blob_a_keep_made(store: BlobStore) -> None:
+    """What freeing an upload whose completion died after ``keep`` relies on (KeptContent)."""
+    assert isinstance(store.staging, KeptContent)
+    data = b"kept, then the process died"
+
+    async def go() -> None:
+        upload_id, token, _ = await finished(store, data)
+        assert await store.staging.kept_as(upload_id, token) is None  # finished, not kept
+        await store.staging.keep(upload_id, token, sha(data))
+        assert await store.staging.kept_as(upload_id, token) == sha(data)
+        await store.blobs.delete(sha(data))  # the blob went (no image named it)
+        assert await store.staging.kept_as(upload_id, token) is None
+        await store.staging.abort(upload_id, token)
+        assert await store.staging.kept_as(upload_id, token) is None
+        assert await store.staging.kept_as(new_id(), token) is None  # nothing staged
 
     run(go)
 

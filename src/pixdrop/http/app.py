@@ -49,6 +49,7 @@ from pixdrop.metadata.leases import FileLeases, SqlLeases, open_leases, refuse_o
 from pixdrop.models import ImageLimits, utcnow
 from pixdrop.ports import BlobStore, ImageCodec
 from pixdrop.services import Completion, ImageService, Lifecycle, UploadLimits, UploadService
+from pixdrop.services.appends import Checkpoints
 from pixdrop.services.grants import DirectUploads
 from pixdrop.services.leases import LeaseKeeper
 from pixdrop.services.locks import LeaseLocks
@@ -152,6 +153,8 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
         limits=_upload_limits(settings),
         clock=utcnow,
         hook=_pre_create_hook(settings),
+        blobs=store.blobs,
+        locks=locks,
     )
     completion = Completion(
         staging=store.staging,
@@ -184,6 +187,9 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
         max_request_size=int(settings.max_request_size),
         lock_wait=settings.lock_wait,
         idle_timeout=settings.idle_timeout,
+        checkpoints=Checkpoints(
+            int(settings.append_checkpoint_bytes), settings.append_checkpoint_seconds
+        ),
     )
     return Runtime(
         settings=settings,

@@ -2,6 +2,11 @@
 
 * An append writes at the upload's current offset (``Staging.put_part``), then records the
   part; the offset is the end of the recorded parts, so it is exact after any crash.
+* A long body is written as a run of parts, one per *checkpoint* (``Checkpoints``: every so
+  many bytes or seconds): each is made durable and recorded before the next begins, so a
+  crash in the middle of a large PATCH loses at most the bytes since the last checkpoint
+  (tus-js-client and Uppy send a whole file in one PATCH). A body with a checksum is one
+  part: it is kept whole or not at all, as the tus checksum extension wants.
 * An interrupted append (the client went away, or sent nothing for ``idle_timeout`` seconds)
   keeps what reached the store, unless it carried a checksum, which can then not be verified.
 * One writer per upload, on any process or node: the writer holds the upload's lease. A newer
@@ -13,6 +18,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -27,14 +33,14 @@ from pixdrop.errors import (
     UploadNotReceiving,
     UploadTakenOver,
 )
-from pixdrop.models import Image, Upload, UploadState
+from pixdrop.models import Image, Part, Upload, UploadState
 from pixdrop.ports import LeaseBusy, MetadataStore, Staging
 from pixdrop.services.completion import StoredImage
 from pixdrop.services.lifecycle import Lifecycle, token
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.metering import Body, Checksum, checksum_algorithms
 
-__all__ = ["AppendRequest", "AppendResult", "Appender", "Progress", "writer_key"]
+__all__ = ["AppendRequest", "AppendResult", "Appender", "Checkpoints", "Progress", "writer_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,55 @@ class AppendRequest:
     trailer_checksum: Callable[[], Checksum | None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoints:
+    """When a long append records what it has received so far: after *size* bytes or
+    *seconds* since its last checkpoint, whichever comes first (0 turns either off; both 0:
+    one part per request). A checkpoint costs one flush and one metadata write (on S3, the
+    write of the tail under a part's size)."""
+
+    size: int = 8 * 1024 * 1024
+    seconds: float = 1.0
+
+
+class _Segments:
+    """A body cut at checkpoints: ``next`` answers the part to write next, ``None`` at the
+    end. Bytes are never held back: a part ends after the block that reaches a checkpoint
+    (the clock is read as blocks arrive)."""
+
+    def __init__(self, body: AsyncIterator[bytes], every: Checkpoints) -> None:
+        self._body = body
+        self._every = every
+        self._next: bytes | None = None
+        self._ended = False
+
+    async def next(self) -> AsyncIterator[bytes] | None:
+        """The next part's bytes (it has at least one); ``None`` once the body is spent."""
+        if self._ended:
+            return None
+        try:  # read ahead: a body that ends at a checkpoint makes no empty part
+            self._next = await anext(self._body)
+        except StopAsyncIteration:
+            self._ended = True
+            return None
+        return self._part()
+
+    async def _part(self) -> AsyncIterator[bytes]:
+        size, seconds = self._every.size, self._every.seconds
+        deadline = time.monotonic() + seconds if seconds else None
+        block, sent = self._next, 0
+        while block is not None:
+            yield block
+            sent += len(block)
+            if (size and sent >= size) or (deadline and time.monotonic() >= deadline):
+                return
+            try:
+                block = await anext(self._body)
+            except StopAsyncIteration:
+                self._ended = True
+                return
+
+
 def writer_key(upload_id: str) -> str:
     """The lease of the request writing a resumable upload."""
     return f"upload/{upload_id}"
@@ -108,6 +163,7 @@ class Appender:
         idle_timeout: float,
         lock_wait: float,
         on_complete: OnComplete,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.staging = staging
@@ -116,6 +172,7 @@ class Appender:
         self.idle_timeout = idle_timeout
         self.lock_wait = lock_wait
         self.on_complete = on_complete
+        self.checkpoints = checkpoints or Checkpoints()
 
     @asynccontextmanager
     async def writing(self, upload_id: str, writer: _Writer | None = None) -> AsyncIterator[None]:
@@ -241,17 +298,37 @@ class Appender:
         )
 
     async def _write(self, upload: Upload, current: int, body: Body, request: AppendRequest) -> int:
-        """Store the body at *current* and record what is kept; return its length."""
-        try:
-            part = await self.staging.put_part(
-                upload.id, token(upload), number=0, offset=current, data=body, observe=body.observe
-            )
-        except FileNotFoundError:
-            raise UploadNotFound(f"Upload {upload.id} was deleted.") from None
+        """Store the body at *current* and record what is kept, a checkpoint at a time;
+        return its length."""
+        if request.checksum is not None or request.trailer_checksum is not None:
+            return await self._write_whole(upload, current, body, request)
+        segments, offset = _Segments(body, self.checkpoints), current
+        while (segment := await segments.next()) is not None:
+            part = await self._put(upload, offset, segment, body)
+            if part.length:
+                await self.meta.add_part(upload.id, part)
+            offset = part.end
+        return offset - current
+
+    async def _write_whole(
+        self, upload: Upload, current: int, body: Body, request: AppendRequest
+    ) -> int:
+        """A body with a checksum: one part, recorded only once the checksum holds."""
+        part = await self._put(upload, current, body, body)
         written = body.kept(part.length, request.checksum, request.trailer_checksum)
         if written:
             await self.meta.add_part(upload.id, part)
         return written
+
+    async def _put(
+        self, upload: Upload, offset: int, data: AsyncIterator[bytes], body: Body
+    ) -> Part:
+        try:
+            return await self.staging.put_part(
+                upload.id, token(upload), number=0, offset=offset, data=data, observe=body.observe
+            )
+        except FileNotFoundError:
+            raise UploadNotFound(f"Upload {upload.id} was deleted.") from None
 
     async def _conclude(
         self, upload: Upload, offset: int, body: Body, request: AppendRequest

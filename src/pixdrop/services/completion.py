@@ -34,7 +34,7 @@ from pathlib import Path
 import anyio
 from anyio import to_thread
 
-from pixdrop import metrics, ranges
+from pixdrop import failpoints, metrics, ranges
 from pixdrop.errors import (
     GrantUsed,
     TrailingData,
@@ -171,6 +171,7 @@ class Completion:
 
     async def _ingest(self, staged: Staged, filename: str | None, record: Record) -> StoredImage:
         grant = await self._grant(staged)
+        failpoints.reach("completion.staged")
         head = staged.head if staged.head is not None else await self._head(staged)
         try:
             info = self._probe(head)
@@ -192,6 +193,7 @@ class Completion:
             else:
                 self._check_sha256(staged, staged.sha256)
                 digest, (details, _) = staged.sha256, await inspecting
+        failpoints.reach("completion.decoded")
         delete_token = secrets.token_urlsafe(32)
         image = self._image(digest, staged.size, info, details, delete_token, filename)
         async with self.locks.hold_waiting(f"blob/{digest}"):
@@ -200,6 +202,7 @@ class Completion:
             # upload vanished: aborted, swept), the blob kept for it must go again.
             kept_here = not await self._blob_exists(image.blob_key)
             await self.staging.keep(staged.upload_id, staged.token, digest)
+            failpoints.reach("completion.kept")
             try:
                 await record(image)
             except (UploadNotFound, GrantUsed):
@@ -207,9 +210,11 @@ class Completion:
                     await self.blobs.delete(image.blob_key)
                 await self.staging.abort(staged.upload_id, staged.token)
                 raise
+        failpoints.reach("completion.recorded")
         await self.staging.abort(staged.upload_id, staged.token)
         metrics.UPLOADS_COMPLETED.inc()
         metrics.IMAGES_STORED.labels("new" if kept_here else "shared").inc()
+        failpoints.reach("completion.dropped")
         return StoredImage(image, delete_token)
 
     @staticmethod

@@ -27,9 +27,10 @@ from pixdrop.models import (
     is_valid_id,
     new_id,
 )
-from pixdrop.ports import MetadataStore, Staging
+from pixdrop.ports import Blobs, KeptContent, MetadataStore, Staging
 from pixdrop.protocols import fields
 from pixdrop.services.grants import GRANT_RETENTION, check_open
+from pixdrop.services.locks import LeaseLocks
 
 __all__ = ["Clock", "Lifecycle", "UploadLimits", "token"]
 
@@ -71,12 +72,18 @@ class Lifecycle:
         limits: UploadLimits,
         clock: Clock,
         hook: Admission | None = None,
+        blobs: Blobs | None = None,
+        locks: LeaseLocks | None = None,
     ) -> None:
         self.staging = staging
         self.meta = meta
         self.limits = limits
         self.clock = clock
         self.hook = hook
+        #: With both, freeing an unfinished upload also removes the blob a completion that
+        #: died between keeping and recording left for it (``_reclaim``).
+        self.blobs = blobs
+        self.locks = locks
 
     @property
     def max_size(self) -> int:
@@ -206,7 +213,25 @@ class Lifecycle:
         """Forget the upload, then free its bytes (a crash in between leaves only bytes).
         *ending*: ``expired``, or ``refused`` with the client's *problem* (for webhooks)."""
         await self.meta.delete_upload(upload.id, ending=ending, problem=problem)
+        if upload.state is not UploadState.COMPLETED:
+            await self._reclaim(upload.id, token(upload))
         await self.staging.abort(upload.id, token(upload))
+
+    async def _reclaim(self, upload_id: str, store_token: str) -> None:
+        """Remove the blob an unfinished upload's staged object was kept as, unless an image
+        names it: a completion killed between ``keep`` and recording the image left it."""
+        if self.blobs is None or self.locks is None or not isinstance(self.staging, KeptContent):
+            return
+        key = await self.staging.kept_as(upload_id, store_token)
+        if key is None:
+            return
+        # Under the blob's lease, as completions keep and record, and images are deleted.
+        async with self.locks.hold_waiting(f"blob/{key}"):
+            if await self.meta.count_images_with_sha256(key) == 0:
+                log.warning(
+                    "removing blob %s, kept for upload %s but named by no image", key, upload_id
+                )
+                await self.blobs.delete(key)
 
     async def sweep(self, now: datetime | None = None, batch: int = 100) -> int:
         """Remove expired uploads (records, then bytes) and staged bytes that no record names
@@ -221,6 +246,7 @@ class Lifecycle:
             try:
                 await self.meta.get_upload(upload_id)
             except UploadNotFound:
+                await self._reclaim(upload_id, store_token)
                 await self.staging.abort(upload_id, store_token)
                 removed += 1
         if removed:

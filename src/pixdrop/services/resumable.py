@@ -32,7 +32,13 @@ from pixdrop.errors import (
 from pixdrop.models import Image, Opener, Upload, UploadProtocol, UploadState, is_valid_id
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.protocols.problem import problem_body
-from pixdrop.services.appends import Appender, AppendRequest, AppendResult, Progress
+from pixdrop.services.appends import (
+    Appender,
+    AppendRequest,
+    AppendResult,
+    Checkpoints,
+    Progress,
+)
 from pixdrop.services.completion import Completion, Staged, StoredImage
 from pixdrop.services.concat import Concatenator
 from pixdrop.services.lifecycle import Lifecycle, token
@@ -63,6 +69,7 @@ class ResumableService:
         max_request_size: int,
         lock_wait: float = 5.0,
         idle_timeout: float = 30.0,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.clock = lifecycle.clock
@@ -77,6 +84,7 @@ class ResumableService:
             idle_timeout=idle_timeout,
             lock_wait=lock_wait,
             on_complete=self._completed,
+            checkpoints=checkpoints,
         )
         self.concat = Concatenator(
             lifecycle=lifecycle, staging=staging, meta=meta, locks=locks, ingest=self._ingest_key

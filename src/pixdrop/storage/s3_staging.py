@@ -4,6 +4,7 @@ Objects under the store's prefix::
 
     staging/<upload id>          the finished upload (the multipart upload's object)
     tails/<upload id>/<end>      bytes [start, end) of an upload not yet in a full part
+    kept/<upload id>             the content key ``keep`` copied the upload to (``kept_as``)
 
 **Token**: ``s3:<part size P>:<S3 UploadId>``; with the receipts it is all any node needs.
 
@@ -69,6 +70,12 @@ from pixdrop.storage.s3_parts import (
     quoted,
     tail_name,
 )
+
+
+def kept_name(upload_id: str) -> str:
+    """The object naming the content blob an upload was kept as (module docstring)."""
+    return f"kept/{upload_id}"
+
 
 #: Gather this many bytes of a body before one thread hop (hash, observe, buffer).
 BATCH = 1024 * 1024
@@ -152,7 +159,25 @@ class S3Staging(Staging):
                 if not is_missing(exc):
                     raise
         tails = [name for name, _ in await self.bucket.list_keys(f"tails/{upload_id}/")]
-        await self.bucket.delete_keys([upload_key(upload_id), *tails])
+        await self.bucket.delete_keys([upload_key(upload_id), kept_name(upload_id), *tails])
+
+    async def kept_as(self, upload_id: str, token: str) -> str | None:
+        def said() -> str | None:
+            try:
+                answer = self.bucket.client.get_object(
+                    Bucket=self.bucket.name, Key=self.bucket.key(kept_name(upload_id))
+                )
+            except ClientError as exc:
+                if is_missing(exc):
+                    return None
+                raise
+            with answer["Body"] as body:
+                return str(body.read().decode("ascii"))
+
+        key = await self.bucket.run(said)
+        if key is None or await self.bucket.head(content_name(key)) is None:
+            return None
+        return key
 
     # --- put_part
 
@@ -371,6 +396,11 @@ class S3Staging(Staging):
             if await self.bucket.head(blob) is not None:
                 return
             raise FileNotFoundError(f"nothing staged for upload {upload_id}")
+        # Said before it is done, so that a completion killed before it records the image
+        # leaves a trace for ``kept_as`` (``abort`` removes it with the rest).
+        await self.bucket.call(
+            self.bucket.client.put_object, Key=self.bucket.key(kept_name(upload_id)), Body=key
+        )
         source = {"Bucket": self.bucket.name, "Key": self.bucket.key(staged)}
         if size <= self.copy_limit:
             await self.bucket.call(

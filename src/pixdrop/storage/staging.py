@@ -4,7 +4,8 @@ Parts are written at their final offset with ``pwritev`` and made durable with `
 before ``put_part`` returns. ``finish`` answers the staging file itself (key
 ``staging/<upload id>``), cut to the end of its parts; ``keep`` hard-links it into ``blobs/``
 (no byte is copied; a crash before the caller records the image leaves the staging file
-intact, so the completion can simply run again) and ``abort`` removes the staging name.
+intact, so the completion can simply run again; ``kept_as`` finds the blob from the second
+link) and ``abort`` removes the staging name.
 The token of a local upload is the empty string.
 
 A full file system (``ENOSPC``, ``EDQUOT``) is ``InsufficientStorage`` from every method that
@@ -217,6 +218,23 @@ class LocalStaging(Staging):
 
         with files.room(f"the image of {upload_id}"):
             await to_thread.run_sync(link)
+
+    async def kept_as(self, upload_id: str, token: str) -> str | None:
+        path = self._at.staging(upload_id)
+
+        def find() -> str | None:
+            # A kept staging file is a hard link of its blob: a second link is the sign (a
+            # stat); only then is it hashed, to name the blob (which must be the same file).
+            try:
+                if os.stat(path).st_nlink < 2:
+                    return None
+                with path.open("rb") as file:
+                    key = hashlib.file_digest(file, "sha256").hexdigest()
+                return key if os.path.samefile(path, self._at.content(key)) else None
+            except FileNotFoundError:
+                return None
+
+        return await to_thread.run_sync(find)
 
     async def abort(self, upload_id: str, token: str) -> None:
         path = self._at.staging(upload_id)
