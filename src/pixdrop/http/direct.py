@@ -8,6 +8,11 @@
   (``POST /v1/images``, ``/v1/uploads``, tus and the IETF draft under ``/files/``):
   ``opener_of`` hands the grant to the service that opens the upload, which enforces it;
 * ``GET /v1/direct-uploads/{id}`` tells the issuer whether the image arrived, and which.
+
+The status URL and the upload URL are one path template, ``/v1/direct-uploads/{grant}``: the
+grant's id for ``GET``, its token for ``POST`` (a token is never an id, nor an id a token: the
+other method answers 404). One template, so that ``Allow`` and ``/openapi.json`` name both
+methods of every URL of the shape.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,10 +31,12 @@ from pixdrop.errors import Forbidden, GrantNotFound, ImageNotFound, Unauthorized
 from pixdrop.http import wire
 from pixdrop.http.errors import invalid_request
 from pixdrop.http.multipart import MultipartFile
+from pixdrop.http.problems import problems
 from pixdrop.http.ratelimit import client_address
+from pixdrop.http.schemas import GrantStatus, ImageOut, IssuedGrantOut
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import image_json, stored_image_json
-from pixdrop.http.wire import expected_digests, read_json_body
+from pixdrop.http.wire import BINARY, expected_digests, read_json_body
 from pixdrop.models import Grant, Opener
 from pixdrop.protocols.fields import checked_filename
 from pixdrop.services.grants import MAX_GRANT_TTL, IssuedGrant
@@ -67,6 +74,26 @@ CREATE_BODY = {
         "content": {"application/json": {"schema": CreateGrant.model_json_schema()}},
     }
 }
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The image's bytes (any Content-Type), or multipart/form-data with the "
+        "image in the field 'file' (what a bare HTML form sends).",
+        "content": {
+            "application/octet-stream": BINARY,
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+#: The one path parameter of ``/v1/direct-uploads/{grant}``: what each method takes there.
+GRANT_ID = Path(alias="grant", description="The grant's id (its status_url), not its token.")
+GRANT_TOKEN = Path(alias="grant", description="The grant's token, pxg_… (its upload_url).")
 
 
 def _bearer(request: Request) -> str | None:
@@ -123,6 +150,8 @@ def _issued_json(request: Request, issued: IssuedGrant) -> dict[str, Any]:
     status_code=201,
     summary="Issue a one-time direct-upload grant (for a browser)",
     openapi_extra=CREATE_BODY,
+    response_model=IssuedGrantOut,
+    responses=problems("create_grant"),
 )
 async def create_grant(request: Request) -> JSONResponse:
     principal = principal_of(request)
@@ -148,8 +177,13 @@ async def create_grant(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/v1/direct-uploads/{grant_id}", summary="Whether a grant's image has arrived")
-async def get_grant(request: Request, grant_id: str) -> JSONResponse:
+@router.get(
+    "/v1/direct-uploads/{grant}",
+    summary="Whether a grant's image has arrived",
+    response_model=GrantStatus,
+    responses=problems("get_grant"),
+)
+async def get_grant(request: Request, grant_id: str = GRANT_ID) -> JSONResponse:
     rt = runtime(request)
     grant = await rt.direct.get(grant_id)
     principal = principal_of(request)
@@ -172,17 +206,21 @@ async def get_grant(request: Request, grant_id: str) -> JSONResponse:
 
 
 @router.post(
-    "/v1/direct-uploads/{token}",
+    "/v1/direct-uploads/{grant}",
     status_code=201,
     summary="Upload the grant's one image (a plain multipart/form-data POST works)",
+    openapi_extra=UPLOAD_BODY,
+    response_model=ImageOut,
+    responses=problems("upload_with_grant"),
 )
-async def upload_with_grant(request: Request, token: str) -> JSONResponse:
+async def upload_with_grant(
+    request: Request, token: str = GRANT_TOKEN, filename: str | None = None
+) -> JSONResponse:
     rt = runtime(request)
     grant = await rt.direct.redeem(token)
     opener = await opener_of(request, grant)
     content_type = request.headers.get("content-type", "")
     body: AsyncIterator[bytes] = wire.body(request)
-    filename = request.query_params.get("filename")
     if content_type.lower().startswith("multipart/form-data"):
         form = MultipartFile(body, content_type)
         await form.open()
