@@ -2,17 +2,16 @@
 
 * ``POST /v1/direct-uploads`` issues a grant (``services/grants.py``): its id, its token
   (``pxg_…``, shown once) and its upload URL;
-* ``POST /v1/direct-uploads/{token}`` (the upload URL) takes the image as a plain
+* ``POST /v1/direct-uploads/{token}/image`` (the upload URL) takes the image as a plain
   ``multipart/form-data`` POST with no header at all (a bare HTML form), or as the raw body;
 * the token also works as ``Authorization: Bearer pxg_…`` on every other way in
   (``POST /v1/images``, ``/v1/uploads``, tus and the IETF draft under ``/files/``):
   ``opener_of`` hands the grant to the service that opens the upload, which enforces it;
 * ``GET /v1/direct-uploads/{id}`` tells the issuer whether the image arrived, and which.
 
-The status URL and the upload URL are one path template, ``/v1/direct-uploads/{grant}``: the
-grant's id for ``GET``, its token for ``POST`` (a token is never an id, nor an id a token: the
-other method answers 404). One template, so that ``Allow`` and ``/openapi.json`` name both
-methods of every URL of the shape.
+The upload URL is a path of its own (``/image`` after the token), not the status URL's with a
+token in the id's place: a URL a client is handed answers ``GET`` if its ``Allow`` says so, and
+``/openapi.json`` describes each path's methods once.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -45,8 +44,9 @@ __all__ = ["UPLOAD_URL_PREFIX", "grant_of", "opener_of", "router"]
 
 router = APIRouter(tags=["direct uploads"])
 
-#: Upload URLs start with this. Their credential is the grant token in the path, so the
-#: authentication layer (``--auth keys``) must let a request to one through without a header.
+#: Upload URLs (``/v1/direct-uploads/pxg_…/image``) start with this. Their credential is the
+#: grant token in the path, so the authentication layer (``--auth keys``) must let a request
+#: to one through without a header.
 UPLOAD_URL_PREFIX = "/v1/direct-uploads/" + GRANT_PREFIX
 
 
@@ -91,9 +91,6 @@ UPLOAD_BODY = {
         },
     }
 }
-#: The one path parameter of ``/v1/direct-uploads/{grant}``: what each method takes there.
-GRANT_ID = Path(alias="grant", description="The grant's id (its status_url), not its token.")
-GRANT_TOKEN = Path(alias="grant", description="The grant's token, pxg_… (its upload_url).")
 
 
 def _bearer(request: Request) -> str | None:
@@ -141,7 +138,7 @@ def _grant_json(request: Request, grant: Grant) -> dict[str, Any]:
 def _issued_json(request: Request, issued: IssuedGrant) -> dict[str, Any]:
     body = _grant_json(request, issued.grant)
     body["token"] = issued.token
-    body["upload_url"] = f"{base_url(request)}/v1/direct-uploads/{issued.token}"
+    body["upload_url"] = f"{base_url(request)}/v1/direct-uploads/{issued.token}/image"
     return body
 
 
@@ -178,12 +175,12 @@ async def create_grant(request: Request) -> JSONResponse:
 
 
 @router.get(
-    "/v1/direct-uploads/{grant}",
+    "/v1/direct-uploads/{grant_id}",
     summary="Whether a grant's image has arrived",
     response_model=GrantStatus,
     responses=problems("get_grant"),
 )
-async def get_grant(request: Request, grant_id: str = GRANT_ID) -> JSONResponse:
+async def get_grant(request: Request, grant_id: str) -> JSONResponse:
     rt = runtime(request)
     grant = await rt.direct.get(grant_id)
     principal = principal_of(request)
@@ -206,7 +203,7 @@ async def get_grant(request: Request, grant_id: str = GRANT_ID) -> JSONResponse:
 
 
 @router.post(
-    "/v1/direct-uploads/{grant}",
+    "/v1/direct-uploads/{token}/image",
     status_code=201,
     summary="Upload the grant's one image (a plain multipart/form-data POST works)",
     openapi_extra=UPLOAD_BODY,
@@ -214,7 +211,7 @@ async def get_grant(request: Request, grant_id: str = GRANT_ID) -> JSONResponse:
     responses=problems("upload_with_grant"),
 )
 async def upload_with_grant(
-    request: Request, token: str = GRANT_TOKEN, filename: str | None = None
+    request: Request, token: str, filename: str | None = None
 ) -> JSONResponse:
     rt = runtime(request)
     grant = await rt.direct.redeem(token)

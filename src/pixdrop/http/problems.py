@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pixdrop.config import Settings
 from pixdrop.errors import (
     PROBLEM_BASE,
     BadRequest,
@@ -68,7 +69,6 @@ from pixdrop.errors import (
     UploadNotReceiving,
     UploadTakenOver,
 )
-from pixdrop.config import Settings
 from pixdrop.protocols.problem import MEDIA_TYPE
 
 #: Where ``http/openapi.py`` puts the ``Problem`` model (``http/schemas.py``).
@@ -242,9 +242,7 @@ class Feature:
 
 
 #: The routes that create an upload, which the pre-create hook (``hook_url``) may refuse.
-HOOKED = frozenset(
-    {"create_image", "create_upload", "resumable_create", "upload_with_grant"}
-)
+HOOKED = frozenset({"create_image", "create_upload", "resumable_create", "upload_with_grant"})
 #: What the hook adds to them: its refusal (403, or the status the hook names) and, when it
 #: gives no answer and fails closed, 503.
 HOOK = Feature(lambda s: bool(s.hook_url), (HookRefused, HookUnavailable), routes=HOOKED)
