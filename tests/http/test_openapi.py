@@ -315,6 +315,13 @@ def test_a_whole_number_written_with_a_point_is_the_integer_the_schema_says(
         for refused in ({"size": 67.5}, {"size": "67"}, {"size": True}):
             response = client.post("/v1/uploads", json=refused)
             assert response.status_code == 400, refused
+        # The same for a grant's numbers.
+        grant = client.post("/v1/direct-uploads", json={"max_size": 100.0, "expires_in": 600.0})
+        assert grant.status_code == 201, grant.text
+        assert grant.json()["max_size"] == 100
+        for refused in ({"max_size": 100.5}, {"expires_in": "600"}, {"expires_in": True}):
+            response = client.post("/v1/direct-uploads", json=refused)
+            assert response.status_code == 400, refused
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pixdrop.auth.grants import GrantResolver
 from pixdrop.auth.principal import GRANT_PREFIX, principal_of
@@ -50,17 +50,28 @@ router = APIRouter(tags=["direct uploads"])
 UPLOAD_URL_PREFIX = "/v1/direct-uploads/" + GRANT_PREFIX
 
 
+def _integral(value: object) -> object:
+    """``600.0`` is the integer 600 in JSON (and in the published JSON Schema), as for
+    ``POST /v1/uploads`` (``chunks._integral``); ``600.5``, ``"600"`` and ``true`` stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: A JSON integer, strictly (see ``_integral``): a size, a number of seconds.
+Bytes = Annotated[int, Field(ge=1), BeforeValidator(_integral)]
+Seconds = Annotated[int, Field(ge=1, le=MAX_GRANT_TTL), BeforeValidator(_integral)]
+
+
 class CreateGrant(BaseModel):
     """Body of ``POST /v1/direct-uploads`` (every field optional)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    max_size: int | None = Field(None, ge=1, description="Largest image accepted, in bytes.")
+    max_size: Bytes | None = Field(None, description="Largest image accepted, in bytes.")
     formats: list[str] | None = Field(
         None, min_length=1, max_length=16, description="Formats accepted (jpeg, png, ...)."
     )
-    expires_in: int | None = Field(
-        None, ge=1, le=MAX_GRANT_TTL, description="Seconds the grant is valid (default 3600)."
+    expires_in: Seconds | None = Field(
+        None, description="Seconds the grant is valid (default 3600)."
     )
     metadata: dict[str, Any] | None = Field(
         None, description="Any JSON object, handed back with the grant's status."
