@@ -24,9 +24,9 @@ import pytest
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 #: Fixed, so a run is repeatable. Other seeds, more examples, by hand (docs/api.md):
-#: ``PIXDROP_SCHEMATHESIS_SEED=7 PIXDROP_SCHEMATHESIS_EXAMPLES=30 pytest tests/http/...``.
-SEED = int(os.environ.get("PIXDROP_SCHEMATHESIS_SEED", "20261206"))
-EXAMPLES = int(os.environ.get("PIXDROP_SCHEMATHESIS_EXAMPLES", "10"))
+#: ``ST_SEED=7 ST_EXAMPLES=30 pytest tests/http/...``.
+SEED = int(os.environ.get("ST_SEED", "20261206"))
+EXAMPLES = int(os.environ.get("ST_EXAMPLES", "10"))
 
 
 @pytest.mark.timeout(300)
