@@ -62,7 +62,7 @@ def test_issue_answers_a_token_an_upload_url_and_the_constraints(client: httpx.C
     assert grant["token"].startswith("pxg_")
     assert len(grant["token"]) == 4 + 22 + 43  # id, then 256 bits of secret
     assert grant["token"][4:26] == grant["id"]
-    assert grant["upload_url"].endswith(f"/v1/direct-uploads/{grant['token']}")
+    assert grant["upload_url"].endswith(f"/v1/direct-uploads/{grant['token']}/image")
     assert (grant["max_size"], grant["formats"], grant["private"]) == (5000, ["png"], True)
     expires = datetime.fromisoformat(grant["expires_at"])
     created = datetime.fromisoformat(grant["created_at"])
@@ -117,10 +117,14 @@ def test_a_bare_form_posts_to_the_upload_url_without_any_header(
         assert made.json()["filename"] == "cat.png"
         again = browser.post(grant["upload_url"], files=files)
         assert_problem(again, 409, "grant-used")
-        wrong = grant["upload_url"][:-3] + (
-            "AAA" if not grant["upload_url"].endswith("AAA") else "BBB"
-        )
-        assert_problem(browser.post(wrong, files=files), 404, "grant-not-found")
+        token = grant["token"]
+        wrong = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+        wrong_url = grant["upload_url"].replace(token, wrong)
+        assert_problem(browser.post(wrong_url, files=files), 404, "grant-not-found")
+        # The upload URL is a path of its own: POST only; the grant's id goes to status_url.
+        listed = browser.get(grant["upload_url"])
+        assert listed.status_code == 405
+        assert listed.headers["Allow"] == "POST"
 
 
 def test_native_chunks_with_the_grant(client: httpx.Client) -> None:

@@ -9,7 +9,18 @@ import httpx
 import pytest
 
 from pixdrop.http.problems import ROUTE_PROBLEMS, kinds
-from pixdrop.http.schemas import BlobOut, ChunkOut, ImageOut, ImagePage, LimitsOut, UploadOut
+from pixdrop.http.ratelimit import is_exempt
+from pixdrop.http.schemas import (
+    BlobOut,
+    ChunkOut,
+    GrantStatus,
+    ImageOut,
+    ImagePage,
+    IssuedGrantOut,
+    LimitsOut,
+    Ready,
+    UploadOut,
+)
 from tests.http.helpers import sha256_hex, tiny_image
 
 PROBLEM = "application/problem+json"
@@ -32,6 +43,10 @@ OPERATIONS = {
     ("delete", "/v1/uploads/{upload_id}"): "delete_upload",
     ("get", "/v1/limits"): "get_limits",
     ("get", "/healthz"): "healthz",
+    ("get", "/readyz"): "readyz",
+    ("post", "/v1/direct-uploads"): "create_grant",
+    ("get", "/v1/direct-uploads/{grant_id}"): "get_grant",
+    ("post", "/v1/direct-uploads/{token}/image"): "upload_with_grant",
     ("options", "/files/"): "resumable_options",
     ("post", "/files/"): "resumable_create",
     ("options", "/files/{upload_id}"): "resumable_options",
@@ -39,6 +54,14 @@ OPERATIONS = {
     ("patch", "/files/{upload_id}"): "resumable_patch",
     ("delete", "/files/{upload_id}"): "resumable_delete",
 }
+
+
+def types_of(op: dict, status: int) -> list[str]:
+    """The problem types *op* says it answers with *status*."""
+    response = op["responses"].get(str(status))
+    if response is None:
+        return []
+    return response["content"][PROBLEM]["schema"]["allOf"][1]["properties"]["type"]["enum"]
 
 
 def described(live) -> dict:
@@ -70,7 +93,9 @@ def test_every_operation_answers_the_problems_of_its_row(server_factory) -> None
         assert set(errors) == {k.status for k in kinds(route)}, key
         assert 500 in errors, key
         for status, response in errors.items():
-            assert set(response["content"]) == {PROBLEM}, (key, status)
+            # /readyz's 503 is also its own body (not ready), beside the connection layer's.
+            own = {"application/json"} if key == ("get", "/readyz") and status == 503 else set()
+            assert set(response["content"]) == {PROBLEM} | own, (key, status)
             ref, narrowed = response["content"][PROBLEM]["schema"]["allOf"]
             assert ref == {"$ref": "#/components/schemas/Problem"}
             wanted = [k.uri for k in kinds(route) if k.status == status]
@@ -94,6 +119,66 @@ def test_problems_of_a_status_name_their_types(server_factory) -> None:
     gone = put["404"]["content"][PROBLEM]["schema"]["allOf"][1]["properties"]["type"]
     assert gone["enum"] == ["/problems/chunk-not-found", "/problems/upload-not-found"]
     assert "500" in doc["paths"]["/healthz"]["get"]["responses"]
+    # What the connection layer answers before any route runs: on every route.
+    for path, method in [("/healthz", "get"), ("/v1/uploads/{upload_id}/chunks/{index}", "put")]:
+        op = doc["paths"][path][method]
+        assert types_of(op, 408) == ["/problems/request-timeout"], path
+        assert types_of(op, 431) == ["/problems/header-too-large"], path
+        assert types_of(op, 503) == ["/problems/service-unavailable"], path
+    # Routes that write: a full disk.
+    for path, method in [("/v1/direct-uploads/{token}/image", "post"), ("/v1/images", "post")]:
+        assert types_of(doc["paths"][path][method], 507) == ["/problems/insufficient-storage"]
+    assert "507" not in doc["paths"]["/v1/direct-uploads/{grant_id}"]["get"]["responses"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_grant_s_problems_are_on_every_way_in(server_factory) -> None:
+    doc = described(server_factory())
+    upload_url = doc["paths"]["/v1/direct-uploads/{token}/image"]["post"]
+    assert types_of(upload_url, 404) == ["/problems/grant-not-found"]
+    assert types_of(upload_url, 403) == ["/problems/grant-expired"]
+    assert "/problems/grant-used" in types_of(upload_url, 409)
+    assert "/problems/grant-too-large" in types_of(upload_url, 413)
+    assert "/problems/trailing-data" in types_of(upload_url, 422)
+    assert "/problems/grant-format-refused" in types_of(upload_url, 422)
+    assert types_of(doc["paths"]["/v1/direct-uploads/{grant_id}"]["get"], 404) == [
+        "/problems/grant-not-found"
+    ]
+    # A bearer token: 401 if it is no grant's, then the grant's own refusals.
+    ways_in = [("/v1/images", "post"), ("/v1/uploads", "post"), ("/files/", "post")]
+    for path, method in ways_in:
+        op = doc["paths"][path][method]
+        assert types_of(op, 401) == ["/problems/unauthorized"], path
+        assert "/problems/grant-expired" in types_of(op, 403), path
+        assert "/problems/grant-used" in types_of(op, 409), path
+        assert "/problems/grant-too-large" in types_of(op, 413), path
+    # The format is known once the image is complete.
+    for path, method in [
+        ("/v1/images", "post"),
+        ("/v1/uploads/{upload_id}/complete", "post"),
+        ("/files/{upload_id}", "patch"),
+    ]:
+        assert "/problems/grant-format-refused" in types_of(doc["paths"][path][method], 422)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_rate_limited_app_describes_429_where_it_counts(server_factory) -> None:
+    limited = described(server_factory(rate_limit="1000/second"))
+    plain = described(server_factory())
+    for (method, path), op in operations(limited).items():
+        counted = not is_exempt(path)
+        assert ("/problems/rate-limited" in types_of(op, 429)) == counted, (method, path)
+    for key, op in operations(plain).items():
+        assert "429" not in op["responses"], key
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_cap_on_open_uploads_is_described_where_uploads_open(server_factory) -> None:
+    capped = described(server_factory(max_open_uploads_per_client=3))
+    for path in ("/v1/uploads", "/files/"):
+        assert types_of(capped["paths"][path]["post"], 429) == ["/problems/too-many-open-uploads"]
+    # A one-request upload is never open.
+    assert "429" not in capped["paths"]["/v1/images"]["post"]["responses"]
 
 
 def test_bounds_are_the_running_apps(server_factory) -> None:
@@ -192,6 +277,20 @@ def test_success_bodies_are_what_the_description_says(server_factory) -> None:
         assert set(limits) == keys_of(doc, "LimitsOut")
         LimitsOut.model_validate(limits)
         assert set(client.get("/healthz").json()) == keys_of(doc, "Health")
+        ready = client.get("/readyz").json()
+        assert set(ready) == keys_of(doc, "Ready")
+        Ready.model_validate(ready)
+        grant = client.post("/v1/direct-uploads", json={"metadata": {"user": 42}}).json()
+        assert set(grant) == keys_of(doc, "IssuedGrantOut")
+        IssuedGrantOut.model_validate(grant)
+        made = client.post(grant["upload_url"], files={"file": ("a.png", tiny_image(seed=2))})
+        assert made.status_code == 201, made.text
+        assert set(made.json()) == keys_of(doc, "ImageOut")
+        status = client.get(grant["status_url"]).json()
+        assert set(status) == keys_of(doc, "GrantStatus")
+        assert status["image"] is not None
+        assert set(status["image"]) < keys_of(doc, "ImageOut")
+        GrantStatus.model_validate(status)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -216,6 +315,13 @@ def test_a_whole_number_written_with_a_point_is_the_integer_the_schema_says(
         for refused in ({"size": 67.5}, {"size": "67"}, {"size": True}):
             response = client.post("/v1/uploads", json=refused)
             assert response.status_code == 400, refused
+        # The same for a grant's numbers.
+        grant = client.post("/v1/direct-uploads", json={"max_size": 100.0, "expires_in": 600.0})
+        assert grant.status_code == 201, grant.text
+        assert grant.json()["max_size"] == 100
+        for refused in ({"max_size": 100.5}, {"expires_in": "600"}, {"expires_in": True}):
+            response = client.post("/v1/direct-uploads", json=refused)
+            assert response.status_code == 400, refused
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -223,13 +329,17 @@ def test_a_pre_create_hook_adds_its_problems_to_the_routes_that_create(server_fa
     # Only the description is read: the hook is never asked.
     hooked = described(server_factory(hook_url="http://127.0.0.1:9/hook"))
     plain = described(server_factory())
-    creating = [("/v1/images", "post"), ("/v1/uploads", "post"), ("/files/", "post")]
+    creating = [
+        ("/v1/images", "post"),
+        ("/v1/uploads", "post"),
+        ("/files/", "post"),
+        ("/v1/direct-uploads/{token}/image", "post"),
+    ]
     for path, method in creating:
-        responses = hooked["paths"][path][method]["responses"]
-        refused = responses["403"]["content"][PROBLEM]["schema"]["allOf"][1]
-        assert "/problems/hook-refused" in refused["properties"]["type"]["enum"], path
-        unavailable = responses["503"]["content"][PROBLEM]["schema"]["allOf"][1]
-        assert unavailable["properties"]["type"]["enum"] == ["/problems/hook-unavailable"]
-        assert "503" not in plain["paths"][path][method]["responses"], path
+        responses = hooked["paths"][path][method]
+        assert "/problems/hook-refused" in types_of(responses, 403), path
+        assert "/problems/hook-unavailable" in types_of(responses, 503), path
+        assert "/problems/hook-unavailable" not in types_of(plain["paths"][path][method], 503)
     # A route that creates nothing is not the hook's.
-    assert "503" not in hooked["paths"]["/v1/uploads/{upload_id}"]["get"]["responses"]
+    get_upload = hooked["paths"]["/v1/uploads/{upload_id}"]["get"]
+    assert types_of(get_upload, 503) == ["/problems/service-unavailable"]

@@ -23,8 +23,10 @@ import pytest
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
-SEED = 20261206
-EXAMPLES = 10
+#: Fixed, so a run is repeatable. Other seeds, more examples, by hand (docs/api.md):
+#: ``ST_SEED=7 ST_EXAMPLES=30 pytest tests/http/...``.
+SEED = int(os.environ.get("ST_SEED", "20261206"))
+EXAMPLES = int(os.environ.get("ST_EXAMPLES", "10"))
 
 
 @pytest.mark.timeout(300)
@@ -65,4 +67,4 @@ def test_the_server_does_what_its_description_says(server_factory, tmp_path: Pat
     )
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
-    assert "23 selected / 23 total" in report, report  # the tus / IETF operations included
+    assert "27 selected / 27 total" in report, report  # the tus / IETF operations included

@@ -37,9 +37,9 @@ from pixdrop.http import metrics as metrics_endpoint
 from pixdrop.http.connections import SHUTDOWN_GRACE, ConnectionLimits, default_max_connections
 from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
-from pixdrop.http.problems import problems
+from pixdrop.http.problems import problems, responses
 from pixdrop.http.ratelimit import RateLimitMiddleware
-from pixdrop.http.schemas import Health
+from pixdrop.http.schemas import Health, Ready
 from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.imaging.codec import VipsCodec
@@ -315,6 +315,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 #: How long ``/readyz`` waits for each store to answer before calling it down.
 READY_TIMEOUT = 5.0
+#: ``/readyz``'s own 503, beside the connection layer's problem of the same status.
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": Ready,
+        "description": "Not ready: the database or the blob store does not answer now, or "
+        "the server shuts down (application/json); or a problem of the connection layer",
+    }
+}
 
 
 def begin_shutdown(app: FastAPI) -> None:
@@ -389,7 +397,16 @@ def create_app(settings: Settings) -> FastAPI:
         responses=problems("healthz"),
         operation_id="healthz",
     )
-    app.add_api_route("/readyz", _readyz, methods=["GET"], tags=["operations"])
+    app.add_api_route(
+        "/readyz",
+        _readyz,
+        methods=["GET"],
+        tags=["operations"],
+        response_model=Ready,
+        summary="Readiness",
+        responses=responses("readyz", NOT_READY),
+        operation_id="readyz",
+    )
     if settings.metrics_port is None:  # else served on a port of its own (cli/serve.py)
         app.add_route("/metrics", metrics_endpoint.endpoint, include_in_schema=False)
     openapi.install(app, settings)

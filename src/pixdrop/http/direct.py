@@ -2,23 +2,27 @@
 
 * ``POST /v1/direct-uploads`` issues a grant (``services/grants.py``): its id, its token
   (``pxg_…``, shown once) and its upload URL;
-* ``POST /v1/direct-uploads/{token}`` (the upload URL) takes the image as a plain
+* ``POST /v1/direct-uploads/{token}/image`` (the upload URL) takes the image as a plain
   ``multipart/form-data`` POST with no header at all (a bare HTML form), or as the raw body;
 * the token also works as ``Authorization: Bearer pxg_…`` on every other way in
   (``POST /v1/images``, ``/v1/uploads``, tus and the IETF draft under ``/files/``):
   ``opener_of`` hands the grant to the service that opens the upload, which enforces it;
 * ``GET /v1/direct-uploads/{id}`` tells the issuer whether the image arrived, and which.
+
+The upload URL is a path of its own (``/image`` after the token), not the status URL's with a
+token in the id's place: a URL a client is handed answers ``GET`` if its ``Allow`` says so, and
+``/openapi.json`` describes each path's methods once.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pixdrop.auth.grants import GrantResolver
 from pixdrop.auth.principal import GRANT_PREFIX, principal_of
@@ -26,10 +30,12 @@ from pixdrop.errors import Forbidden, GrantNotFound, ImageNotFound, Unauthorized
 from pixdrop.http import wire
 from pixdrop.http.errors import invalid_request
 from pixdrop.http.multipart import MultipartFile
+from pixdrop.http.problems import problems
 from pixdrop.http.ratelimit import client_address
+from pixdrop.http.schemas import GrantStatus, ImageOut, IssuedGrantOut
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import image_json, stored_image_json
-from pixdrop.http.wire import expected_digests, read_json_body
+from pixdrop.http.wire import BINARY, expected_digests, read_json_body
 from pixdrop.models import Grant, Opener
 from pixdrop.protocols.fields import checked_filename
 from pixdrop.services.grants import MAX_GRANT_TTL, IssuedGrant
@@ -38,9 +44,21 @@ __all__ = ["UPLOAD_URL_PREFIX", "grant_of", "opener_of", "router"]
 
 router = APIRouter(tags=["direct uploads"])
 
-#: Upload URLs start with this. Their credential is the grant token in the path, so the
-#: authentication layer (``--auth keys``) must let a request to one through without a header.
+#: Upload URLs (``/v1/direct-uploads/pxg_…/image``) start with this. Their credential is the
+#: grant token in the path, so the authentication layer (``--auth keys``) must let a request
+#: to one through without a header.
 UPLOAD_URL_PREFIX = "/v1/direct-uploads/" + GRANT_PREFIX
+
+
+def _integral(value: object) -> object:
+    """``600.0`` is the integer 600 in JSON (and in the published JSON Schema), as for
+    ``POST /v1/uploads`` (``chunks._integral``); ``600.5``, ``"600"`` and ``true`` stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: A JSON integer, strictly (see ``_integral``): a size, a number of seconds.
+Bytes = Annotated[int, Field(ge=1), BeforeValidator(_integral)]
+Seconds = Annotated[int, Field(ge=1, le=MAX_GRANT_TTL), BeforeValidator(_integral)]
 
 
 class CreateGrant(BaseModel):
@@ -48,12 +66,12 @@ class CreateGrant(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    max_size: int | None = Field(None, ge=1, description="Largest image accepted, in bytes.")
+    max_size: Bytes | None = Field(None, description="Largest image accepted, in bytes.")
     formats: list[str] | None = Field(
         None, min_length=1, max_length=16, description="Formats accepted (jpeg, png, ...)."
     )
-    expires_in: int | None = Field(
-        None, ge=1, le=MAX_GRANT_TTL, description="Seconds the grant is valid (default 3600)."
+    expires_in: Seconds | None = Field(
+        None, description="Seconds the grant is valid (default 3600)."
     )
     metadata: dict[str, Any] | None = Field(
         None, description="Any JSON object, handed back with the grant's status."
@@ -65,6 +83,23 @@ CREATE_BODY = {
     "requestBody": {
         "required": False,
         "content": {"application/json": {"schema": CreateGrant.model_json_schema()}},
+    }
+}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The image's bytes (any Content-Type), or multipart/form-data with the "
+        "image in the field 'file' (what a bare HTML form sends).",
+        "content": {
+            "application/octet-stream": BINARY,
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
     }
 }
 
@@ -114,7 +149,7 @@ def _grant_json(request: Request, grant: Grant) -> dict[str, Any]:
 def _issued_json(request: Request, issued: IssuedGrant) -> dict[str, Any]:
     body = _grant_json(request, issued.grant)
     body["token"] = issued.token
-    body["upload_url"] = f"{base_url(request)}/v1/direct-uploads/{issued.token}"
+    body["upload_url"] = f"{base_url(request)}/v1/direct-uploads/{issued.token}/image"
     return body
 
 
@@ -123,6 +158,8 @@ def _issued_json(request: Request, issued: IssuedGrant) -> dict[str, Any]:
     status_code=201,
     summary="Issue a one-time direct-upload grant (for a browser)",
     openapi_extra=CREATE_BODY,
+    response_model=IssuedGrantOut,
+    responses=problems("create_grant"),
 )
 async def create_grant(request: Request) -> JSONResponse:
     principal = principal_of(request)
@@ -148,7 +185,12 @@ async def create_grant(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/v1/direct-uploads/{grant_id}", summary="Whether a grant's image has arrived")
+@router.get(
+    "/v1/direct-uploads/{grant_id}",
+    summary="Whether a grant's image has arrived",
+    response_model=GrantStatus,
+    responses=problems("get_grant"),
+)
 async def get_grant(request: Request, grant_id: str) -> JSONResponse:
     rt = runtime(request)
     grant = await rt.direct.get(grant_id)
@@ -172,17 +214,21 @@ async def get_grant(request: Request, grant_id: str) -> JSONResponse:
 
 
 @router.post(
-    "/v1/direct-uploads/{token}",
+    "/v1/direct-uploads/{token}/image",
     status_code=201,
     summary="Upload the grant's one image (a plain multipart/form-data POST works)",
+    openapi_extra=UPLOAD_BODY,
+    response_model=ImageOut,
+    responses=problems("upload_with_grant"),
 )
-async def upload_with_grant(request: Request, token: str) -> JSONResponse:
+async def upload_with_grant(
+    request: Request, token: str, filename: str | None = None
+) -> JSONResponse:
     rt = runtime(request)
     grant = await rt.direct.redeem(token)
     opener = await opener_of(request, grant)
     content_type = request.headers.get("content-type", "")
     body: AsyncIterator[bytes] = wire.body(request)
-    filename = request.query_params.get("filename")
     if content_type.lower().startswith("multipart/form-data"):
         form = MultipartFile(body, content_type)
         await form.open()

@@ -22,9 +22,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from pixdrop.config import Settings
+from pixdrop.config import KNOWN_FORMATS, Settings
 from pixdrop.http.openapi_resumable import resumable_paths
-from pixdrop.http.problems import HOOKED, problems
+from pixdrop.http.problems import merged, problems
 from pixdrop.http.schemas import Problem
 
 
@@ -37,6 +37,7 @@ class Bounds:
     max_image_size: int
     max_request_size: int
     variant_formats: tuple[str, ...]
+    formats: tuple[str, ...]  # the image formats accepted
 
     @classmethod
     def of(cls, app: FastAPI, settings: Settings) -> Bounds | None:
@@ -50,6 +51,7 @@ class Bounds:
             max_image_size=int(settings.max_image_size),
             max_request_size=int(settings.max_request_size),
             variant_formats=("auto", *rt.renditions.codec.encodes),
+            formats=rt.direct.formats,
         )
 
     @classmethod
@@ -62,6 +64,7 @@ class Bounds:
             max_image_size=int(settings.max_image_size),
             max_request_size=int(settings.max_request_size),
             variant_formats=("auto", "webp", "avif", "jpeg", "png"),
+            formats=settings.format_list or KNOWN_FORMATS,
         )
 
 
@@ -107,6 +110,9 @@ def _bound(doc: dict[str, Any], settings: Settings, bounds: Bounds) -> None:
     )
     for method in ("get", "head"):
         _bound_variant(paths["/v1/images/{image_id}/{variant}"][method], settings, bounds)
+    grant = _schema_of(paths["/v1/direct-uploads"]["post"], "application/json")["properties"]
+    grant["max_size"]["anyOf"][0]["maximum"] = bounds.max_image_size
+    grant["formats"]["anyOf"][0]["items"]["enum"] = list(bounds.formats)
 
 
 def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
@@ -134,12 +140,17 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def _hooked(doc: dict[str, Any]) -> None:
-    """With a pre-create hook, the routes that create an upload answer its problems too."""
+#: Operations described by another's row: the OPTIONS of an upload shares the mount's.
+_ROW_OF = {"resumable_options_upload": "resumable_options"}
+
+
+def _features(doc: dict[str, Any], settings: Settings) -> None:
+    """The problems of the features *settings* turn on (``problems.FEATURES``: a pre-create
+    hook, a rate limit, ...), on the routes they concern."""
     for op in _operations(doc):
-        if op.get("operationId") in HOOKED:
-            added = problems(op["operationId"], hook=True)
-            op["responses"].update({str(status): r for status, r in added.items()})
+        route = _ROW_OF.get(op["operationId"], op["operationId"])
+        added = problems(route, settings)
+        merged(op["responses"], {str(status): r for status, r in added.items()})
 
 
 def build(app: FastAPI, settings: Settings, bounds: Bounds) -> dict[str, Any]:
@@ -163,8 +174,7 @@ def build(app: FastAPI, settings: Settings, bounds: Bounds) -> dict[str, Any]:
     doc["paths"].update(resumable_paths(settings, bounds.max_image_size))
     for op in _operations(doc):  # JSON's keys are strings; the hand-written paths use ints
         op["responses"] = {str(status): r for status, r in op["responses"].items()}
-    if settings.hook_url:
-        _hooked(doc)
+    _features(doc, settings)
     return doc
 
 

@@ -2,19 +2,23 @@
 
 Each route (by its handler's name) lists the error classes of ``pixdrop.errors`` it can answer
 with in :data:`ROUTE_PROBLEMS`; :data:`EVERY_ROUTE` holds what any route can answer. A
-route's decorator says ``responses=problems("put_chunk")``, so a problem every route gains
-(access control's 401, 403, 429) is one more entry of ``EVERY_ROUTE``, not an edit of every
-decorator. Each status is described as ``application/problem+json`` (docs/errors.md) whose
+route's decorator says ``responses=problems("put_chunk")``, so a problem every route gains is
+one more entry of ``EVERY_ROUTE``, not an edit of every decorator. Problems that only an app
+with some feature on can answer (a pre-create hook, ``--rate-limit``, a cap on open uploads;
+access control's 401/403 next) are a :class:`Feature` of :data:`FEATURES`: the settings turn
+it on, and ``http/openapi.py`` adds its problems to the routes it names (every route, by
+default). Each status is described as ``application/problem+json`` (docs/errors.md) whose
 ``type`` is one of those listed; ``tests/http/test_schemathesis.py`` holds the table to what
 the server answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pixdrop.config import Settings
 from pixdrop.errors import (
     PROBLEM_BASE,
     BadRequest,
@@ -29,6 +33,12 @@ from pixdrop.errors import (
     FieldTooLong,
     FinalUploadNotWritable,
     Forbidden,
+    GrantExpired,
+    GrantFormatRefused,
+    GrantNotFound,
+    GrantTooLarge,
+    GrantUsed,
+    HeaderTooLarge,
     HookRefused,
     HookUnavailable,
     ImageNotFound,
@@ -43,6 +53,10 @@ from pixdrop.errors import (
     PayloadTooLarge,
     PixdropError,
     RangeNotSatisfiable,
+    RequestTimeout,
+    ServiceUnavailable,
+    TooManyOpenUploads,
+    TooManyRequests,
     TrailingData,
     Unauthorized,
     UnprocessableImage,
@@ -79,8 +93,11 @@ INTERNAL = Kind(500, "about:blank", "Internal server error")
 
 Entry = type[PixdropError] | Kind
 
-#: What any route can answer. Access control adds its 401/403/429 here.
-EVERY_ROUTE: tuple[Entry, ...] = (INTERNAL,)
+#: What any route can answer: the generic 500, and what the connection layer
+#: (``http/connections.py``) answers before a request reaches a route: a head or body that
+#: stopped coming (408), a head over ``max_header_size`` (431), too many connections or a
+#: shutdown (503).
+EVERY_ROUTE: tuple[Entry, ...] = (INTERNAL, RequestTimeout, HeaderTooLarge, ServiceUnavailable)
 
 #: A request body's ``Content-Length`` that is not a byte count, or a malformed multipart body.
 _BODY = (BadRequest,)
@@ -91,6 +108,15 @@ _COMPLETES = (UnprocessableImage, TrailingData)
 _DIGESTS = (InvalidDigest, DigestMismatch)
 _IMAGE = (UnprocessableImage, Conflict)  # Conflict: another node renders the same image
 _RANGE = (RangeNotSatisfiable,)
+#: A direct-upload grant (``http/direct.py``) opening an upload: used, expired, or smaller
+#: than the size declared (``services/grants.py: check_open``).
+_GRANT_OPENS = (GrantUsed, GrantExpired, GrantTooLarge)
+#: ... any way in but the upload URL, where the grant is an ``Authorization: Bearer pxg_``
+#: token: 401 if it is no grant's.
+_BEARER_GRANT = (Unauthorized, *_GRANT_OPENS)
+#: The image made with a grant: of a format it allows, within its size, and the grant's first
+#: (``check_image``, the claim in ``Completion.ingest``).
+_GRANT_COMPLETES = (GrantFormatRefused, GrantTooLarge, GrantUsed)
 #: Everything the tus mount answers before a handler runs (``TusMiddleware``).
 _TUS = (UnsupportedProtocolVersion, InvalidResumableRequest)
 _RESUMABLE_WRITE = (
@@ -115,21 +141,38 @@ _RESUMABLE_WRITE = (
     ChecksumMismatch,
     *_STORES,
     *_COMPLETES,
+    *_GRANT_COMPLETES,
 )
 
 #: Route (its handler's name) → the problems it can answer besides ``EVERY_ROUTE``.
 ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
-    "create_image": (*_BODY, *_DIGESTS, FieldTooLong, PayloadTooLarge, *_COMPLETES, *_STORES),
+    "create_image": (
+        *_BODY,
+        *_DIGESTS,
+        FieldTooLong,
+        PayloadTooLarge,
+        *_COMPLETES,
+        *_STORES,
+        *_BEARER_GRANT,
+        *_GRANT_COMPLETES,
+    ),
     "list_images": (BadRequest, InvalidUploadRequest),
     "get_image": (ImageNotFound,),
     "get_original": (ImageNotFound, *_RANGE, *_IMAGE),
     "head_original": (ImageNotFound, *_RANGE, *_IMAGE),
     "delete_image": (ImageNotFound, Unauthorized, Forbidden, *_STORES),
-    "get_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE),
-    "head_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE),
+    "get_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE, *_STORES),
+    "head_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE, *_STORES),
     "get_blob": (NotFound,),
     "head_blob": (NotFound,),
-    "create_upload": (*_BODY, InvalidUploadRequest, FieldTooLong, PayloadTooLarge, *_STORES),
+    "create_upload": (
+        *_BODY,
+        InvalidUploadRequest,
+        FieldTooLong,
+        PayloadTooLarge,
+        *_STORES,
+        *_BEARER_GRANT,
+    ),
     "get_upload": (UploadNotFound,),
     "put_chunk": (
         *_BODY,
@@ -151,29 +194,83 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
         Conflict,
         *_COMPLETES,
         *_STORES,
+        *_GRANT_COMPLETES,
     ),
     "delete_upload": (UploadNotFound, UploadNotReceiving, Conflict, *_STORES),
+    # Direct uploads (``http/direct.py``). Issuing: a bad body, or a grant asking for one.
+    "create_grant": (*_BODY, InvalidUploadRequest, PayloadTooLarge, Forbidden, *_STORES),
+    "get_grant": (GrantNotFound,),
+    # The upload URL: the token in the path is the credential (404 if it is no grant's).
+    "upload_with_grant": (
+        GrantNotFound,
+        *_BODY,
+        *_DIGESTS,
+        FieldTooLong,
+        PayloadTooLarge,
+        *_GRANT_OPENS,
+        *_COMPLETES,
+        *_GRANT_COMPLETES,
+        *_STORES,
+    ),
     "get_limits": (),
     "healthz": (),
+    "readyz": (),
     # The tus / IETF endpoint (``http/openapi_resumable.py`` describes its operations).
     "resumable_options": (*_TUS,),
-    "resumable_create": (*_RESUMABLE_WRITE,),
+    # Forbidden: tus concatenation with a grant.
+    "resumable_create": (*_RESUMABLE_WRITE, *_BEARER_GRANT, Forbidden),
     "resumable_head": (*_TUS, UploadNotFound, UploadExpired, UploadLocked),
     "resumable_patch": (*_RESUMABLE_WRITE,),
     "resumable_delete": (*_TUS, UploadNotFound, Conflict, UploadLocked, *_STORES),
 }
 
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """Problems only an app with a feature on answers: on the *routes* named (``None``: every
+    route but those *exempt*), when *on* says the settings turn the feature on."""
+
+    on: Callable[[Settings], bool]
+    problems: tuple[Entry, ...]
+    routes: frozenset[str] | None = None
+    exempt: frozenset[str] = frozenset()
+
+    def covers(self, route: str, settings: Settings) -> bool:
+        if route in self.exempt or (self.routes is not None and route not in self.routes):
+            return False
+        return self.on(settings)
+
+
 #: The routes that create an upload, which the pre-create hook (``hook_url``) may refuse.
-HOOKED = frozenset({"create_image", "create_upload", "resumable_create"})
+HOOKED = frozenset({"create_image", "create_upload", "resumable_create", "upload_with_grant"})
 #: What the hook adds to them: its refusal (403, or the status the hook names) and, when it
-#: gives no answer and fails closed, 503. Described only by apps that have a hook.
-HOOK_PROBLEMS: tuple[Entry, ...] = (HookRefused, HookUnavailable)
+#: gives no answer and fails closed, 503.
+HOOK = Feature(lambda s: bool(s.hook_url), (HookRefused, HookUnavailable), routes=HOOKED)
+#: ``--rate-limit``: 429 on every route the rate-limit layer counts (``http/ratelimit.py``:
+#: ``EXEMPT_PATHS``; ``tests/http/test_openapi.py`` holds the two together).
+RATE_LIMIT = Feature(
+    lambda s: s.rate_limit is not None, (TooManyRequests,), exempt=frozenset({"healthz"})
+)
+#: ``--max-open-uploads-per-client``: the routes that open an upload that stays open
+#: (``Lifecycle.open``; a one-request upload is never open).
+OPEN_UPLOADS = Feature(
+    lambda s: s.max_open_uploads_per_client is not None,
+    (TooManyOpenUploads,),
+    routes=frozenset({"create_upload", "resumable_create"}),
+)
+#: Every feature that adds problems. Access control (``--auth keys``) adds its 401/403 here.
+FEATURES: tuple[Feature, ...] = (HOOK, RATE_LIMIT, OPEN_UPLOADS)
 
 
-def kinds(route: str, *, hook: bool = False) -> list[Kind]:
-    """Every problem *route* can answer (of an app with a pre-create *hook*), without
-    repeats, by status then type."""
-    extra = HOOK_PROBLEMS if hook and route in HOOKED else ()
+def kinds(route: str, settings: Settings | None = None) -> list[Kind]:
+    """Every problem *route* can answer (of an app with *settings*; ``None``: with no
+    feature on), without repeats, by status then type."""
+    extra = [
+        entry
+        for feature in FEATURES
+        if settings is not None and feature.covers(route, settings)
+        for entry in feature.problems
+    ]
     found = {
         entry if isinstance(entry, Kind) else Kind.of(entry)
         for entry in (*EVERY_ROUTE, *ROUTE_PROBLEMS[route], *extra)
@@ -181,11 +278,11 @@ def kinds(route: str, *, hook: bool = False) -> list[Kind]:
     return sorted(found, key=lambda k: (k.status, k.uri))
 
 
-def problems(route: str, *, hook: bool = False) -> dict[int | str, dict[str, Any]]:
-    """The error part of ``responses=`` for *route*: per status, a problem+json body whose
-    ``type`` is one of the types the table lists for it."""
+def problems(route: str, settings: Settings | None = None) -> dict[int | str, dict[str, Any]]:
+    """The error part of ``responses=`` for *route* (of an app with *settings*): per status,
+    a problem+json body whose ``type`` is one of the types the table lists for it."""
     by_status: dict[int, list[Kind]] = {}
-    for kind in kinds(route, hook=hook):
+    for kind in kinds(route, settings):
         by_status.setdefault(kind.status, []).append(kind)
     return {status: _problem_response(found) for status, found in by_status.items()}
 
@@ -212,9 +309,25 @@ def headers(**described: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def merged(into: dict[int | str, Any], added: Mapping[int | str, dict[str, Any]]) -> None:
+    """Add the problems *added* (of :func:`problems`) to the responses *into*. A status that
+    is also a route's own answer (``/readyz``'s 503 body) keeps its own description, which
+    must mention the problem, and both contents."""
+    for status, response in added.items():
+        had = into.get(status)
+        own = had is not None and ("model" in had or set(had.get("content", {})) - {MEDIA_TYPE})
+        if not own:
+            into[status] = response
+            continue
+        assert had is not None
+        into[status] = {**had, "content": {**had.get("content", {}), **response["content"]}}
+
+
 def responses(
-    route: str, success: Mapping[int | str, dict[str, Any]], *, hook: bool = False
+    route: str, success: Mapping[int | str, dict[str, Any]], settings: Settings | None = None
 ) -> dict[int | str, Any]:
     """``responses=`` of *route*: its successes (status → description, headers, content) and
-    its problems."""
-    return {**success, **problems(route, hook=hook)}
+    its problems (of an app with *settings*)."""
+    described: dict[int | str, Any] = dict(success)
+    merged(described, problems(route, settings))
+    return described

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SHA256 = r"^[0-9a-f]{64}$"
 ID = r"^[A-Za-z0-9_-]{22}$"
+#: ``pxg_``, the grant's id, 43 characters of secret (``services/grants.py``).
+GRANT_TOKEN = r"^pxg_[A-Za-z0-9_-]{65}$"  # noqa: S105 (a pattern, not a secret)
 
 
 class Problem(BaseModel):
@@ -125,6 +127,48 @@ class LimitsOut(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
+
+
+Check = Literal["ok", "down", "timeout"]
+
+
+class Ready(BaseModel):
+    """``GET /readyz``: whether the database and the blob store answer now (both absent
+    while the server shuts down)."""
+
+    status: Literal["ok", "unavailable", "shutting-down"]
+    database: Check | None = None
+    blob_store: Check | None = None
+
+
+class GrantOut(BaseModel):
+    """A direct-upload grant (``http/direct.py``), as ``GET /v1/direct-uploads/{grant}``
+    and its issue show it."""
+
+    id: str = Field(pattern=ID)
+    status_url: str
+    created_at: str = Field(description="ISO 8601, UTC.")
+    expires_at: str = Field(description="ISO 8601, UTC: an upload must start before.")
+    max_size: int | None = Field(ge=1)
+    formats: list[str] | None
+    private: bool
+    metadata: dict[str, object] | None
+
+
+class IssuedGrantOut(GrantOut):
+    """``POST /v1/direct-uploads``: the new grant with its token, shown this once."""
+
+    token: str = Field(pattern=GRANT_TOKEN)
+    upload_url: str = Field(description="POST the image here (no header needed).")
+
+
+class GrantStatus(GrantOut):
+    """What became of a grant: used (its image, unless deleted since) or not, expired or not."""
+
+    used: bool
+    expired: bool
+    image_id: str | None = Field(pattern=ID)
+    image: ImageOut | None
 
 
 def _header(text: str) -> dict[str, object]:
