@@ -105,7 +105,7 @@ def test_health_checks_and_the_page_are_not_counted(server_factory: ServerFactor
     with httpx.Client(base_url=live.url, timeout=30) as client:
         assert client.get("/v1/limits", headers=here).status_code == 200
         assert_problem(client.get("/v1/limits", headers=here), 429, "rate-limited")
-        for path in ("/healthz", "/", "/web/app.js", "/healthz", "/"):
+        for path in ("/healthz", "/readyz", "/metrics", "/", "/web/app.js", "/healthz", "/"):
             answer = client.get(path, headers=here)
             assert answer.status_code == 200, (path, answer.text)
             assert "ratelimit" not in answer.headers

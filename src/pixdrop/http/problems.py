@@ -249,7 +249,7 @@ HOOK = Feature(lambda s: bool(s.hook_url), (HookRefused, HookUnavailable), route
 #: ``--rate-limit``: 429 on every route the rate-limit layer counts (``http/ratelimit.py``:
 #: ``EXEMPT_PATHS``; ``tests/http/test_openapi.py`` holds the two together).
 RATE_LIMIT = Feature(
-    lambda s: s.rate_limit is not None, (TooManyRequests,), exempt=frozenset({"healthz"})
+    lambda s: s.rate_limit is not None, (TooManyRequests,), exempt=frozenset({"healthz", "readyz"})
 )
 #: ``--max-open-uploads-per-client``: the routes that open an upload that stays open
 #: (``Lifecycle.open``; a one-request upload is never open).

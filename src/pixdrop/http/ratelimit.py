@@ -7,7 +7,8 @@ against its client address at ``--rate-limit``. The address is the connection's 
 with ``--trust-forwarded``, what the proxy reports (``Forwarded: for=``, else
 ``X-Forwarded-For`` as uvicorn applied it).
 
-Not counted: ``/healthz`` (load balancers poll it), the web page and its files (``/``,
+Not counted: ``/healthz``, ``/readyz`` and ``/metrics`` (load balancers and Prometheus poll
+them: a limit there would turn a busy client into a node taken out of service), the web page and its files (``/``,
 ``/web/...``: static, cached, and one page load is several requests), and CORS preflights
 (answered before this layer). Everything else counts once per request, whatever its size:
 a chunk, a tus PATCH and a metadata lookup alike.
@@ -38,7 +39,7 @@ __all__ = ["EXEMPT_PATHS", "RateLimitMiddleware", "client_address", "is_exempt"]
 log = logging.getLogger("pixdrop.ratelimit")
 
 #: Paths never counted (see the module docstring), and prefixes of such paths.
-EXEMPT_PATHS = frozenset({"/healthz", "/"})
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/"})
 EXEMPT_PREFIXES = ("/web/",)
 
 
