@@ -18,8 +18,8 @@ another sends it once the hold ends: delivery is at least once.
 
 Metrics (``pixdrop.metrics``, ``pixdrop_webhook_*``): each attempt's time and settled outcome,
 the attempts in flight, and the backlog, counted in the database with each refresh of the
-endpoint list. The backlog is read by every process, leader or not, so that it is reported
-even when no sender can send (and is refreshed in the process a scrape may reach).
+endpoint list. Every process reads the backlog, sending or not: it is the database's, and it
+must be reported even when no process can send.
 """
 
 from __future__ import annotations
