@@ -240,7 +240,7 @@ class Settings(BaseSettings):
     hook_url: str | None = Field(
         None,
         description="Pre-create hook: asked (POST, JSON) before every upload is created, "
-        "answers whether it may be (docs/webhooks.md).",
+        "answers whether it may be (docs/operations.md).",
     )
     hook_timeout: float = Field(
         5.0, gt=0, description="Seconds the pre-create hook may take to answer."

@@ -37,6 +37,10 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 DECODE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 #: Waiting for a lease someone else holds: milliseconds normally, ``--lock-wait`` at worst.
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: A call to another service (a webhook receiver, the hook): milliseconds to its timeout.
+ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: An event's way to its receiver: sub-second normally, up to --webhook-retry-for (a day).
+LAG_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
 
 
 def multiprocess_dir(scratch: Path) -> Path:
@@ -167,6 +171,63 @@ SWEEPS = Counter(
     ["outcome"],
 )
 
-# --- webhooks (events out) ------------------------------------------------------------------
-# The webhook delivery metrics (pixdrop_webhook_*: backlog, deliveries by outcome, failures)
-# are defined here, beside the others, by the webhooks work.
+# --- webhooks (webhooks/events.py, webhooks/sender.py) -------------------------------------
+
+WEBHOOK_EVENTS = Counter(
+    "pixdrop_webhook_events",
+    "Deliveries written to the outbox, one per event and endpoint that wants it, by event "
+    "type; written in the transaction of the change they report.",
+    ["type"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "pixdrop_webhook_deliveries",
+    "Delivery attempts settled, by outcome: delivered (a 2xx), retried (anything else, tried "
+    "again later) or failed (anything else, and past --webhook-retry-for: given up).",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "pixdrop_webhook_attempt_seconds",
+    "Time a delivery attempt took: from sending the request to the receiver's answer, its "
+    "failure, or --webhook-timeout.",
+    buckets=ATTEMPT_BUCKETS,
+)
+WEBHOOK_LAG_SECONDS = Histogram(
+    "pixdrop_webhook_delivery_lag_seconds",
+    "Time from an event's writing (or its resend) to its delivery, retries included.",
+    buckets=LAG_BUCKETS,
+)
+WEBHOOK_IN_FLIGHT = Gauge(
+    "pixdrop_webhook_deliveries_in_flight",
+    "Delivery attempts waiting for their receiver now (--webhook-concurrency at most).",
+    multiprocess_mode="livesum",
+)
+#: Not a count of this process's doings but a fact of the shared database, read by every
+#: process's sender (one COUNT each --webhook-refresh seconds, with the endpoint list): the
+#: processes report the same number, so the most recent report is the answer, never their
+#: sum. Every node reports it too: aggregate nodes with max(), not sum().
+WEBHOOK_BACKLOG = Gauge(
+    "pixdrop_webhook_backlog",
+    "Deliveries pending in the outbox (not yet delivered nor given up), every node's; read "
+    "from the database every --webhook-refresh seconds.",
+    multiprocess_mode="mostrecent",
+)
+
+# --- the pre-create hook (webhooks/hook.py) -------------------------------------------------
+
+HOOK_CALLS = Counter(
+    "pixdrop_hook_calls",
+    "Pre-create hook calls, by outcome: allowed, refused, failed-open (no decision, upload "
+    "let in) or failed-closed (no decision, answered 503).",
+    ["outcome"],
+)
+HOOK_SECONDS = Histogram(
+    "pixdrop_hook_duration_seconds",
+    "Time the pre-create hook took to answer, or to fail (at most --hook-timeout).",
+    buckets=ATTEMPT_BUCKETS,
+)
+
+# Every outcome is exported from the start, at 0, so that rate() and increase() see the first.
+for _outcome in ("delivered", "retried", "failed"):
+    WEBHOOK_DELIVERIES.labels(_outcome)
+for _outcome in ("allowed", "refused", "failed-open", "failed-closed"):
+    HOOK_CALLS.labels(_outcome)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pixdrop import ranges
+from pixdrop import metrics, ranges
 from pixdrop.http.views import image_json, upload_json
 from pixdrop.models import Image, Part, Upload, UploadState, utcnow
 from pixdrop.services import UploadStatus
@@ -62,14 +62,13 @@ class EventLog:
     """Builds outbox rows for the subscribed endpoints; see the module docstring.
 
     *base_url* prefixes the links in payloads (``--public-url``; empty: links are paths).
-    ``written`` counts the rows built, for metrics.
+    The rows built are counted in ``pixdrop_webhook_events`` (``metrics.WEBHOOK_EVENTS``).
     """
 
     def __init__(self, base_url: str = "", clock: Callable[[], datetime] = utcnow) -> None:
         self.base_url = base_url.rstrip("/")
         self.clock = clock
         self._subscriptions: tuple[Subscription, ...] = ()
-        self.written = 0
 
     def subscribe(self, subscriptions: Iterable[Subscription]) -> None:
         """Replace the cached endpoint list (the sender's refresh)."""
@@ -90,7 +89,9 @@ class EventLog:
         event_id = new_event_id()
         body = {"id": event_id, "type": type_, "timestamp": now.isoformat(), "data": data}
         payload = json.dumps({**body, **extra}, separators=(",", ":"), default=str)
-        self.written += len(targets)
+        # Counted when built, after the change's own statements succeeded: if its transaction
+        # fails after all (at the outbox INSERT or the commit), they were counted, not written.
+        metrics.WEBHOOK_EVENTS.labels(type_).inc(len(targets))
         return [
             {
                 "event_id": event_id,

@@ -17,12 +17,16 @@ other answer, or none within ``--hook-timeout``, is a failure, and ``--hook-fail
 
 Who asks and from where is not known to the services: :class:`RequestScope` (an ASGI
 middleware) keeps the request's scope in a context variable for the hook to read.
+
+Each call is counted by outcome (``pixdrop_hook_calls``: ``allowed``, ``refused``,
+``failed-open``, ``failed-closed``) and timed (``pixdrop_hook_duration_seconds``).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextvars import ContextVar
 from dataclasses import replace
@@ -32,6 +36,7 @@ import anyio
 import httpx
 from starlette.requests import HTTPConnection
 
+from pixdrop import metrics
 from pixdrop.auth import principal_of
 from pixdrop.errors import HookRefused, HookUnavailable, InvalidResumableRequest
 from pixdrop.models import Upload
@@ -107,7 +112,6 @@ class PreCreateHook:
         self.timeout = timeout
         self.failure = failure
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
-        self.failures = 0  # answers that were not a decision, for metrics
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -129,13 +133,19 @@ class PreCreateHook:
             "credential_id": credential,
             "client_address": address,
         }
-        decision = await self._ask(request)
+        started = time.perf_counter()
+        try:
+            decision = await self._ask(request)
+        finally:
+            metrics.HOOK_SECONDS.observe(time.perf_counter() - started)
         if decision is None:
-            self.failures += 1
+            metrics.HOOK_CALLS.labels(f"failed-{self.failure}").inc()
             if self.failure == "open":
                 return upload
             raise HookUnavailable("The upload hook did not answer; try again later.")
-        if decision.get("allow") is not True:
+        allowed = decision.get("allow") is True
+        metrics.HOOK_CALLS.labels("allowed" if allowed else "refused").inc()
+        if not allowed:
             status = decision.get("status")
             status = status if isinstance(status, int) and 400 <= status <= 599 else 403
             message = decision.get("message")

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from anyio import to_thread
-from sqlalchemy import Connection, Engine, and_, delete, exists, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from pixdrop.metadata.sql import SQLITE_BEGIN_OPTION
@@ -177,15 +177,27 @@ def subscriptions(conn: Connection) -> list[Subscription]:
     return [Subscription(e.id, frozenset(e.events)) for e in list_endpoints(conn)]
 
 
+def pending(conn: Connection) -> int:
+    """The backlog: deliveries neither delivered nor given up. The index on ``(state,
+    next_attempt_at)`` answers it from the pending rows alone, however many are settled."""
+    query = select(func.count()).select_from(deliveries).where(deliveries.c.state == "pending")
+    return int(conn.execute(query).scalar_one())
+
+
+def survey(conn: Connection) -> tuple[list[Subscription], int]:
+    """What the sender reads every ``--webhook-refresh``: the endpoints and the backlog."""
+    return subscriptions(conn), pending(conn)
+
+
 class Outbox:
     """The functions above on *engine*, each one transaction on a worker thread."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def run_sync(self, operation: Callable[[Connection], T]) -> T:
+    def run_sync(self, operation: Callable[[Connection], T], *, writes: bool = True) -> T:
         with self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
+            if writes and conn.dialect.name == "sqlite":
                 # Claims read, then write: take the write lock up front, so that the wait for
                 # it (busy_timeout) happens before the read instead of failing after it.
                 conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
@@ -195,8 +207,9 @@ class Outbox:
     async def _run(self, operation: Callable[[Connection], T]) -> T:
         return await to_thread.run_sync(self.run_sync, operation)
 
-    async def subscriptions(self) -> list[Subscription]:
-        return await self._run(subscriptions)
+    async def survey(self) -> tuple[list[Subscription], int]:
+        # Only reads: on SQLite (WAL) it takes no lock, and waits for no writer.
+        return await to_thread.run_sync(partial(self.run_sync, survey, writes=False))
 
     async def claim(self, now: datetime, limit: int, hold_until: datetime) -> list[Delivery]:
         return await self._run(partial(claim, now=now, limit=limit, hold_until=hold_until))

@@ -15,12 +15,18 @@
 
 A claimed row is held for the timeout plus :data:`HOLD_MARGIN`; if its sender dies meanwhile,
 another sends it once the hold ends: delivery is at least once.
+
+Metrics (``pixdrop.metrics``, ``pixdrop_webhook_*``): each attempt's time and settled outcome,
+the attempts in flight, and the backlog, counted in the database with each refresh of the
+endpoint list. Every process reads the backlog, sending or not: it is the database's, and it
+must be reported even when no process can send.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,7 +35,7 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup, TaskStatus
 
-from pixdrop import __version__
+from pixdrop import __version__, metrics
 from pixdrop.metadata.sql import SqlMetadataStore
 from pixdrop.models import utcnow
 from pixdrop.services.leases import LeaseKeeper
@@ -67,7 +73,7 @@ def retry_delay(base: float, attempts: int, rand: random.Random | None = None) -
 
 
 class Sender:
-    """Deliver the outbox (see the module docstring). Counters are kept for metrics."""
+    """Deliver the outbox (see the module docstring)."""
 
     def __init__(
         self,
@@ -81,10 +87,7 @@ class Sender:
         self.events = events
         self.settings = settings
         self.keeper = keeper  # SQLite: elect one sender per machine
-        self.busy = 0
-        self.delivered = 0
-        self.retried = 0
-        self.failed = 0
+        self.busy = 0  # attempts in flight
         self._client = httpx.AsyncClient(
             timeout=settings.timeout,
             follow_redirects=False,
@@ -106,9 +109,10 @@ class Sender:
                 await self._client.aclose()
 
     async def refresh(self) -> None:
-        found = await self.outbox.subscriptions()
+        found, backlog = await self.outbox.survey()
         self.events.subscribe(found)
         self._has_endpoints = bool(found)
+        metrics.WEBHOOK_BACKLOG.set(backlog)
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -127,6 +131,7 @@ class Sender:
                 claimed = []
             for delivery in claimed:
                 self.busy += 1
+                metrics.WEBHOOK_IN_FLIGHT.inc()
                 tasks.start_soon(self._deliver, delivery)
             if not claimed:
                 await anyio.sleep(POLL)
@@ -149,11 +154,13 @@ class Sender:
             log.exception("webhook delivery %d could not be settled", delivery.seq)
         finally:
             self.busy -= 1
+            metrics.WEBHOOK_IN_FLIGHT.dec()
 
     async def _attempt(self, delivery: Delivery) -> tuple[int | None, str | None]:
         body = delivery.payload.encode()
         stamp = int(utcnow().timestamp())
         headers = signing.headers(delivery.secret, delivery.event_id, stamp, body)
+        started = time.perf_counter()
         try:
             with anyio.fail_after(self.settings.timeout):
                 response = await self._client.post(delivery.url, content=body, headers=headers)
@@ -161,6 +168,8 @@ class Sender:
             return None, f"no answer within {self.settings.timeout} s"
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
+        finally:
+            metrics.WEBHOOK_ATTEMPT_SECONDS.observe(time.perf_counter() - started)
         if 200 <= response.status_code < 300:
             return response.status_code, None
         return response.status_code, f"answered {response.status_code}"
@@ -169,21 +178,26 @@ class Sender:
         now = utcnow()
         values: dict[str, Any] = {"last_status": status, "last_error": error}
         if error is None:
-            self.delivered += 1
+            outcome = "delivered"
             values.update(state="delivered", finished_at=now)
         else:
             delay = retry_delay(self.settings.retry_base, delivery.attempts + 1)
             next_at = now + timedelta(seconds=delay)
             if next_at > delivery.created_at + timedelta(seconds=self.settings.retry_for):
-                self.failed += 1
+                outcome = "failed"
                 values.update(state="failed", finished_at=now)
                 log.warning(
                     "webhook %s to %s failed for good: %s", delivery.event_id, delivery.url, error
                 )
             else:
-                self.retried += 1
+                outcome = "retried"
                 values.update(next_attempt_at=next_at)
         await self.outbox.settle(delivery.seq, **values)
+        # Counted once settled: an attempt whose outcome was not recorded is made again.
+        metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+        if outcome == "delivered":
+            lag = (now - delivery.created_at).total_seconds()
+            metrics.WEBHOOK_LAG_SECONDS.observe(max(lag, 0.0))
 
 
 def open_sender(
