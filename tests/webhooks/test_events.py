@@ -242,3 +242,18 @@ def test_a_tus_upload_with_its_whole_body_reports_all_three_events_in_order(
     image_id = next(r.json()["data"]["id"] for r in got if r.json()["type"] == "image.created")
     completed = next(r.json()["data"] for r in got if r.json()["type"] == "upload.completed")
     assert completed["image_id"] == image_id
+
+
+def test_an_endpoint_removed_while_servers_run_never_fails_an_upload(
+    server_factory, receiver: Receiver, cli, add_endpoint, photo_png
+) -> None:
+    endpoint = add_endpoint(receiver.url, "image.created")
+    # A long refresh: the server goes on naming the removed endpoint in its outbox rows.
+    server = server_factory(webhook_retry_base=0.05, webhook_refresh=60)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        post_image(client, photo_png)
+        receiver.wait_for(lambda got: len(got) >= 1)
+        cli("remove", endpoint["id"])
+        # Before: the outbox row's foreign key failed the image's transaction (500).
+        again = client.post("/v1/images", content=photo_png, headers={"Content-Type": "image/png"})
+        assert again.status_code == 201, again.text

@@ -8,8 +8,9 @@ with ``--trust-forwarded``, what the proxy reports (``Forwarded: for=``, else
 ``X-Forwarded-For`` as uvicorn applied it).
 
 Not counted: ``/healthz``, ``/readyz`` and ``/metrics`` (load balancers and Prometheus poll
-them: a limit there would turn a busy client into a node taken out of service), the web page and its files (``/``,
-``/web/...``: static, cached, and one page load is several requests), and CORS preflights
+them: a limit there would turn a busy client into a node taken out of service), the web page
+and its files (``/``, ``/web/...``: static, cached, and one page load is several requests),
+and CORS preflights
 (answered before this layer). Everything else counts once per request, whatever its size:
 a chunk, a tus PATCH and a metadata lookup alike.
 

@@ -41,6 +41,7 @@ from pixdrop.metadata.tables import (
     upload_parts,
     uploads,
     webhook_deliveries,
+    webhook_endpoints,
 )
 from pixdrop.models import Grant, Image, Part, Upload, UploadState
 
@@ -417,9 +418,22 @@ def delete_image(conn: Connection, image_id: str, events: EventLog | None = None
 
 def announce(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Write events to the outbox (``webhooks/events.py``), in the caller's transaction: one
-    INSERT, and none when no endpoint wants them."""
-    if rows:
-        conn.execute(insert(webhook_deliveries), rows)
+    INSERT, and none when no endpoint wants them.
+
+    The rows name the endpoints a server knew of at its last refresh; one removed since then
+    (``pixdrop webhooks remove``) is left out here, rather than failing the change reported
+    on its foreign key."""
+    if not rows:
+        return
+    named = {row["endpoint_id"] for row in rows}
+    still = set(
+        conn.execute(
+            select(webhook_endpoints.c.id).where(webhook_endpoints.c.id.in_(named))
+        ).scalars()
+    )
+    kept = [row for row in rows if row["endpoint_id"] in still]
+    if kept:
+        conn.execute(insert(webhook_deliveries), kept)
 
 
 def _grant_from_row(row: Row[Any]) -> Grant:
