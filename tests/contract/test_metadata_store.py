@@ -40,7 +40,7 @@ from pixdrop.models import Image, Part, Upload, UploadState, new_id
 T = TypeVar("T")
 
 #: The newest migration: a fresh database ends there.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 RECEIVING, COMPLETING, COMPLETED = UploadState
 

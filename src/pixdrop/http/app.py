@@ -12,14 +12,19 @@ from typing import Any
 
 import anyio
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from pixdrop import __version__
+from pixdrop.auth.keys import KeyResolver
+from pixdrop.auth.middleware import AuthMiddleware
+from pixdrop.auth.principal import KEY_PREFIX
+from pixdrop.auth.scopes import ANY, require
+from pixdrop.auth.signing import UrlSigner
 from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
-from pixdrop.http import chunks, errors, limits, listing, serve, simple, tus, variants, web
+from pixdrop.http import chunks, errors, keys, limits, listing, serve, simple, tus, variants, web
 from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
 from pixdrop.http.state import Runtime, runtime
@@ -153,7 +158,15 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
         lock_wait=settings.lock_wait,
         idle_timeout=settings.idle_timeout,
     )
+    signer = UrlSigner([settings.signing_key, settings.signing_key_previous])
+    if signer.ephemeral:
+        log.warning(
+            "no --signing-key: signed URLs of private images work on this process only, "
+            "until it restarts"
+        )
     return Runtime(
+        resolvers={KEY_PREFIX: KeyResolver(meta)},
+        signer=signer,
         settings=settings,
         images=images,
         uploads=uploads,
@@ -242,17 +255,21 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    app.include_router(simple.router)
-    app.include_router(chunks.router)
+    upload, anyone = [Depends(require("upload"))], [Depends(require(ANY))]
+    app.include_router(simple.router, dependencies=upload)
+    app.include_router(chunks.router, dependencies=upload)
     app.include_router(listing.router)
     app.include_router(serve.router)
     app.include_router(variants.router)  # after serve: /original is not a variant
-    app.include_router(limits.router)
+    app.include_router(limits.router, dependencies=anyone)
+    app.include_router(keys.router)
     app.include_router(web.router)
-    app.include_router(tus.router(settings))
+    app.include_router(tus.router(settings), dependencies=upload)
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
     # Innermost first: method override and tus versioning see the request before routing;
     # CORS answers preflights before anything else; the request log wraps it all.
+    # Credentials first resolved (innermost, so its 401 still gets Tus-Resumable and CORS).
+    app.add_middleware(AuthMiddleware)
     app.add_middleware(tus.TusMiddleware, mount=settings.tus_path)
     origins = settings.cors_origin_list
     if origins:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from pixdrop.auth.scopes import require
 from pixdrop.errors import NotFound
-from pixdrop.http.serve import IMMUTABLE, download_name, image_headers, send_blob
+from pixdrop.http.serve import (
+    IMMUTABLE,
+    PRIVATE_IMAGE,
+    download_name,
+    image_headers,
+    readable_image,
+    send_blob,
+)
 from pixdrop.http.state import runtime
 from pixdrop.services.renditions import VariantRequest
 
@@ -39,14 +47,17 @@ async def get_variant(
     q: str | None = None,
 ) -> Response:
     rt = runtime(request)
-    image = await rt.images.get(image_id)
+    image = await readable_image(request, image_id)
     wanted = VariantRequest(variant, w, h, fit, format, q, request.headers.get("accept", ""))
     spec, negotiated = rt.renditions.resolve(image, wanted)
     rendition = await rt.renditions.variant(image, spec, negotiated)
     headers = image_headers(download_name(image, spec.format, f"-{variant}"))
-    headers["Cache-Control"] = IMMUTABLE
-    if negotiated:
-        headers["Vary"] = "Accept"
+    headers["Cache-Control"] = PRIVATE_IMAGE if image.private else IMMUTABLE
+    vary = ["Accept"] if negotiated else []
+    if image.private:
+        vary.append("Authorization")
+    if vary:
+        headers["Vary"] = ", ".join(vary)
     return send_blob(
         request,
         size=rendition.size,
@@ -69,7 +80,11 @@ router.add_api_route(
 BLOB = "/v1/blobs/sha256/{digest}"
 
 
-@router.get(BLOB, summary="Whether bytes with this sha256 are stored already")
+@router.get(
+    BLOB,
+    summary="Whether bytes with this sha256 are stored already",
+    dependencies=[Depends(require("upload"))],
+)
 async def get_blob(request: Request, digest: str) -> JSONResponse:
     """``200 {"sha256", "size"}`` if an image with exactly these bytes is stored, else 404.
 
@@ -90,5 +105,6 @@ router.add_api_route(
     get_blob,
     methods=["HEAD"],
     summary="Whether bytes with this sha256 are stored already (headers only)",
+    dependencies=[Depends(require("upload"))],
     operation_id="head_blob",
 )

@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from pixdrop.errors import ImageNotFound, UploadNotFound
+from pixdrop.metadata.quotas import adjust, reserve
 from pixdrop.metadata.tables import images, upload_concat, upload_parts, uploads
 from pixdrop.models import Image, Part, Upload, UploadState
 
@@ -64,6 +65,8 @@ def _upload_from_row(row: Row[Any]) -> Upload:
         upload_metadata=row.upload_metadata,
         concat=row.concat,
         store_token=row.store_token,
+        owner=row.owner,
+        private=bool(row.private),
     )
 
 
@@ -84,6 +87,8 @@ def _image_from_row(row: Row[Any]) -> Image:
         has_alpha=bool(row.has_alpha),
         placeholder=row.placeholder,
         has_gps=bool(row.has_gps),
+        owner=row.owner,
+        private=bool(row.private),
     )
 
 
@@ -104,6 +109,8 @@ def _upload_values(upload: Upload) -> dict[str, Any]:
         "upload_metadata": upload.upload_metadata,
         "concat": upload.concat,
         "store_token": upload.store_token,
+        "owner": upload.owner,
+        "private": upload.private,
     }
 
 
@@ -124,6 +131,8 @@ def _image_values(image: Image) -> dict[str, Any]:
         "has_alpha": image.has_alpha,
         "placeholder": image.placeholder,
         "has_gps": image.has_gps,
+        "owner": image.owner,
+        "private": image.private,
     }
 
 
@@ -242,14 +251,20 @@ def transition(
 
 def complete_upload(conn: Connection, upload_id: str, image: Image) -> None:
     conn.execute(insert(images).values(_image_values(image)))
+    # The upload's reservation becomes the image's: one open upload fewer, and the image's
+    # size in place of the declared one (the same but for a tus final upload, which held none).
+    was = conn.execute(_SELECT_UPLOAD, {"upload_id": upload_id}).one_or_none()
     statement = (
         update(uploads)
         .where(uploads.c.id == upload_id)
         .values(state=UploadState.COMPLETED.value, image_id=image.id)
     )
-    if conn.execute(statement).rowcount != 1:
+    if was is None or conn.execute(statement).rowcount != 1:
         # Raising rolls the image insert back: no image is recorded for a vanished upload.
         raise UploadNotFound(f"No upload {upload_id}")
+    upload = _upload_from_row(was)
+    if upload.state is not UploadState.COMPLETED:
+        adjust(conn, upload.owner, image.size - upload.reserved_bytes, -1)
 
 
 def received_end(conn: Connection, upload_id: str) -> int:
@@ -265,11 +280,19 @@ def set_length(conn: Connection, upload_id: str, size: int) -> bool:
         update(uploads)
         .where(uploads.c.id == upload_id, uploads.c.length_deferred.is_(True))
         .values(size=size, length_deferred=False)
+        .returning(uploads.c.owner, uploads.c.concat)
     )
-    return conn.execute(statement).rowcount == 1
+    row = conn.execute(statement).one_or_none()
+    if row is None:
+        return False
+    # A deferred upload reserved no bytes: it does now (QuotaExceeded rolls the size back).
+    if not (row.concat or "").startswith("final"):
+        reserve(conn, row.owner, size, 0)
+    return True
 
 
 def create_final(conn: Connection, upload: Upload, partial_ids: list[str]) -> None:
+    reserve(conn, upload.owner, upload.reserved_bytes, 1)
     conn.execute(insert(uploads).values(_upload_values(upload)))
     rows = [
         {"final_id": upload.id, "position": i, "partial_id": p} for i, p in enumerate(partial_ids)
@@ -317,11 +340,15 @@ def get_image(conn: Connection, image_id: str) -> Image:
     return _image_from_row(row)
 
 
-def list_images(conn: Connection, limit: int, after: tuple[datetime, str] | None) -> list[Image]:
+def list_images(
+    conn: Connection, limit: int, after: tuple[datetime, str] | None, owner: str | None = None
+) -> list[Image]:
     # Newest first, ties broken by id: (created_at, id) is unique, so a page that ends with a
     # row continues exactly after it, whatever is inserted or deleted meanwhile. The index
     # on (created_at, id) serves both the order and the seek.
     query = select(images).order_by(images.c.created_at.desc(), images.c.id.desc()).limit(limit)
+    if owner is not None:  # served by the index on (owner, created_at, id)
+        query = query.where(images.c.owner == owner)
     if after is not None:
         created_at, image_id = after
         query = query.where(
@@ -341,6 +368,11 @@ def count_images_with_sha256(conn: Connection, sha256: str) -> int:
 def create_upload(
     conn: Connection, upload: Upload, parts: Sequence[Part] = (), image: Image | None = None
 ) -> None:
+    # First (a write, so SQLite takes its lock before any read): the owner's quota.
+    if image is not None:
+        reserve(conn, upload.owner, image.size, 0)
+    elif upload.state is not UploadState.COMPLETED:
+        reserve(conn, upload.owner, upload.reserved_bytes, 1)
     if image is not None:
         conn.execute(insert(images).values(_image_values(image)))
     conn.execute(insert(uploads).values(_upload_values(upload)))
@@ -349,15 +381,30 @@ def create_upload(
 
 
 def delete_upload(conn: Connection, upload_id: str) -> None:
-    conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+    statement = (
+        delete(uploads)
+        .where(uploads.c.id == upload_id)
+        .returning(uploads.c.owner, uploads.c.size, uploads.c.state, uploads.c.concat)
+    )
+    row = conn.execute(statement).one_or_none()
+    # An open upload gives its reservation back; a completed one handed it to its image.
+    if row is not None and row.state != UploadState.COMPLETED.value:
+        final = (row.concat or "").startswith("final")
+        adjust(conn, row.owner, -(0 if final else row.size), -1)
 
 
 def create_image(conn: Connection, image: Image) -> None:
+    reserve(conn, image.owner, image.size, 0)
     conn.execute(insert(images).values(_image_values(image)))
 
 
 def delete_image(conn: Connection, image_id: str) -> None:
-    conn.execute(delete(images).where(images.c.id == image_id))
+    statement = (
+        delete(images).where(images.c.id == image_id).returning(images.c.owner, images.c.size)
+    )
+    row = conn.execute(statement).one_or_none()
+    if row is not None:
+        adjust(conn, row.owner, -row.size, 0)
 
 
 def ping(conn: Connection) -> None:

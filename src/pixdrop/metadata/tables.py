@@ -1,12 +1,13 @@
 """The one SQLAlchemy Core schema, shared by SQLite and PostgreSQL.
 
-Five tables::
+Six tables::
 
     uploads        one row per upload in progress (or completed, until swept)
     upload_parts   the byte ranges of an upload that are durable and recorded (staging receipts)
     upload_concat  the partial uploads a final (tus concatenation) upload is made of, in order
     images         one row per stored image; several may share a blob (same sha256)
     leases         who works on what right now (an upload's writer, a chunk, the sweeper)
+    api_keys       API keys: a hash of each secret, scopes, limits, and quota accounting
 
 The migrations in ``migrations/versions`` create exactly this schema; a contract test compares
 the two, so a change here needs a new migration.
@@ -38,6 +39,7 @@ from sqlalchemy import (
 __all__ = [
     "NAMING_CONVENTION",
     "UtcDateTime",
+    "api_keys",
     "images",
     "leases",
     "metadata",
@@ -116,6 +118,10 @@ uploads = Table(
     Column("concat", Text, nullable=True),
     # Added by migration 0004: the staging port's token for the upload (``Staging.begin``).
     Column("store_token", Text, nullable=True),
+    # Added by migration 0006 (access control): the key the upload counts against (no foreign
+    # key: a revoked key's uploads stay), and whether its image will be private.
+    Column("owner", String(ID), nullable=True),
+    Column("private", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("id"),
     CheckConstraint("state IN ('receiving', 'completing', 'completed')", name="state"),
     CheckConstraint("size >= 0", name="size"),
@@ -182,11 +188,16 @@ images = Table(
     Column("has_alpha", Boolean, nullable=False, server_default=false()),
     Column("placeholder", Text, nullable=True),
     Column("has_gps", Boolean, nullable=False, server_default=false()),
+    # Added by migration 0006: who made the image (a key id) and whether it is private.
+    Column("owner", String(ID), nullable=True),
+    Column("private", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("id"),
     # Blobs are shared by content: deleting an image must count the other references.
     Index(None, "sha256"),
     # Added by migration 0005: listing pages newest first (GET /v1/images) seek on it.
     Index("ix_images_created_at_id", "created_at", "id"),
+    # Added by migration 0006: a key's own images, newest first (GET /v1/images with a key).
+    Index("ix_images_owner_created_at_id", "owner", "created_at", "id"),
 )
 
 #: Added by migration 0004. A lease is an exclusive claim on a key (``upload/<id>`` for the
@@ -201,4 +212,26 @@ leases = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("stop", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("key"),
+)
+
+#: Added by migration 0006. An API key: ``id`` is public (it is part of the secret, so a
+#: secret is looked up by primary key), ``secret_hash`` the sha256 of the secret's random
+#: part. ``used_bytes`` and ``open_uploads`` are the key's quota accounting, changed only by
+#: conditional UPDATEs in the transactions that create or free uploads and images.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(ID), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("secret_hash", String(SHA256_HEX), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("quota", BigInteger, nullable=True),
+    Column("max_open_uploads", Integer, nullable=True),
+    Column("rate", Text, nullable=True),
+    Column("used_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("open_uploads", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("id"),
 )

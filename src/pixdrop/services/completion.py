@@ -33,7 +33,7 @@ from pathlib import Path
 from anyio import to_thread
 
 from pixdrop import ranges
-from pixdrop.errors import UnprocessableImage, UploadIncomplete, UploadNotFound
+from pixdrop.errors import QuotaExceeded, UnprocessableImage, UploadIncomplete, UploadNotFound
 from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
 from pixdrop.ports import Blobs, DigestsInPlace, ImageCodec, ImageProber, Staging
 from pixdrop.protocols.fields import clean_filename
@@ -79,6 +79,22 @@ class Staged:
     head: bytes | None = None
     #: The sha256 the client announced for the whole upload, if any.
     expected_sha256: str | None = None
+    #: Whom the image will belong to, and whether it is private (from the upload).
+    owner: str | None = None
+    private: bool = False
+
+
+def staged_upload(upload: Upload, key: str) -> Staged:
+    """The finished staged object *key* of *upload*, with what the image inherits from it."""
+    return Staged(
+        upload.id,
+        token(upload),
+        key,
+        upload.size,
+        expected_sha256=upload.sha256,
+        owner=upload.owner,
+        private=upload.private,
+    )
 
 
 class Completion:
@@ -114,7 +130,7 @@ class Completion:
                 missing_ranges=[list(gap) for gap in gaps],
             )
         key = await self.staging.finish(upload.id, token(upload), parts)
-        return Staged(upload.id, token(upload), key, upload.size, expected_sha256=upload.sha256)
+        return staged_upload(upload, key)
 
     async def ingest(self, staged: Staged, *, filename: str | None, record: Record) -> StoredImage:
         """Check, keep and record the image in *staged*; ``UnprocessableImage`` if the bytes
@@ -135,7 +151,7 @@ class Completion:
                 self._check_sha256(staged, staged.sha256)
                 digest, details = staged.sha256, await inspecting
         delete_token = secrets.token_urlsafe(32)
-        image = self._image(digest, staged.size, info, details, delete_token, filename)
+        image = self._image(digest, staged, info, details, delete_token, filename)
         async with self.locks.hold_waiting(f"blob/{digest}"):
             # Under the blob's lease every image of these bytes is recorded or deleted: a
             # blob that is not there now is named by no image, so if recording fails (the
@@ -144,7 +160,7 @@ class Completion:
             await self.staging.keep(staged.upload_id, staged.token, digest)
             try:
                 await record(image)
-            except UploadNotFound:
+            except (UploadNotFound, QuotaExceeded):
                 if kept_here:
                     await self.blobs.delete(image.blob_key)
                 await self.staging.abort(staged.upload_id, staged.token)
@@ -218,7 +234,7 @@ class Completion:
     def _image(
         self,
         digest: str,
-        size: int,
+        staged: Staged,
         info: ImageInfo,
         details: ImageDetails,
         delete_token: str,
@@ -227,7 +243,7 @@ class Completion:
         return Image(
             id=new_id(),
             sha256=digest,
-            size=size,
+            size=staged.size,
             content_type=info.content_type,
             format=info.format,
             width=details.width,
@@ -240,4 +256,6 @@ class Completion:
             has_alpha=details.has_alpha,
             placeholder=details.placeholder,
             has_gps=details.has_gps,
+            owner=staged.owner,
+            private=staged.private,
         )

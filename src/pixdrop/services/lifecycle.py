@@ -15,7 +15,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from pixdrop.errors import PayloadTooLarge, UploadExpired, UploadNotFound
-from pixdrop.models import Image, Part, Upload, UploadProtocol, UploadState, is_valid_id, new_id
+from pixdrop.models import (
+    ATTRIBUTION,
+    Image,
+    Part,
+    Upload,
+    UploadProtocol,
+    UploadState,
+    is_valid_id,
+    new_id,
+)
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.protocols import fields
 
@@ -91,6 +100,8 @@ class Lifecycle:
         filename = fields.checked_filename(filename)
         content_type = fields.checked_content_type(content_type)
         now = self.clock()
+        # Who the request speaks for (set by the HTTP layer): the owner whose quota it uses.
+        who = ATTRIBUTION.get()
         return Upload(
             id=new_id(),
             size=size or 0,
@@ -105,6 +116,8 @@ class Lifecycle:
             length_deferred=size is None,
             upload_metadata=metadata,
             concat=concat,
+            owner=who.owner,
+            private=who.private,
         )
 
     async def open(

@@ -30,9 +30,9 @@ from pixdrop.errors import (
 from pixdrop.models import Image, Upload, UploadProtocol, UploadState, is_valid_id
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.services.appends import Appender, AppendRequest, AppendResult, Progress
-from pixdrop.services.completion import Completion, Staged, StoredImage
+from pixdrop.services.completion import Completion, Staged, StoredImage, staged_upload
 from pixdrop.services.concat import Concatenator
-from pixdrop.services.lifecycle import Lifecycle, token
+from pixdrop.services.lifecycle import Lifecycle
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.metering import CHECKSUM_ALGORITHMS, Checksum
 from pixdrop.services.oneshot import OneShot
@@ -224,7 +224,7 @@ class ResumableService:
 
     async def _ingest_key(self, upload: Upload, key: str) -> StoredImage:
         """Ingest a final upload from its joined object."""
-        staged = Staged(upload.id, token(upload), key, upload.size, expected_sha256=upload.sha256)
+        staged = staged_upload(upload, key)
         return await self._ingest(upload, staged)
 
     async def _ingest(self, upload: Upload, staged: Staged) -> StoredImage:
