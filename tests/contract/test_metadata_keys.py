@@ -4,8 +4,8 @@ contract in ``ports.py``), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import anyio
 import pytest
