@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,7 +26,23 @@ from pixdrop.errors import Unauthorized
 from pixdrop.models import ATTRIBUTION, Attribution
 from pixdrop.protocols.problem import MEDIA_TYPE, problem_body
 
-__all__ = ["AuthMiddleware", "bearer_secret"]
+__all__ = ["PRIVATE_HEADER", "AuthMiddleware", "bearer_secret", "is_true", "mark_private"]
+
+#: ``Pixdrop-Private: true`` on the request that creates an upload makes its image private,
+#: whatever the protocol (the native and tus APIs also take it in their own fields).
+PRIVATE_HEADER = "pixdrop-private"
+
+
+def is_true(value: str | bytes | None) -> bool:
+    """``true``, ``1``, ``yes`` or the structured-field ``?1``, in any case."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return (value or "").strip().lower() in ("true", "1", "yes", "?1")
+
+
+def mark_private() -> None:
+    """Make what the current request creates private (a protocol's own ``private`` field)."""
+    ATTRIBUTION.set(replace(ATTRIBUTION.get(), private=True))
 
 
 def bearer_secret(headers: Headers) -> str | None:
@@ -52,7 +69,8 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         principal: Principal | None = ANONYMOUS
-        secret = bearer_secret(Headers(scope=scope))
+        headers = Headers(scope=scope)
+        secret = bearer_secret(headers)
         if secret is not None:
             resolver = _resolver_for(secret, _resolvers(scope))
             if resolver is not None:
@@ -61,7 +79,8 @@ class AuthMiddleware:
             await _refuse(scope, send)
             return
         scope[PRINCIPAL] = principal
-        reset = ATTRIBUTION.set(Attribution(owner=principal.owner))
+        private = is_true(headers.get(PRIVATE_HEADER))
+        reset = ATTRIBUTION.set(Attribution(owner=principal.owner, private=private))
         try:
             await self.app(scope, receive, send)
         finally:
