@@ -23,7 +23,7 @@ from pixdrop.auth.middleware import AuthMiddleware
 from pixdrop.auth.principal import KEY_PREFIX
 from pixdrop.auth.scopes import ANY, require
 from pixdrop.auth.signing import UrlSigner
-from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
+from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, is_loopback, load_settings
 from pixdrop.http import chunks, errors, keys, limits, listing, serve, simple, tus, variants, web
 from pixdrop.http.h1 import http_protocol_class
 from pixdrop.http.middleware import RequestLogMiddleware
@@ -254,6 +254,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    if settings.auth_mode == "none" and not is_loopback(settings.host):
+        log.warning(
+            "--auth none on %s: anyone who can reach this address may upload, list and read "
+            "every image; use --auth keys (docs/auth.md)",
+            settings.host,
+        )
     errors.install(app)
     upload, anyone = [Depends(require("upload"))], [Depends(require(ANY))]
     app.include_router(simple.router, dependencies=upload)
