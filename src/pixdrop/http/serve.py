@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from pixdrop.auth.principal import GRANT_PREFIX, KEY_PREFIX, principal_of
-from pixdrop.auth.scopes import can_manage, check_private_read, keys_required, require
+from pixdrop.auth.scopes import can_manage, check_private_read, require
 from pixdrop.auth.signing import MAX_EXPIRES_IN
 from pixdrop.errors import Forbidden
 from pixdrop.http.state import base_url, runtime
@@ -91,8 +91,15 @@ def signed(request: Request, image: Image) -> bool:
 async def readable_image(request: Request, image_id: str) -> Image:
     """The image, if this request may read it (``auth.scopes.check_private_read``)."""
     image = await runtime(request).images.get(image_id)
-    check_private_read(principal_of(request), image, signed=signed(request, image))
+    if image.private:
+        opened = signed(request, image) or is_uploader(request, image)
+        check_private_read(principal_of(request), image, signed=opened)
     return image
+
+
+def is_uploader(request: Request, image: Image) -> bool:
+    """Whether the request carries *image*'s delete token: the uploader's own mark."""
+    return runtime(request).images.is_uploader(image, delete_token(request)[0])
 
 
 def download_name(image: Image, fmt: str, suffix: str = "") -> str:
@@ -182,9 +189,7 @@ async def get_original(request: Request, image_id: str) -> Response:
         # Two answers for one URL: caches must key them apart, and keep the uploader's private.
         shared = False
         headers["Vary"] = "Authorization"
-        if rt.images.is_uploader(image, delete_token(request)[0]) or can_manage(
-            principal_of(request), image, "read"
-        ):
+        if is_uploader(request, image) or can_manage(principal_of(request), image, "read"):
             headers["Cache-Control"] = PRIVATE
         else:
             public = await rt.renditions.public_original(image)
@@ -281,9 +286,11 @@ async def signed_url(
 ) -> JSONResponse:
     rt = runtime(request)
     image = await rt.images.get(image_id)
-    principal = principal_of(request)
-    if keys_required(request) and not can_manage(principal, image, "read"):
-        raise Forbidden("Only the owner's read key (or an admin key) signs URLs of this image.")
+    if not (can_manage(principal_of(request), image, "read") or is_uploader(request, image)):
+        raise Forbidden(
+            "Only the owner's read key, an admin key, or the image's delete token "
+            "('Pixdrop-Delete-Token: <token>') signs URLs of this image."
+        )
     expires = int(time.time()) + expires_in
     query = urlencode({"expires": expires, "sig": rt.signer.sign(image.id, expires)})
     url = f"{base_url(request)}/v1/images/{image.id}/original?{query}"
