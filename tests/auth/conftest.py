@@ -6,6 +6,7 @@ does while a server runs; every other key is made through the admin API (``POST 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,7 +41,9 @@ def direct_key(database_url: str, *, expired: bool = False, **options: Any) -> s
         finally:
             await meta.close()
 
-    return anyio.run(make)
+    # On a thread of its own: a test may already run an event loop here (Playwright's).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, make).result()
 
 
 @dataclass
