@@ -7,6 +7,7 @@ PostgreSQL variants are skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -34,9 +35,9 @@ def _pg_connect(url: str) -> Any:
     return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
+@contextlib.contextmanager
+def _fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped on leaving."""
     try:
         admin = _pg_connect(PG_ADMIN_URL)
     except Exception as exc:
@@ -52,6 +53,20 @@ def postgres_url() -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    with _fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, empty, dropped at the end."""
+    with _fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(
@@ -138,7 +153,7 @@ def start_server(settings: Settings, app: Any = None) -> LiveServer:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # a loaded machine starts decoder workers slowly
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("test server did not start")

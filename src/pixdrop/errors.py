@@ -34,7 +34,9 @@ The tree::
     ├── UnsupportedMediaType          415  request body type the endpoint cannot read
     ├── RangeNotSatisfiable           416
     ├── UnprocessableImage            422  not an image, unsupported format, sha256 mismatch
+    │   └── TrailingData              422  bytes after the end of the image
     ├── UploadLocked                  423  another request holds the upload and will not yield
+    ├── InsufficientStorage           507  the server's disk (or database) is full
     ├── ChecksumMismatch              460  tus: the body does not match Upload-Checksum
     └── UnsupportedProtocolVersion    412  tus: Tus-Resumable names a version not spoken here
 
@@ -241,6 +243,13 @@ class UnprocessableImage(PixdropError):
     title = "Not an acceptable image"
 
 
+class TrailingData(UnprocessableImage):
+    """The upload holds more than the image: bytes after the image's own end (docs/images.md)."""
+
+    slug = "trailing-data"
+    title = "Bytes after the end of the image"
+
+
 class UnsupportedMediaType(PixdropError):
     status = 415
     slug = "unsupported-media-type"
@@ -251,6 +260,22 @@ class UploadLocked(PixdropError):
     status = 423
     slug = "upload-locked"
     title = "Upload is being written by another request"
+
+
+class InsufficientStorage(PixdropError):
+    """No space left where the bytes or the records go; nothing acknowledged was lost, and
+    the same request succeeds once there is room again (RFC 4918 §11.5)."""
+
+    status = 507
+    slug = "insufficient-storage"
+    title = "Insufficient storage"
+
+    #: Seconds a client is asked to wait: freeing a disk is an operator's work, not a blink.
+    retry_after: ClassVar[int] = 60
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(self.retry_after)
 
 
 class ChecksumMismatch(PixdropError):

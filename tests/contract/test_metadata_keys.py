@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import anyio
 import pytest
 
 from pixdrop.errors import QuotaExceeded
-from pixdrop.metadata import SqlMetadataStore
+from pixdrop.metadata import SqlMetadataStore, open_metadata_store
+from pixdrop.metadata.copy import copy_database
 from pixdrop.models import ApiKey, UploadState, new_id
 from tests.contract.test_metadata_store import make_image, make_upload, run, sha, store
 
@@ -176,3 +178,20 @@ def test_racing_creations_never_pass_the_quota(store: SqlMetadataStore) -> None:
 def test_records_without_a_key_row_have_no_quota(store: SqlMetadataStore) -> None:
     run(store.create_upload, make_upload(owner=new_id(), size=10**12))
     run(store.create_upload, make_upload(owner=None, size=10**12))
+
+
+def test_a_copy_counts_usage_afresh_without_the_uploads_left_behind(
+    store: SqlMetadataStore, database_url: str, tmp_path: Path
+) -> None:
+    key = make_key(quota=10**9)
+    run(store.create_key, key)
+    run(store.create_upload, make_upload(owner=key.id, size=7_000))
+    run(store.create_image, make_image(owner=key.id, size=5_000))
+    assert usage(store, key.id) == (12_000, 1)
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    copy_database(database_url, target)
+    copied = open_metadata_store(target)
+    try:
+        assert usage(copied, key.id) == (5_000, 0)
+    finally:
+        run(copied.close)

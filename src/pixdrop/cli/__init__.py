@@ -6,6 +6,7 @@ import click
 
 from pixdrop import __version__
 from pixdrop.cli import images, transfer
+from pixdrop.cli.db import db
 from pixdrop.cli.keys import keys
 from pixdrop.cli.serve import serve
 from pixdrop.cli.store import store
@@ -19,6 +20,7 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(store)
+main.add_command(db)
 main.add_command(keys)
 for command in (
     transfer.upload,

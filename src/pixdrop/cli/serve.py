@@ -141,7 +141,13 @@ def _configure_logging(settings: Settings) -> None:
 def _prepare(settings: Settings) -> None:
     """Create the data directory and migrate the database once, before any worker starts."""
     from pixdrop.metadata import migrate
+    from pixdrop.metadata.leases import SharedDatabaseError, refuse_other_machines
 
+    try:
+        refuse_other_machines(settings.resolved_database_url)
+    except SharedDatabaseError as exc:
+        click.echo(f"pixdrop: {exc}", err=True)
+        sys.exit(2)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(settings.resolved_database_url)

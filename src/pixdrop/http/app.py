@@ -31,7 +31,8 @@ from pixdrop.http.state import Runtime, runtime
 from pixdrop.imaging import HeaderProber
 from pixdrop.imaging.codec import VipsCodec
 from pixdrop.metadata import SqlMetadataStore, open_metadata_store
-from pixdrop.metadata.leases import FileLeases, SqlLeases, open_leases
+from pixdrop.metadata.file_leases import MACHINE_TTL
+from pixdrop.metadata.leases import FileLeases, SqlLeases, open_leases, refuse_other_machines
 from pixdrop.models import ImageLimits, utcnow
 from pixdrop.ports import BlobStore, ImageCodec
 from pixdrop.services import Completion, ImageService, Lifecycle, UploadLimits, UploadService
@@ -181,6 +182,8 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
 
 async def open_backends(settings: Settings, codec: ImageCodec) -> Backends:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # `pixdrop serve` refuses with one line before this; an app built otherwise refuses here.
+    await to_thread.run_sync(refuse_other_machines, settings.resolved_database_url)
     # Opening an S3 store asks the bucket (a blocking call): off the event loop.
     store = await to_thread.run_sync(
         partial(
@@ -212,6 +215,16 @@ async def _sweep_forever(rt: Runtime, backends: Backends, interval: float) -> No
             log.exception("sweeping expired uploads failed")
 
 
+async def _beat_forever(leases: FileLeases) -> None:
+    """Tell other machines that this one serves the SQLite data (they refuse to start)."""
+    while True:
+        try:
+            await leases.beat()
+        except Exception:  # a missed beat only weakens the guard; the next one retries
+            log.exception("recording this machine in the leases database failed")
+        await anyio.sleep(MACHINE_TTL / 3)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -229,6 +242,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
             await tasks.start(backends.keeper.run)
             tasks.start_soon(_sweep_forever, rt, backends, settings.sweep_interval)
+            if isinstance(backends.leases, FileLeases):
+                tasks.start_soon(_beat_forever, backends.leases)
             yield
             tasks.cancel_scope.cancel()
     finally:

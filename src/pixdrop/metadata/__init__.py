@@ -26,6 +26,7 @@ __all__ = [
     "SUPPORTED_SCHEMES",
     "SqlMetadataStore",
     "database_url",
+    "engine_for",
     "migrate",
     "open_metadata_store",
 ]
@@ -69,7 +70,7 @@ def open_metadata_store(url: str, *, sync: bool = True) -> SqlMetadataStore:
     unsupported URL (see :func:`database_url`), and SQLAlchemy or Alembic errors if the
     database cannot be reached or migrated.
     """
-    engine = _engine_for(database_url(url), sync=sync)
+    engine = engine_for(database_url(url), sync=sync)
     try:
         _upgrade(engine)
     except BaseException:
@@ -83,14 +84,15 @@ def migrate(url: str) -> None:
 
     Raise as :func:`open_metadata_store` does.
     """
-    engine = _engine_for(database_url(url))
+    engine = engine_for(database_url(url))
     try:
         _upgrade(engine)
     finally:
         engine.dispose()
 
 
-def _engine_for(url: URL, *, sync: bool = True) -> Engine:
+def engine_for(url: URL, *, sync: bool = True) -> Engine:
+    """An engine for *url* as the stores make it (a SQLite file's directory is created)."""
     if url.get_backend_name() == "sqlite" and url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     return make_engine(url, sync=sync)

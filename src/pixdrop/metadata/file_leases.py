@@ -19,28 +19,82 @@ the holder took the lease, so a stale row never stops a later holder.
 Unlike ``SqlLeases`` on PostgreSQL, a lease here does not lapse after its time to live while
 its process lives: on one machine the kernel knows which processes are alive, and a process
 that is alive but stuck would not be safe to take over from anyway.
+
+All of this holds on one machine only: locks on a network file system are not kernel-local,
+and SQLite itself warns against sharing a database file over one. So the same small database
+also records which machine serves the data (``machines``: host, boot id, last seen), beaten
+by every running server (:meth:`FileLeases.beat`); a server that finds another machine seen
+within ``MACHINE_TTL`` refuses to start (:func:`other_machines`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
+import socket
 import sqlite3
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pixdrop.ports import LeaseBusy
 
-__all__ = ["FileLeases"]
+__all__ = ["MACHINE_TTL", "FileLeases", "OtherMachine", "machine_identity", "other_machines"]
 
 #: ``struct flock`` on Linux (x86_64 and aarch64): l_type, l_whence, l_start, l_len, l_pid,
 #: with the C layout's padding; an open-file-description lock wants l_pid = 0.
 _FLOCK = "hhxxxxqqixxxx"
 #: How long a statement on the stop table waits for another one's write lock.
 BUSY_TIMEOUT_MS = 5_000
+#: A machine last seen longer ago than this no longer counts as serving the data; running
+#: servers beat every third of it.
+MACHINE_TTL = 30.0
+
+_MACHINES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS machines ("
+    "host TEXT NOT NULL, boot TEXT NOT NULL, seen_at REAL NOT NULL, "
+    "PRIMARY KEY (host, boot)) WITHOUT ROWID"
+)
+
+
+def machine_identity() -> tuple[str, str]:
+    """(host name, boot id) of this machine: processes under one running kernel share its
+    file locks, which is what one machine means here. A host whose boot id changed (it
+    rebooted) is still this machine."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return socket.gethostname(), boot
+
+
+@dataclass(frozen=True, slots=True)
+class OtherMachine:
+    """A machine other than this one that served the same SQLite data recently."""
+
+    host: str
+    seconds_ago: float
+
+
+def other_machines(stops_path: Path, *, ttl: float = MACHINE_TTL) -> list[OtherMachine]:
+    """The other machines that beat in *stops_path* within *ttl* seconds (none when the file
+    does not exist yet)."""
+    if not stops_path.exists():
+        return []
+    host, boot = machine_identity()
+    with contextlib.closing(sqlite3.connect(stops_path, isolation_level=None)) as conn:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(_MACHINES_TABLE)
+        rows = conn.execute(
+            "SELECT host, seen_at FROM machines WHERE host != ? AND boot != ? AND seen_at > ?",
+            (host, boot, time.time() - ttl),
+        ).fetchall()
+    now = time.time()
+    return [OtherMachine(str(h), max(0.0, now - float(at))) for h, at in rows]
 
 
 def _offset(key: str) -> int:
@@ -65,6 +119,7 @@ class FileLeases:
             "CREATE TABLE IF NOT EXISTS lease_stops ("
             "key TEXT NOT NULL PRIMARY KEY, asked_at REAL NOT NULL) WITHOUT ROWID"
         )
+        self._conn().execute(_MACHINES_TABLE)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -146,11 +201,20 @@ class FileLeases:
             del self._held[key]
             self._lock(current[2], fcntl.F_UNLCK)
 
+    async def beat(self) -> None:
+        """Record that this machine serves the data now (see :func:`other_machines`)."""
+        host, boot = machine_identity()
+        self._conn().execute(
+            "INSERT INTO machines (host, boot, seen_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (host, boot) DO UPDATE SET seen_at = excluded.seen_at",
+            (host, boot, time.time()),
+        )
+
     async def purge(self, grace: float = 60.0) -> int:
         """Delete stop requests older than *grace* seconds; return how many."""
-        cursor = self._conn().execute(
-            "DELETE FROM lease_stops WHERE asked_at < ?", (time.time() - grace,)
-        )
+        conn = self._conn()
+        cursor = conn.execute("DELETE FROM lease_stops WHERE asked_at < ?", (time.time() - grace,))
+        conn.execute("DELETE FROM machines WHERE seen_at < ?", (time.time() - 86_400,))
         return cursor.rowcount
 
     async def close(self) -> None:

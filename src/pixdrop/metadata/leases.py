@@ -25,20 +25,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from anyio import to_thread
-from sqlalchemy import URL
+from sqlalchemy import URL, make_url
 
 from pixdrop.holders import holder_is_dead, new_holder
-from pixdrop.metadata.file_leases import FileLeases
+from pixdrop.metadata.file_leases import MACHINE_TTL, FileLeases, other_machines
 from pixdrop.metadata.lease_sql import PostgresDriver
 from pixdrop.metadata.sql import SqlMetadataStore
 
 __all__ = [
     "FileLeases",
+    "SharedDatabaseError",
     "SqlLeases",
     "holder_is_dead",
     "leases_paths",
     "new_holder",
     "open_leases",
+    "refuse_other_machines",
 ]
 
 
@@ -98,6 +100,28 @@ def leases_paths(database: str) -> tuple[Path, Path]:
     metadata database file *database*."""
     path = Path(database)
     return path.with_name(f"{path.stem}-leases.lock"), path.with_name(f"{path.stem}-leases.db")
+
+
+class SharedDatabaseError(Exception):
+    """A SQLite database another machine serves too (see ``file_leases.other_machines``)."""
+
+
+def refuse_other_machines(database_url: str) -> None:
+    """Raise ``SharedDatabaseError`` if *database_url* is a SQLite file another machine
+    served within the last ``MACHINE_TTL`` seconds: SQLite and the file leases beside it
+    serve one machine; several nodes need PostgreSQL."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return
+    others = other_machines(leases_paths(url.database)[1])
+    if others:
+        seen = ", ".join(f"{m.host} ({m.seconds_ago:.0f} s ago)" for m in others)
+        raise SharedDatabaseError(
+            f"the SQLite database {url.database} is in use by another machine: {seen}. "
+            "SQLite serves one machine only; to run several nodes, give them all one "
+            "--database-url postgresql://... (see docs/deploy.md). If that machine has "
+            f"stopped serving, start again after {MACHINE_TTL:.0f} s."
+        )
 
 
 def open_leases(store: SqlMetadataStore) -> SqlLeases | FileLeases:

@@ -14,11 +14,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from pixdrop.errors import QuotaExceeded
-from pixdrop.metadata.tables import api_keys
-from pixdrop.models import ApiKey
+from pixdrop.metadata.tables import api_keys, images, uploads
+from pixdrop.models import ApiKey, UploadState
 
 #: A key by id: on the path of every request that carries a key.
 _SELECT_KEY = select(api_keys).where(api_keys.c.id == bindparam("key_id"))
@@ -155,3 +166,25 @@ def revoke_key(conn: Connection, key_id: str, now: datetime) -> bool:
         .values(revoked_at=now)
     )
     return conn.execute(statement).rowcount == 1
+
+
+def recount_usage(conn: Connection) -> None:
+    """Set every key's usage to what the database holds: its images' sizes plus the declared
+    sizes of its open uploads, and their number. For a copy that left uploads behind."""
+    open_ = and_(
+        uploads.c.owner == api_keys.c.id,
+        uploads.c.state != UploadState.COMPLETED.value,
+    )
+    stored = select(func.coalesce(func.sum(images.c.size), 0)).where(
+        images.c.owner == api_keys.c.id
+    )
+    reserved = select(func.coalesce(func.sum(uploads.c.size), 0)).where(
+        open_, or_(uploads.c.concat.is_(None), ~uploads.c.concat.startswith("final"))
+    )
+    count = select(func.count()).select_from(uploads).where(open_)
+    conn.execute(
+        update(api_keys).values(
+            used_bytes=stored.scalar_subquery() + reserved.scalar_subquery(),
+            open_uploads=count.scalar_subquery(),
+        )
+    )

@@ -10,7 +10,8 @@ It owns the durability order of an image (DESIGN.md):
 3. the object is handed to the decoder as a local file (``Blobs.materialize``), which checks
    the limits again and decodes every pixel, while the whole object's sha256 is computed
    beside it (unless the bytes were hashed on their way in) and checked against the one the
-   client announced;
+   client announced, and where the image's structure ends is found (``imaging.ends``): it
+   must be where the object ends, give or take ``TRAILING_SLACK`` bytes;
 4. under the blob's lease (so a delete of the same bytes cannot interleave), the object is
    kept as the content-addressed blob (``Staging.keep``: a hard link on disk; identical bytes
    share one blob), then the image is recorded (``record``, one transaction that may also
@@ -33,7 +34,15 @@ from pathlib import Path
 from anyio import to_thread
 
 from pixdrop import ranges
-from pixdrop.errors import QuotaExceeded, UnprocessableImage, UploadIncomplete, UploadNotFound
+from pixdrop.errors import (
+    QuotaExceeded,
+    TrailingData,
+    UnprocessableImage,
+    UploadIncomplete,
+    UploadNotFound,
+)
+from pixdrop.formats import BY_NAME
+from pixdrop.imaging import ends
 from pixdrop.models import Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
 from pixdrop.ports import Blobs, DigestsInPlace, ImageCodec, ImageProber, Staging
 from pixdrop.protocols.fields import clean_filename
@@ -41,7 +50,18 @@ from pixdrop.services.lifecycle import Clock, token
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.tasks import both
 
-__all__ = ["Completion", "Staged", "StoredImage", "clean_filename", "token_hash"]
+__all__ = [
+    "TRAILING_SLACK",
+    "Completion",
+    "Staged",
+    "StoredImage",
+    "clean_filename",
+    "token_hash",
+]
+
+#: Bytes after the image's own end that are still accepted (docs/images.md, "Trailing data"):
+#: padding some encoders and cameras leave; anything more is refused (``TrailingData``).
+TRAILING_SLACK = 4096
 
 #: Records a new image (and whatever goes with it) in one transaction.
 Record = Callable[[Image], Awaitable[None]]
@@ -143,13 +163,16 @@ class Completion:
                 await self._checked_sha256(staged)  # a wrong file is the clearer refusal
             raise
         async with self.blobs.materialize(staged.key) as path:
-            inspecting = self.codec.inspect(path, info.format, self.limits)
+            # Where the image ends is found beside the decode; the decoder's refusal comes
+            # first, so a truncated or corrupt image is refused in its words.
+            ending = self._check_end(path, info.format, staged.size)
+            inspecting = both(self.codec.inspect(path, info.format, self.limits), ending)
             if staged.sha256 is None:
                 hashing = self._checked_sha256(staged, path)
-                digest, details = await both(hashing, inspecting)
+                digest, (details, _) = await both(hashing, inspecting)
             else:
                 self._check_sha256(staged, staged.sha256)
-                digest, details = staged.sha256, await inspecting
+                digest, (details, _) = staged.sha256, await inspecting
         delete_token = secrets.token_urlsafe(32)
         image = self._image(digest, staged, info, details, delete_token, filename)
         async with self.locks.hold_waiting(f"blob/{digest}"):
@@ -167,6 +190,23 @@ class Completion:
                 raise
         await self.staging.abort(staged.upload_id, staged.token)
         return StoredImage(image, delete_token)
+
+    @staticmethod
+    async def _check_end(path: Path, fmt: str, size: int) -> None:
+        """``TrailingData`` if more than ``TRAILING_SLACK`` bytes follow the image's end."""
+        end = await to_thread.run_sync(ends.end_of, path, fmt, size)
+        if end is None or size - end <= TRAILING_SLACK:
+            return
+        raise TrailingData(
+            f"The {BY_NAME[fmt].display} image ends at byte {end}, but the upload has "
+            f"{size - end} more bytes after it (at most {TRAILING_SLACK} are allowed). Send "
+            "only the image: re-save or re-export it, or strip what follows it.",
+            reason="trailing-data",
+            format=fmt,
+            image_size=end,
+            trailing=size - end,
+            allowed=TRAILING_SLACK,
+        )
 
     async def _blob_exists(self, key: str) -> bool:
         try:

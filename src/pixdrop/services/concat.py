@@ -5,6 +5,13 @@ arrives (or the final upload is created after them), the staged pieces are joine
 (``Staging.join``: ``copy_file_range`` on disk, a reflink where the file system can) and the
 final upload goes through the completion pipeline. The pieces are freed after the join, which
 the tus concatenation extension allows.
+
+A final upload is checked before anything is copied (its list of names before anything is
+looked up): it names at most ``MAX_PARTIALS`` partial uploads, each once (a piece named twice
+would be copied twice: one 64 KiB partial named 2,000 times staged 128 MiB), none that another
+unfinished final upload already waits for, and their sizes (for a deferred length, the bytes it
+holds so far) add up to at most ``max_image_size``. A deferred length that grows later is
+checked again before the join.
 """
 
 from __future__ import annotations
@@ -12,14 +19,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from pixdrop.errors import InvalidResumableRequest, UploadNotFound
+from pixdrop.errors import Conflict, InvalidResumableRequest, UploadNotFound
 from pixdrop.models import Upload, UploadProtocol, UploadState
 from pixdrop.ports import LeaseBusy, MetadataStore, Staging
 from pixdrop.services.completion import StoredImage
 from pixdrop.services.lifecycle import Lifecycle, token
 from pixdrop.services.locks import LeaseLocks
 
-__all__ = ["Concatenator"]
+__all__ = ["MAX_PARTIALS", "Concatenator"]
+
+#: The most partial uploads one final upload may name (docs/tus.md). tus sets no limit; each
+#: piece costs a lookup and a copy, and clients split a file into a handful (tus-js-client's
+#: ``parallelUploads``), so 128 is far past any honest use.
+MAX_PARTIALS = 128
 
 #: Ingests a final upload from the key its joined object is read by.
 IngestJoined = Callable[[Upload, str], Awaitable[StoredImage]]
@@ -58,13 +70,15 @@ class Concatenator:
         If every partial upload is complete the image is ingested now (and returned); else the
         final upload completes when the last partial upload receives its last byte.
         """
-        if not partial_ids:
-            raise InvalidResumableRequest("Upload-Concat: final names no partial uploads.")
+        self._check_names(partial_ids)
         partials = [await self._partial(pid) for pid in partial_ids]
         known = all(not p.length_deferred for p in partials)
         total = sum(p.size for p in partials) if known else None
-        if total is not None:
-            self.lifecycle.check_size(total)
+        # Deferred lengths count with what they hold so far: a sum already over the limit
+        # is refused now, not after every byte has arrived (the join checks again).
+        self.lifecycle.check_size(
+            total if total is not None else await self._least_total(partials), "final upload"
+        )
         upload = self.lifecycle.new(
             protocol,
             total,
@@ -76,6 +90,40 @@ class Concatenator:
         upload = await self.lifecycle.open(upload, partial_ids=partial_ids)
         stored = await self.assemble(upload.id)
         return await self.meta.get_upload(upload.id) if stored else upload, stored
+
+    @staticmethod
+    def _check_names(partial_ids: list[str]) -> None:
+        """Some partial uploads, at most ``MAX_PARTIALS``, none named twice."""
+        if not partial_ids:
+            raise InvalidResumableRequest("Upload-Concat: final names no partial uploads.")
+        if len(partial_ids) > MAX_PARTIALS:
+            raise InvalidResumableRequest(
+                f"Upload-Concat: final names {len(partial_ids)} partial uploads; at most "
+                f"{MAX_PARTIALS} are accepted.",
+                limit="max_partials",
+                value=len(partial_ids),
+                allowed=MAX_PARTIALS,
+            )
+        seen: set[str] = set()
+        for pid in partial_ids:
+            if pid in seen:
+                raise InvalidResumableRequest(
+                    f"Upload-Concat names {pid!r} more than once; a partial upload is one "
+                    "piece of one final upload. Upload each piece as its own partial upload.",
+                    partial=pid,
+                )
+            seen.add(pid)
+
+    async def _least_total(self, partials: list[Upload]) -> int:
+        """The final upload's least possible size: the known lengths, plus the bytes each
+        partial of deferred length holds so far."""
+        total = 0
+        for piece in partials:
+            if piece.length_deferred:
+                total += max((p.end for p in await self.meta.list_parts(piece.id)), default=0)
+            else:
+                total += piece.size
+        return total
 
     async def _partial(self, upload_id: str) -> Upload:
         try:
@@ -92,6 +140,15 @@ class Concatenator:
                 f"Upload {upload_id} is not a partial upload; create the pieces of a final "
                 "upload with 'Upload-Concat: partial'.",
                 partial=upload_id,
+            )
+        waiting = await self.meta.finals_waiting_for(upload_id)
+        if waiting:
+            # Joined into the first final, it would be freed, and the second wait forever.
+            raise Conflict(
+                f"Partial upload {upload_id} is already a piece of final upload {waiting[0]}, "
+                "which waits for it; a partial upload belongs to one final upload.",
+                partial=upload_id,
+                final=waiting[0],
             )
         return upload
 
@@ -131,8 +188,11 @@ class Concatenator:
     async def _join(self, final: Upload, partials: list[Upload]) -> StoredImage:
         total = sum(p.size for p in partials)
         if total > self.lifecycle.max_size:
-            await self.lifecycle.free(final)
-            self.lifecycle.check_size(total)
+            # A deferred length grew past the budget: refused before a byte is copied, and
+            # the final and its pieces are freed, as for any refused final upload.
+            for upload in (final, *partials):
+                await self.lifecycle.free(upload)
+            self.lifecycle.check_size(total, "final upload")
         if final.length_deferred:
             await self.meta.set_length(final.id, total)
             final = replace(final, size=total, length_deferred=False)

@@ -1,5 +1,5 @@
 """``Blobs`` on local disk: files under ``blobs/``, ``derived/`` and (finished uploads not yet
-kept) ``staging/``."""
+kept) ``staging/``. ``put_small`` on a full file system is ``InsufficientStorage``."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ class LocalBlobs(Blobs):
                 os.close(fd)
             self._at.fsync_dir(path.parent)
 
-        await to_thread.run_sync(write)
+        with files.room(key):
+            await to_thread.run_sync(write)
 
     @asynccontextmanager
     async def materialize(self, key: str) -> AsyncIterator[Path]:

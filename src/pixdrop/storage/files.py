@@ -2,6 +2,8 @@
 
 Every function here is blocking and runs on a worker thread (``anyio.to_thread``); none of
 them flushes anything unless asked, so the caller decides what is synced (``sync=False``).
+``room`` is the store's edge for a full file system: it turns ``ENOSPC`` and ``EDQUOT`` into
+``InsufficientStorage`` (507).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import errno
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from anyio import to_thread
+
+from pixdrop.errors import InsufficientStorage
 
 #: Gather this many bytes of request body before one pwritev: few syscalls and thread hops,
 #: and no copy (pwritev takes the received buffers as they are).
@@ -21,6 +26,24 @@ WRITE_BATCH = 1024 * 1024
 READ_BLOCK = 1024 * 1024
 DIGEST_BLOCK = 4 * 1024 * 1024
 _IOV_MAX = 1024
+#: What a write, sync, copy or mkdir fails with when the file system (or a quota) is full.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextmanager
+def room(what: str) -> Iterator[None]:
+    """Raise ``InsufficientStorage`` for a full file system inside the block, naming *what*
+    was being written; other errors pass unchanged. Whatever the block wrote before it failed
+    was not acknowledged, so a caller that records nothing loses nothing."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise InsufficientStorage(
+            f"The server's disk is full: {what} could not be stored. Nothing stored before "
+            "was lost; try again later, once there is room.",
+        ) from exc
 
 
 def fsync_dir(path: Path) -> None:

@@ -44,6 +44,7 @@ from pixdrop.storage.s3_client import (
     MAX_PARTS,
     MIN_PART_SIZE,
     Bucket,
+    MemoryBudget,
     Spool,
     content_name,
     error_code,
@@ -87,6 +88,7 @@ class S3Staging(Staging):
         self.bucket = bucket
         self.scratch = scratch
         self.part_size = bucket.location.part_size
+        self.part_memory = MemoryBudget()
 
     # --- begin, stale, abort
 
@@ -184,7 +186,7 @@ class S3Staging(Staging):
                 )
         else:
             await check_upload(self.bucket, key, parsed)
-        spool = Spool(parsed.part_size, self.scratch)
+        spool = Spool(parsed.part_size, self.scratch, self.part_memory)
         try:
             sha256 = await self._drain(data, observe, spool.add_all)
             if spool.size > MAX_PART_SIZE:

@@ -6,6 +6,9 @@ before ``put_part`` returns. ``finish`` answers the staging file itself (key
 (no byte is copied; a crash before the caller records the image leaves the staging file
 intact, so the completion can simply run again) and ``abort`` removes the staging name.
 The token of a local upload is the empty string.
+
+A full file system (``ENOSPC``, ``EDQUOT``) is ``InsufficientStorage`` from every method that
+writes (``files.room``); a part that fails so is not returned, so its bytes are not recorded.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ class LocalStaging(Staging):
             if durable:  # the name must outlive a power cut once parts are recorded against it
                 self._at.fsync_dir(self._at.staging_dir)
 
-        await to_thread.run_sync(create)
+        with files.room("a new upload"):
+            await to_thread.run_sync(create)
         return ""
 
     async def put_part(
@@ -78,7 +82,8 @@ class LocalStaging(Staging):
             for block in batch:
                 hasher.update(block)
 
-        written = await self._write(upload_id, offset, data, see)
+        with files.room(f"{upload_id}'s bytes at {offset}"):
+            written = await self._write(upload_id, offset, data, see)
         return Part(offset, offset + written, hasher.hexdigest(), number)
 
     async def _write(
@@ -153,7 +158,8 @@ class LocalStaging(Staging):
             finally:
                 os.close(fd)
 
-        await to_thread.run_sync(cut)
+        with files.room(f"the end of {upload_id}"):
+            await to_thread.run_sync(cut)
 
     async def join(
         self, upload_id: str, token: str, sources: Sequence[tuple[str, str, Sequence[Part]]]
@@ -187,7 +193,8 @@ class LocalStaging(Staging):
             finally:
                 os.close(out)
 
-        await to_thread.run_sync(concat)
+        with files.room(f"the joined upload {upload_id}"):
+            await to_thread.run_sync(concat)
 
     async def keep(self, upload_id: str, token: str, key: str) -> None:
         staging, blob = self._at.staging(upload_id), self._at.content(key)
@@ -203,9 +210,13 @@ class LocalStaging(Staging):
                 if blob.exists():
                     return  # kept, then aborted: a completion run again
                 raise
+            except OSError:
+                os.chmod(staging, 0o600)  # not kept (a full disk): writable as before
+                raise
             self._at.fsync_dir(blob.parent)
 
-        await to_thread.run_sync(link)
+        with files.room(f"the image of {upload_id}"):
+            await to_thread.run_sync(link)
 
     async def abort(self, upload_id: str, token: str) -> None:
         path = self._at.staging(upload_id)
