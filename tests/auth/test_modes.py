@@ -49,7 +49,7 @@ def test_open_mode_still_knows_keys(server_factory: ServerFactory, database_url:
         anonymous = client.post("/v1/images", content=tiny_image(seed=1)).json()
         mine = client.post("/v1/images", content=tiny_image(seed=2), headers=bearer(secret)).json()
         everyone = [i["id"] for i in client.get("/v1/images").json()["images"]]
-        assert set(everyone) == {anonymous["id"], mine["id"]}
+        assert {anonymous["id"], mine["id"]} <= set(everyone)  # the database may hold others
         own = client.get("/v1/images", headers=bearer(secret)).json()["images"]
         assert [i["id"] for i in own] == [mine["id"]]
         forged = secret[:-4] + ("AAAA" if not secret.endswith("AAAA") else "BBBB")

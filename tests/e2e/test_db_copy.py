@@ -56,7 +56,9 @@ def test_a_sqlite_site_moves_to_postgresql(tmp_path: Path, empty_postgres_url: s
     result = _copy(data_dir, empty_postgres_url)
     assert result.returncode == 0, result.stderr
     # Two images, one finished upload and its four parts; the unfinished upload stays behind.
-    assert "copied 2 images, 1 uploads, 0 upload_concat, 4 upload_parts" in result.stderr
+    assert (
+        "copied 0 api_keys, 2 images, 1 uploads, 0 upload_concat, 4 upload_parts" in result.stderr
+    )
 
     new = ServerProcess(tmp_path, data_dir, empty_postgres_url)
     try:
