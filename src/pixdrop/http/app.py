@@ -289,9 +289,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"])
     # Innermost first: method override and tus versioning see the request before routing;
     # CORS answers preflights before anything else; the request log wraps it all.
-    # Credentials first resolved (innermost, so its 401 still gets Tus-Resumable and CORS).
-    app.add_middleware(AuthMiddleware)
     app.add_middleware(tus.TusMiddleware, mount=settings.tus_path)
+    # The credential, resolved once: inside CORS (a 401 still reaches browser code), outside
+    # anything that counts by the principal (a rate limiter goes between tus and this).
+    app.add_middleware(AuthMiddleware)
     origins = settings.cors_origin_list
     if origins:
         app.add_middleware(
