@@ -6,6 +6,7 @@ There is no module-level instance: the CLI (or a test) builds one and hands it t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -250,6 +251,24 @@ class Settings(BaseSettings):
         description="When the pre-create hook fails (no answer, or not a decision): 'closed' "
         "refuses the upload (503), 'open' lets it in.",
     )
+    auth: Literal["keys", "none"] | None = Field(
+        None,
+        description="Access control: 'keys' (requests need an API key, docs/auth.md) or "
+        "'none' (anyone may upload, list and delete with the delete token). Default: 'none' "
+        "on a loopback address, 'keys' on any other.",
+    )
+    signing_key: str | None = Field(
+        None,
+        min_length=16,
+        description="Secret that signs URLs of private images (GET /v1/images/{id}/signed-url); "
+        "the same on every node (default: a random one per process, for one node only).",
+    )
+    signing_key_previous: str | None = Field(
+        None,
+        min_length=16,
+        description="The signing key before the current one: URLs it signed keep working "
+        "while keys are rotated.",
+    )
 
     @field_validator("formats")
     @classmethod
@@ -304,6 +323,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def auth_mode(self) -> Literal["keys", "none"]:
+        """``auth`` as given; by default ``none`` on a loopback address, else ``keys``."""
+        if self.auth is not None:
+            return self.auth
+        return "none" if is_loopback(self.host) else "keys"
+
+    @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside the data directory."""
         if self.database_url:
@@ -355,6 +381,16 @@ def parse_presets(value: str) -> dict[str, int]:
     return presets
 
 
+def is_loopback(host: str) -> bool:
+    """Whether *host* (an address or ``localhost``) is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_sizes(value: str) -> tuple[int, ...]:
     """``64,128`` → ``(64, 128)``; raise ``ValueError``."""
     parts = [part.strip() for part in value.split(",") if part.strip()]
@@ -371,7 +407,7 @@ def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
     """``PIXDROP_*`` variables that name no setting (pydantic-settings ignores them silently)."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     # Read by the client commands, not the server.
-    known.update({ENV_PREFIX + "SERVER", ENV_PREFIX + "CLIENT_STATE_DIR"})
+    known.update({ENV_PREFIX + "SERVER", ENV_PREFIX + "CLIENT_STATE_DIR", ENV_PREFIX + "API_KEY"})
     return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
 
 

@@ -12,9 +12,10 @@ The tree::
     │   ├── InvalidResumableRequest   400  bad tus / IETF draft header (Upload-Length, ...)
     │   │   └── InconsistentUploadLength  400  IETF: lengths that disagree (IANA type)
     │   └── CompletedUpload           400  IETF: append to a completed upload (IANA type)
-    ├── Unauthorized                  401  missing delete token
-    ├── Forbidden                     403  wrong delete token
+    ├── Unauthorized                  401  missing or unknown credential (key, delete token)
+    ├── Forbidden                     403  wrong delete token, scope or owner
     │   ├── FinalUploadNotWritable    403  PATCH to a tus final (concatenated) upload
+    │   ├── QuotaExceeded             403  a key's quota of bytes or open uploads is used up
     │   └── GrantExpired              403  a direct-upload grant past its expiry
     ├── NotFound                      404
     │   ├── UploadNotFound            404
@@ -159,6 +160,11 @@ class FinalUploadNotWritable(Forbidden):
 class GrantExpired(Forbidden):
     slug = "grant-expired"
     title = "Direct-upload grant expired"
+
+
+class QuotaExceeded(Forbidden):
+    slug = "quota-exceeded"
+    title = "Quota exceeded"
 
 
 class NotFound(PixdropError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -76,6 +77,16 @@ class Upload:
     #: against ``--max-open-uploads-per-client``), and the direct-upload grant it presented.
     client: str | None = None
     grant_id: str | None = None
+    #: The key id the upload counts against (``Principal.owner``); None: made anonymously.
+    owner: str | None = None
+    #: The image it makes is private: readable by its owner's read keys or a signed URL.
+    private: bool = False
+
+    @property
+    def reserved_bytes(self) -> int:
+        """The bytes this upload holds of its owner's quota while it is open: its declared
+        size (0 while deferred); a tus final upload holds none (its partials hold them)."""
+        return 0 if self.is_final else self.size
 
     @property
     def is_partial(self) -> bool:
@@ -234,6 +245,10 @@ class Image:
     has_alpha: bool = False
     placeholder: str | None = None
     has_gps: bool = False
+    #: The key id that made the image (``Principal.owner``); None: made anonymously.
+    owner: str | None = None
+    #: Readable only by the owner's read keys or a signed URL (``docs/auth.md``).
+    private: bool = False
 
     @property
     def blob_key(self) -> str:
@@ -276,3 +291,44 @@ class Opener:
     #: True when the open uploads of *client* count against its cap (anonymous and grant
     #: traffic); a key's open uploads are capped per key instead.
     counted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who what a request creates belongs to, and whether its images are private.
+
+    Set by the HTTP layer for the duration of a request (``ATTRIBUTION``); the services stamp
+    it on the uploads and images they create, whatever the protocol, without reading headers.
+    """
+
+    owner: str | None = None
+    private: bool = False
+
+
+#: The current request's attribution (anonymous and public by default). The default is a
+#: frozen dataclass, never mutated: sharing it is safe.
+_NOBODY = Attribution()
+ATTRIBUTION: ContextVar[Attribution] = ContextVar("pixdrop_attribution", default=_NOBODY)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored: its public id, a hash of its secret (never the secret), its
+    scopes and limits, and its quota accounting (bytes held, uploads open)."""
+
+    id: str
+    name: str
+    secret_hash: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    quota: int | None = None
+    max_open_uploads: int | None = None
+    rate: str | None = None
+    used_bytes: int = 0
+    open_uploads: int = 0
+
+    def usable(self, now: datetime) -> bool:
+        """Neither revoked nor expired at *now*."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pixdrop.models import (
+    ApiKey,
     Grant,
     Image,
     ImageDetails,
@@ -179,7 +180,16 @@ class BlobStore(Protocol):
 
 
 class MetadataStore(Protocol):
-    """Upload and image records. Every method is atomic."""
+    """Upload and image records, and API keys. Every method is atomic.
+
+    Quotas: a record with an ``owner`` that has a key counts against that key, in the same
+    transaction that writes it. Creating an open upload takes its ``reserved_bytes`` and one
+    open upload; recording an image (``create_image``, or ``create_upload`` with an image)
+    takes its size; completing an upload turns its reservation into its image's size;
+    deleting an open upload or an image gives back what it held; ``set_length`` takes the
+    size it fixes. A write that would take a key past its ``quota`` or ``max_open_uploads``
+    raises ``QuotaExceeded`` and records nothing.
+    """
 
     async def create_upload(
         self, upload: Upload, *, parts: Sequence[Part] = (), image: Image | None = None
@@ -259,11 +269,24 @@ class MetadataStore(Protocol):
         """Delete the image record (no error if absent)."""
 
     async def list_images(
-        self, limit: int, after: tuple[datetime, str] | None = None
+        self, limit: int, after: tuple[datetime, str] | None = None, owner: str | None = None
     ) -> list[Image]:
         """Images newest first (by ``created_at``, then ``id``, both descending), at most
         *limit*; with *after* (the ``(created_at, id)`` of the last image of a previous page),
-        only those that come after it in that order, so pages never overlap or skip."""
+        only those that come after it in that order, so pages never overlap or skip; with
+        *owner*, only the images of that key."""
+
+    async def create_key(self, key: ApiKey) -> None:
+        """Record a new API key (its usage counters as given, normally zero)."""
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        """The key with this public id (revoked and expired ones too); None if there is none."""
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+
+    async def revoke_key(self, key_id: str, now: datetime) -> bool:
+        """Mark the key revoked at *now*; False if there is none or it was revoked already."""
 
     async def count_images_with_sha256(self, sha256: str) -> int:
         """How many image records reference the blob *sha256*."""

@@ -7,6 +7,7 @@ import click
 from pixdrop import __version__
 from pixdrop.cli import images, transfer
 from pixdrop.cli.db import db
+from pixdrop.cli.keys import keys
 from pixdrop.cli.serve import serve
 from pixdrop.cli.store import store
 from pixdrop.cli.webhooks import webhooks
@@ -22,6 +23,7 @@ main.add_command(serve)
 main.add_command(store)
 main.add_command(db)
 main.add_command(webhooks)
+main.add_command(keys)
 for command in (
     transfer.upload,
     transfer.uploads,

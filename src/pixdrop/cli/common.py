@@ -72,7 +72,31 @@ def size_option(ctx: click.Context, param: click.Parameter, value: str | None) -
 # --- options ----------------------------------------------------------------------------------
 
 
+_API_KEY = "pixdrop.api_key"
+
+
+def _keep_api_key(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_API_KEY] = value or None
+
+
+def api_key() -> str | None:
+    """The ``--api-key`` (or ``PIXDROP_API_KEY``) of the running command, if any."""
+    value = click.get_current_context().meta.get(_API_KEY)
+    return value if isinstance(value, str) else None
+
+
 def server_option(func: F) -> F:
+    """``--server`` and ``--api-key``: where the command goes, and the key it sends there."""
+    func = click.option(
+        "--api-key",
+        envvar="PIXDROP_API_KEY",
+        default=None,
+        metavar="KEY",
+        expose_value=False,
+        callback=_keep_api_key,
+        help="API key sent as 'Authorization: Bearer' (servers in --auth keys need one) "
+        "[env: PIXDROP_API_KEY]",
+    )(func)
     return click.option(
         "--server",
         envvar="PIXDROP_SERVER",

@@ -11,6 +11,7 @@ import click
 from pixdrop.cli.common import (
     EXIT_CODES,
     EXIT_FAILED,
+    api_key,
     emit,
     error_json,
     fail,
@@ -60,7 +61,7 @@ def ls(limit: int, cursor: str | None, every: bool, server: str, as_json: bool) 
         raise click.UsageError("--all starts from the newest image: leave --cursor out")
     count = 0
     try:
-        with Client(server, on_retry=note_retry) as client:
+        with Client(server, token=api_key(), on_retry=note_retry) as client:
             while True:
                 page = client.list_images(limit=limit, cursor=cursor)
                 for image in page.images:
@@ -109,7 +110,7 @@ def get(image_id: str, output: str | None, server: str, as_json: bool) -> None:
     complete and verified (an interrupted run leaves nothing behind).
     """
     try:
-        with Client(server, on_retry=note_retry) as client:
+        with Client(server, token=api_key(), on_retry=note_retry) as client:
             image = client.get(image_id)
             if output is not None:
                 dest = sys.stdout.buffer if output == "-" else Path(output)
@@ -150,7 +151,7 @@ def rm(image_id: str, token: str | None, server: str, as_json: bool) -> None:
     """
     tokens = TokenStore()
     try:
-        with Client(server, on_retry=note_retry) as client:
+        with Client(server, token=api_key(), on_retry=note_retry) as client:
             deleted_here = tokens.was_deleted(client.base_url, image_id)
             token = token or tokens.load(client.base_url, image_id)
             if token is None and not deleted_here:

@@ -20,6 +20,7 @@ from pixdrop.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     UPLOAD_EXIT_CODES,
+    api_key,
     emit,
     error_json,
     fail,
@@ -143,6 +144,7 @@ def upload(paths: tuple[str, ...], server: str, no_resume: bool, **options: Any)
     with Reporter(files, options["as_json"]) as reporter:
         client = Client(
             server,
+            token=api_key(),
             resume=not no_resume,
             max_connections=options["parallel"],
             on_retry=reporter.retry,
@@ -201,7 +203,7 @@ def uploads(server: str, as_json: bool) -> None:
     """
     store = ResumeStore()
     known = store.records()
-    with Client(server, on_retry=note_retry) as client:
+    with Client(server, token=api_key(), on_retry=note_retry) as client:
         mine = [(key, r) for key, r in known if r.server == client.base_url]
         failed = False
         for _, record in mine:
@@ -267,7 +269,7 @@ def status(upload_id: str, server: str, as_json: bool) -> None:
     UPLOAD_ID is printed by `pixdrop upload` and listed by `pixdrop uploads`.
     """
     try:
-        with Client(server, on_retry=note_retry) as client:
+        with Client(server, token=api_key(), on_retry=note_retry) as client:
             found = client.status(upload_id)
     except PixdropClientError as exc:
         fail(exc, as_json)

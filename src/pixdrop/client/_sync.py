@@ -50,13 +50,13 @@ def _serialized(callback: Callable[[RetryNotice], None]) -> Callable[[RetryNotic
 class Client:
     """A blocking pixdrop client (httpx underneath).
 
-    ``token`` is sent as ``Authorization: Bearer`` on every request (for a gateway in front of
-    pixdrop; a delete sends its delete token instead). Files up to ``single_request_limit``
-    bytes (default: the chunk size, 8 MiB when none is asked for) go in one request, larger
-    ones in chunks. ``resume`` (default on) keeps a resume record per file under
-    ``state_dir``. ``on_retry`` is told of every failed attempt that will be retried (a
-    ``RetryNotice``), from worker threads, one call at a time. ``transport`` replaces httpx's
-    network transport, e.g. in tests.
+    ``token`` (an API key, ``docs/auth.md``) is sent as ``Authorization: Bearer`` on every
+    request; a delete sends the image's delete token beside it (``Pixdrop-Delete-Token``).
+    Files up to ``single_request_limit`` bytes (default: the chunk size, 8 MiB when none is
+    asked for) go in one request, larger ones in chunks. ``resume`` (default on) keeps a
+    resume record per file under ``state_dir``. ``on_retry`` is told of every failed attempt
+    that will be retried (a ``RetryNotice``), from worker threads, one call at a time.
+    ``transport`` replaces httpx's network transport, e.g. in tests.
     """
 
     def __init__(

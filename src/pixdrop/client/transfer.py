@@ -350,5 +350,6 @@ def list_flow(limit: int | None, cursor: str | None) -> Flow[ImagePage]:
 
 
 def delete_flow(image_id: str, delete_token: str) -> Flow[None]:
-    headers = {"Authorization": f"Bearer {delete_token}"}
+    # Its own header: an API key, if the client has one, still goes as Authorization.
+    headers = {"Pixdrop-Delete-Token": delete_token}
     yield from _call(Call("DELETE", f"/v1/images/{path_segment(image_id)}", headers=headers))

@@ -12,18 +12,25 @@ from typing import Any
 
 import anyio
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from pixdrop import __version__, logs, metrics
+from pixdrop.auth.grants import GrantResolver
+from pixdrop.auth.keys import KeyResolver
+from pixdrop.auth.middleware import AuthMiddleware
+from pixdrop.auth.principal import GRANT_PREFIX, KEY_PREFIX
 from pixdrop.auth.ratelimit import RateLimiter
-from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, load_settings
+from pixdrop.auth.scopes import ANY, require
+from pixdrop.auth.signing import UrlSigner
+from pixdrop.config import KNOWN_FORMATS, ConfigError, Settings, is_loopback, load_settings
 from pixdrop.http import (
     chunks,
     direct,
     errors,
+    keys,
     limits,
     listing,
     openapi,
@@ -191,7 +198,21 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
             int(settings.append_checkpoint_bytes), settings.append_checkpoint_seconds
         ),
     )
+    signer = UrlSigner([settings.signing_key, settings.signing_key_previous])
+    if signer.ephemeral:
+        log.warning(
+            "no --signing-key: signed URLs of private images work on this process only, "
+            "until it restarts"
+        )
+    direct = DirectUploads(
+        meta=meta,
+        clock=utcnow,
+        formats=tuple(formats),
+        max_image_size=int(settings.max_image_size),
+    )
     return Runtime(
+        resolvers={KEY_PREFIX: KeyResolver(meta), GRANT_PREFIX: GrantResolver(direct)},
+        signer=signer,
         settings=settings,
         images=images,
         uploads=uploads,
@@ -201,12 +222,7 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
         oneshot=resumable.oneshot,
         lifecycle=lifecycle,
         completion=completion,
-        direct=DirectUploads(
-            meta=meta,
-            clock=utcnow,
-            formats=tuple(formats),
-            max_image_size=int(settings.max_image_size),
-        ),
+        direct=direct,
     )
 
 
@@ -378,16 +394,24 @@ def create_app(settings: Settings) -> FastAPI:
         generate_unique_id_function=openapi.operation_id,
     )
     app.state.settings = settings
+    if settings.auth_mode == "none" and not is_loopback(settings.host):
+        log.warning(
+            "--auth none on %s: anyone who can reach this address may upload, list and read "
+            "every image; use --auth keys (docs/auth.md)",
+            settings.host,
+        )
     errors.install(app)
-    app.include_router(simple.router)
-    app.include_router(direct.router)
-    app.include_router(chunks.router)
+    upload, anyone = [Depends(require("upload"))], [Depends(require(ANY))]
+    app.include_router(simple.router, dependencies=upload)
+    app.include_router(direct.router)  # its routes say what they need (the upload URL: none)
+    app.include_router(chunks.router, dependencies=upload)
     app.include_router(listing.router)
     app.include_router(serve.router)
     app.include_router(variants.router)  # after serve: /original is not a variant
-    app.include_router(limits.router)
+    app.include_router(limits.router, dependencies=anyone)
+    app.include_router(keys.router)
     app.include_router(web.router)
-    app.include_router(tus.router(settings))
+    app.include_router(tus.router(settings), dependencies=upload)
     app.add_api_route(
         "/healthz",
         _healthz,
@@ -422,6 +446,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(
             RateLimitMiddleware, limiter=limiter, trust_forwarded=settings.trust_forwarded
         )
+    # The credential, resolved once: inside CORS (a 401 still reaches browser code), outside
+    # the rate limiter (which counts by the principal).
+    app.add_middleware(AuthMiddleware)
     origins = settings.cors_origin_list
     if origins:
         app.add_middleware(

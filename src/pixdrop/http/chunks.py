@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from pixdrop.auth.middleware import mark_private
 from pixdrop.http import wire
 from pixdrop.http.direct import opener_of
 from pixdrop.http.errors import invalid_request
@@ -43,6 +44,9 @@ class CreateUpload(BaseModel):
     )
     filename: str | None = Field(None, max_length=1024)
     content_type: str | None = Field(None, max_length=255)
+    private: bool = Field(
+        False, description="The image is readable only by the owner's keys or signed URLs."
+    )
 
 
 def _parse_create(raw: bytes) -> CreateUpload:
@@ -72,6 +76,8 @@ async def create_upload(request: Request) -> JSONResponse:
     # The body is read by hand, not by FastAPI, so that it is bounded (MAX_JSON_BODY).
     spec = _parse_create(await read_json_body(request))
     rt = runtime(request)
+    if spec.private:
+        mark_private()
     status = await rt.uploads.create(
         size=spec.size,
         chunk_size=spec.chunk_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from pixdrop.auth.scopes import keys_required
 from pixdrop.http.problems import problems
 from pixdrop.http.schemas import LimitsOut
 from pixdrop.http.state import runtime
@@ -42,5 +43,11 @@ async def get_limits(request: Request) -> JSONResponse:
             "variant_sizes": list(rt.renditions.sizes),
             "variant_formats": ["auto", *rt.renditions.codec.encodes],
         },
-        headers={"Cache-Control": "public, max-age=60"},
+        # Behind --auth keys the answer is for key holders: no shared cache, and none that
+        # would answer a request without the key.
+        headers=(
+            {"Cache-Control": "private, max-age=60", "Vary": "Authorization"}
+            if keys_required(request)
+            else {"Cache-Control": "public, max-age=60"}
+        ),
     )

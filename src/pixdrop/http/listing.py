@@ -1,10 +1,11 @@
 """``GET /v1/images``: the stored images, newest first, a page at a time.
 
-There is no access control yet, so this lists the newest images on the server, whoever sent
-them. A page ends with ``next_cursor``: an opaque token for the next page (``null`` on the
-last). It encodes the ``(created_at, id)`` of the page's last image, and the next page starts
-strictly after it in that order, so pages never overlap nor skip an image, however many are
-added (they are newer: a new listing shows them) or deleted meanwhile.
+With a key, it lists that key's own images (an admin key: every image); under ``--auth
+none`` without a key, every image on the server. A page ends with ``next_cursor``: an opaque
+token for the next page (``null`` on the last). It encodes the ``(created_at, id)`` of the
+page's last image, and the next page starts strictly after it in that order, so pages never
+overlap nor skip an image, however many are added (they are newer: a new listing shows
+them) or deleted meanwhile.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import binascii
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from pixdrop.auth.principal import principal_of
+from pixdrop.auth.scopes import require
 from pixdrop.errors import BadRequest
 from pixdrop.http.problems import problems
 from pixdrop.http.schemas import ImagePage
@@ -61,8 +64,10 @@ def decode_cursor(token: str) -> tuple[datetime, str]:
 @router.get(
     "/v1/images",
     summary="List images, newest first, a page at a time",
-    description="The newest images on the server (there is no access control yet). Pass a "
-    "page's next_cursor as ?cursor= to get the next page; next_cursor is null on the last.",
+    description="The caller's images, newest first (an admin key's: all of them; without a "
+    "key under --auth none: all of them). Pass a page's next_cursor as ?cursor= to get the "
+    "next page; next_cursor is null on the last.",
+    dependencies=[Depends(require("read"))],
     response_model=ImagePage,
     responses=problems("list_images"),
 )
@@ -76,7 +81,10 @@ async def list_images(
     ] = None,
 ) -> JSONResponse:
     after = decode_cursor(cursor) if cursor else None
-    images, last = await runtime(request).images.list(limit, after)
+    principal = principal_of(request)
+    sees_all = principal.kind == "anonymous" or "admin" in principal.scopes
+    owner = None if sees_all else principal.owner
+    images, last = await runtime(request).images.list(limit, after, owner=owner)
     base = base_url(request)
     return JSONResponse(
         {

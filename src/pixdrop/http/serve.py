@@ -10,13 +10,19 @@ with the extension of the type actually served (a download can never be saved as
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import quote
+from typing import Annotated
+from urllib.parse import quote, urlencode
 
 from anyio import to_thread
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from pixdrop.auth.principal import GRANT_PREFIX, KEY_PREFIX, principal_of
+from pixdrop.auth.scopes import can_manage, check_private_read, require
+from pixdrop.auth.signing import MAX_EXPIRES_IN
+from pixdrop.errors import Forbidden
 from pixdrop.http.problems import problems
 from pixdrop.http.schemas import BLOB_RESPONSES, REDIRECT_RESPONSE, ImageOut
 from pixdrop.http.state import base_url, runtime
@@ -27,6 +33,8 @@ from pixdrop.protocols.http_range import etag_matches, parse_range
 
 router = APIRouter(tags=["images"])
 
+#: Bearer tokens with these prefixes are credentials, never an old-style delete token.
+CREDENTIAL_PREFIXES = (KEY_PREFIX, GRANT_PREFIX)
 IMMUTABLE = "public, max-age=31536000, immutable"
 #: For the uploader's own view of an original that has a location: no shared cache keeps it.
 PRIVATE = "private, max-age=31536000, immutable"
@@ -40,9 +48,60 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 Reader = Callable[[int, int], AsyncIterator[bytes]]
 
 
-def bearer_token(request: Request) -> str | None:
+#: The delete token's own header, and its own ``Authorization`` scheme: neither can be taken
+#: for an API key. ``Authorization: Bearer <delete token>`` still works for one release, with
+#: a ``Deprecation`` header (docs/auth.md).
+DELETE_TOKEN_HEADER = "pixdrop-delete-token"  # noqa: S105 (a header's name)
+DELETE_TOKEN_SCHEME = "pixdrop-delete-token"  # noqa: S105 (a scheme's name)
+#: RFC 9745: the old form is deprecated since this release (an @-prefixed Unix time).
+DEPRECATED_SINCE = "@1798761600"
+#: Private images: each client keeps its own copy, revalidated (ETag) on every use.
+PRIVATE_IMAGE = "private, no-cache"
+
+
+def delete_token(request: Request) -> tuple[str | None, bool]:
+    """The image delete token the request carries, and whether in the deprecated form
+    (``Authorization: Bearer <token>`` with a token of no credential prefix)."""
+    own = request.headers.get(DELETE_TOKEN_HEADER, "").strip()
+    if own:
+        return own, False
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    token = token.strip()
+    if not token:
+        return None, False
+    if scheme.lower() == DELETE_TOKEN_SCHEME:
+        return token, False
+    if scheme.lower() == "bearer" and not token.startswith(CREDENTIAL_PREFIXES):
+        return token, True
+    return None, False
+
+
+def _deprecation(headers: dict[str, str]) -> dict[str, str]:
+    headers["Deprecation"] = DEPRECATED_SINCE
+    headers["Link"] = '</docs/auth.md#delete-tokens>; rel="deprecation"'
+    return headers
+
+
+def signed(request: Request, image: Image) -> bool:
+    """Whether the request's URL carries a valid signature of *image* (``?expires=&sig=``)."""
+    expires, sig = request.query_params.get("expires"), request.query_params.get("sig")
+    if not expires or not sig:
+        return False
+    return runtime(request).signer.verify(image.id, expires, sig, time.time())
+
+
+async def readable_image(request: Request, image_id: str) -> Image:
+    """The image, if this request may read it (``auth.scopes.check_private_read``)."""
+    image = await runtime(request).images.get(image_id)
+    if image.private:
+        opened = signed(request, image) or is_uploader(request, image)
+        check_private_read(principal_of(request), image, signed=opened)
+    return image
+
+
+def is_uploader(request: Request, image: Image) -> bool:
+    """Whether the request carries *image*'s delete token: the uploader's own mark."""
+    return runtime(request).images.is_uploader(image, delete_token(request)[0])
 
 
 def download_name(image: Image, fmt: str, suffix: str = "") -> str:
@@ -104,8 +163,9 @@ def send_blob(
     responses=problems("get_image"),
 )
 async def get_image(request: Request, image_id: str) -> JSONResponse:
-    image = await runtime(request).images.get(image_id)
-    return JSONResponse(image_json(image, base_url(request)))
+    image = await readable_image(request, image_id)
+    headers = {"Cache-Control": PRIVATE_IMAGE, "Vary": "Authorization"} if image.private else {}
+    return JSONResponse(image_json(image, base_url(request)), headers=headers)
 
 
 ORIGINAL = "/v1/images/{image_id}/original"
@@ -122,17 +182,22 @@ ORIGINAL = "/v1/images/{image_id}/original"
 )
 async def get_original(request: Request, image_id: str) -> Response:
     rt = runtime(request)
-    image = await rt.images.get(image_id)
+    image = await readable_image(request, image_id)
     headers = image_headers(download_name(image, image.format))
     headers["Cache-Control"] = IMMUTABLE
     public = None
     # The original bytes themselves, the same for everyone: what --blob-redirect may send.
-    shared = True
-    if rt.renditions.strip_gps and image.has_gps:
+    # Never a private image's: a presigned URL would outlive the key or signature checked here.
+    shared = not image.private
+    if image.private:
+        # The owner (or a signed URL) gets the exact bytes; no shared cache may keep them.
+        headers["Cache-Control"] = PRIVATE_IMAGE
+        headers["Vary"] = "Authorization"
+    elif rt.renditions.strip_gps and image.has_gps:
         # Two answers for one URL: caches must key them apart, and keep the uploader's private.
         shared = False
         headers["Vary"] = "Authorization"
-        if rt.images.is_uploader(image, bearer_token(request)):
+        if is_uploader(request, image) or can_manage(principal_of(request), image, "read"):
             headers["Cache-Control"] = PRIVATE
         else:
             public = await rt.renditions.public_original(image)
@@ -194,9 +259,52 @@ router.add_api_route(
 @router.delete(
     "/v1/images/{image_id}",
     status_code=204,
-    summary="Delete with the delete token",
+    summary="Delete with the delete token, or a delete key of the owner",
+    description="Send the delete token as 'Pixdrop-Delete-Token: <token>' (or 'Authorization: "
+    "Pixdrop-Delete-Token <token>'), or an API key with scope delete that owns the image (or "
+    "an admin key) as 'Authorization: Bearer <key>'. 'Authorization: Bearer <delete token>' "
+    "still works, answered with a Deprecation header.",
     responses=problems("delete_image"),
 )
 async def delete_image(request: Request, image_id: str) -> Response:
-    await runtime(request).images.delete(image_id, bearer_token(request))
-    return Response(status_code=204)
+    images = runtime(request).images
+    principal = principal_of(request)
+    token, deprecated = delete_token(request)
+    headers = _deprecation({}) if deprecated else {}
+    if token is None and principal.kind == "key":
+        image = await images.get(image_id)
+        if not can_manage(principal, image, "delete"):
+            raise Forbidden(
+                "Only the owner's key with scope delete (or an admin key) deletes this image "
+                "without its delete token."
+            )
+        await images.remove(image)
+        return Response(status_code=204, headers=headers)
+    await images.delete(image_id, token)
+    return Response(status_code=204, headers=headers)
+
+
+@router.get(
+    "/v1/images/{image_id}/signed-url",
+    summary="A URL that reads a private image without a key, until it expires",
+    dependencies=[Depends(require("read"))],
+)
+async def signed_url(
+    request: Request,
+    image_id: str,
+    expires_in: Annotated[int, Query(ge=1, le=MAX_EXPIRES_IN)] = 3600,
+) -> JSONResponse:
+    rt = runtime(request)
+    image = await rt.images.get(image_id)
+    if not (can_manage(principal_of(request), image, "read") or is_uploader(request, image)):
+        raise Forbidden(
+            "Only the owner's read key, an admin key, or the image's delete token "
+            "('Pixdrop-Delete-Token: <token>') signs URLs of this image."
+        )
+    expires = int(time.time()) + expires_in
+    query = urlencode({"expires": expires, "sig": rt.signer.sign(image.id, expires)})
+    url = f"{base_url(request)}/v1/images/{image.id}/original?{query}"
+    return JSONResponse(
+        {"url": url, "query": query, "expires_at": expires},
+        headers={"Cache-Control": "no-store"},
+    )

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from pixdrop.auth.middleware import mark_private
 from pixdrop.errors import PayloadTooLarge
 from pixdrop.http import wire
 from pixdrop.http.direct import opener_of
@@ -47,10 +48,15 @@ ONE_REQUEST_BODY = {
     response_model=ImageOut,
     responses=problems("create_image"),
 )
-async def create_image(request: Request, filename: str | None = None) -> JSONResponse:
-    """Store the request body as an image. ``Content-Digest``/``Repr-Digest`` are verified."""
+async def create_image(
+    request: Request, filename: str | None = None, private: bool = False
+) -> JSONResponse:
+    """Store the request body as an image. ``Content-Digest``/``Repr-Digest`` are verified.
+    ``?private=true``: readable only by the owner's keys or signed URLs."""
     rt = runtime(request)
     opener = await opener_of(request)
+    if private:
+        mark_private()
     limit = rt.settings.max_request_size
     length = content_length(request)
     if length is not None and length > limit:

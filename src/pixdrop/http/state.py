@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from pixdrop.auth.principal import TokenResolver
+from pixdrop.auth.signing import UrlSigner
 from pixdrop.config import Settings
 from pixdrop.ports import MetadataStore
 from pixdrop.protocols.forwarded import forwarded_origin
@@ -32,6 +34,10 @@ class Runtime:
     lifecycle: Lifecycle
     completion: Completion
     direct: DirectUploads
+    #: Bearer secrets' resolvers by prefix (``auth.middleware``): API keys, grants.
+    resolvers: dict[str, TokenResolver] = field(default_factory=dict)
+    #: Signs and checks the URLs of private images.
+    signer: UrlSigner = field(default_factory=lambda: UrlSigner([]))
 
 
 def runtime(request: Request) -> Runtime:

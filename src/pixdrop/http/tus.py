@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pixdrop.auth.middleware import is_true, mark_private
 from pixdrop.config import Settings
 from pixdrop.errors import InvalidResumableRequest, UnsupportedProtocolVersion
 from pixdrop.http import ietf
@@ -194,6 +195,8 @@ async def create(request: Request) -> Response:
         mount=runtime(request).settings.tus_path,
         supported=CHECKSUM_ALGORITHMS,
     )
+    if creation.metadata and is_true(tus.parse_metadata(creation.metadata).get("private")):
+        mark_private()  # Upload-Metadata: private dHJ1ZQ== ("true"), as Uppy sends fields
     if creation.final is not None:
         return await _create_final(request, creation, creation.final)
     if creation.whole:

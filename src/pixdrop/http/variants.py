@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from pixdrop.auth.scopes import require
 from pixdrop.errors import NotFound
 from pixdrop.http.problems import problems
 from pixdrop.http.schemas import BLOB_RESPONSES, BlobOut
-from pixdrop.http.serve import IMMUTABLE, download_name, image_headers, send_blob
+from pixdrop.http.serve import (
+    IMMUTABLE,
+    PRIVATE_IMAGE,
+    download_name,
+    image_headers,
+    readable_image,
+    send_blob,
+)
 from pixdrop.http.state import runtime
 from pixdrop.services.renditions import VariantRequest
 
@@ -42,14 +50,17 @@ async def get_variant(
     q: str | None = None,
 ) -> Response:
     rt = runtime(request)
-    image = await rt.images.get(image_id)
+    image = await readable_image(request, image_id)
     wanted = VariantRequest(variant, w, h, fit, format, q, request.headers.get("accept", ""))
     spec, negotiated = rt.renditions.resolve(image, wanted)
     rendition = await rt.renditions.variant(image, spec, negotiated)
     headers = image_headers(download_name(image, spec.format, f"-{variant}"))
-    headers["Cache-Control"] = IMMUTABLE
-    if negotiated:
-        headers["Vary"] = "Accept"
+    headers["Cache-Control"] = PRIVATE_IMAGE if image.private else IMMUTABLE
+    vary = ["Accept"] if negotiated else []
+    if image.private:
+        vary.append("Authorization")
+    if vary:
+        headers["Vary"] = ", ".join(vary)
     return send_blob(
         request,
         size=rendition.size,
@@ -78,6 +89,7 @@ BLOB = "/v1/blobs/sha256/{digest}"
     summary="Whether bytes with this sha256 are stored already",
     response_model=BlobOut,
     responses=problems("get_blob"),
+    dependencies=[Depends(require("upload"))],
 )
 async def get_blob(request: Request, digest: str) -> JSONResponse:
     """``200 {"sha256", "size"}`` if an image with exactly these bytes is stored, else 404.
@@ -99,6 +111,7 @@ router.add_api_route(
     get_blob,
     methods=["HEAD"],
     summary="Whether bytes with this sha256 are stored already (headers only)",
+    dependencies=[Depends(require("upload"))],
     operation_id="head_blob",
     response_model=BlobOut,
     responses=problems("head_blob"),

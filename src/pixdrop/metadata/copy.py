@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Select, Table, func, select
 
 from pixdrop.metadata import database_url, engine_for, migrate
 from pixdrop.metadata import tables as t
+from pixdrop.metadata.quotas import recount_usage
 from pixdrop.models import UploadState
 
 __all__ = ["BATCH", "TargetNotEmpty", "copied_tables", "copy_database"]
@@ -106,6 +107,8 @@ def copy_database(
                     copied += len(batch)
                     progress(table.name, len(batch))
                 done.append(TableCopy(table.name, copied))
+            # Uploads left behind held part of their keys' quotas: count usage afresh.
+            recount_usage(writer)
             # Checked inside the transaction: a mismatch rolls the whole copy back.
             counts = _counts(writer, tables)
             for entry in done:

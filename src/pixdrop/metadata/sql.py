@@ -32,9 +32,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, Pool, SingletonThreadPool
 
+from pixdrop.metadata import quotas
 from pixdrop.metadata import statements as q
 from pixdrop.metadata.batching import GroupCommit
-from pixdrop.models import Grant, Image, Part, Upload, UploadState
+from pixdrop.models import ApiKey, Grant, Image, Part, Upload, UploadState
 
 if TYPE_CHECKING:
     from pixdrop.webhooks.events import EventLog
@@ -271,10 +272,27 @@ class SqlMetadataStore:
         await self._write(partial(q.delete_image, image_id=image_id, events=self.events))
 
     async def list_images(
-        self, limit: int, after: tuple[datetime, str] | None = None
+        self, limit: int, after: tuple[datetime, str] | None = None, owner: str | None = None
     ) -> list[Image]:
-        """Images newest first, at most *limit*, those after *after* (``(created_at, id)``)."""
-        return await self._run(partial(q.list_images, limit=limit, after=after))
+        """Images newest first, at most *limit*, those after *after* (``(created_at, id)``);
+        only *owner*'s if given."""
+        return await self._run(partial(q.list_images, limit=limit, after=after, owner=owner))
+
+    async def create_key(self, key: ApiKey) -> None:
+        """Record a new API key; raise ``IntegrityError`` if its id is taken."""
+        await self._write(partial(quotas.create_key, key=key))
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        """The key with this public id, revoked and expired ones included; None if none."""
+        return await self._lookup(partial(quotas.get_key, key_id=key_id))
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        return await self._run(quotas.list_keys)
+
+    async def revoke_key(self, key_id: str, now: datetime) -> bool:
+        """Mark the key revoked at *now*; False if there is none or it was revoked already."""
+        return await self._write(partial(quotas.revoke_key, key_id=key_id, now=now))
 
     async def count_images_with_sha256(self, sha256: str) -> int:
         """How many image records reference the blob *sha256*."""

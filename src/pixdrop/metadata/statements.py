@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from pixdrop.errors import GrantNotFound, ImageNotFound, UploadNotFound
+from pixdrop.metadata.quotas import adjust, reserve
 from pixdrop.metadata.tables import (
     grants,
     images,
@@ -77,6 +78,8 @@ def _upload_from_row(row: Row[Any]) -> Upload:
         store_token=row.store_token,
         client=row.client,
         grant_id=row.grant_id,
+        owner=row.owner,
+        private=bool(row.private),
     )
 
 
@@ -97,6 +100,8 @@ def _image_from_row(row: Row[Any]) -> Image:
         has_alpha=bool(row.has_alpha),
         placeholder=row.placeholder,
         has_gps=bool(row.has_gps),
+        owner=row.owner,
+        private=bool(row.private),
     )
 
 
@@ -119,6 +124,8 @@ def _upload_values(upload: Upload) -> dict[str, Any]:
         "store_token": upload.store_token,
         "client": upload.client,
         "grant_id": upload.grant_id,
+        "owner": upload.owner,
+        "private": upload.private,
     }
 
 
@@ -139,6 +146,8 @@ def _image_values(image: Image) -> dict[str, Any]:
         "has_alpha": image.has_alpha,
         "placeholder": image.placeholder,
         "has_gps": image.has_gps,
+        "owner": image.owner,
+        "private": image.private,
     }
 
 
@@ -259,21 +268,28 @@ def complete_upload(
     conn: Connection, upload_id: str, image: Image, events: EventLog | None = None
 ) -> None:
     conn.execute(insert(images).values(_image_values(image)))
+    # The upload's reservation becomes the image's: one open upload fewer, and the image's
+    # size in place of the declared one (the same but for a tus final upload, which held none).
+    was = conn.execute(_SELECT_UPLOAD, {"upload_id": upload_id}).one_or_none()
     statement = (
         update(uploads)
         .where(uploads.c.id == upload_id)
         .values(state=UploadState.COMPLETED.value, image_id=image.id)
     )
+    if was is None:
+        raise UploadNotFound(f"No upload {upload_id}")
     if events is not None and events.wants("upload.completed", "image.created"):
         # The event shows the upload as it now is: read back by the UPDATE itself.
         row = conn.execute(statement.returning(*uploads.c)).one_or_none()
         if row is None:
             raise UploadNotFound(f"No upload {upload_id}")
         announce(conn, events.upload_completed(_upload_from_row(row), image))
-        return
-    if conn.execute(statement).rowcount != 1:
+    elif conn.execute(statement).rowcount != 1:
         # Raising rolls the image insert back: no image is recorded for a vanished upload.
         raise UploadNotFound(f"No upload {upload_id}")
+    upload = _upload_from_row(was)
+    if upload.state is not UploadState.COMPLETED:
+        adjust(conn, upload.owner, image.size - upload.reserved_bytes, -1)
 
 
 def received_end(conn: Connection, upload_id: str) -> int:
@@ -289,13 +305,21 @@ def set_length(conn: Connection, upload_id: str, size: int) -> bool:
         update(uploads)
         .where(uploads.c.id == upload_id, uploads.c.length_deferred.is_(True))
         .values(size=size, length_deferred=False)
+        .returning(uploads.c.owner, uploads.c.concat)
     )
-    return conn.execute(statement).rowcount == 1
+    row = conn.execute(statement).one_or_none()
+    if row is None:
+        return False
+    # A deferred upload reserved no bytes: it does now (QuotaExceeded rolls the size back).
+    if not (row.concat or "").startswith("final"):
+        reserve(conn, row.owner, size, 0)
+    return True
 
 
 def create_final(
     conn: Connection, upload: Upload, partial_ids: list[str], events: EventLog | None = None
 ) -> None:
+    reserve(conn, upload.owner, upload.reserved_bytes, 1)
     conn.execute(insert(uploads).values(_upload_values(upload)))
     if events is not None:
         announce(conn, events.upload_created(upload))
@@ -345,11 +369,15 @@ def get_image(conn: Connection, image_id: str) -> Image:
     return _image_from_row(row)
 
 
-def list_images(conn: Connection, limit: int, after: tuple[datetime, str] | None) -> list[Image]:
+def list_images(
+    conn: Connection, limit: int, after: tuple[datetime, str] | None, owner: str | None = None
+) -> list[Image]:
     # Newest first, ties broken by id: (created_at, id) is unique, so a page that ends with a
     # row continues exactly after it, whatever is inserted or deleted meanwhile. The index
     # on (created_at, id) serves both the order and the seek.
     query = select(images).order_by(images.c.created_at.desc(), images.c.id.desc()).limit(limit)
+    if owner is not None:  # served by the index on (owner, created_at, id)
+        query = query.where(images.c.owner == owner)
     if after is not None:
         created_at, image_id = after
         query = query.where(
@@ -373,6 +401,11 @@ def create_upload(
     image: Image | None = None,
     events: EventLog | None = None,
 ) -> None:
+    # First (a write, so SQLite takes its lock before any read): the owner's quota.
+    if image is not None:
+        reserve(conn, upload.owner, image.size, 0)
+    elif upload.state is not UploadState.COMPLETED:
+        reserve(conn, upload.owner, upload.reserved_bytes, 1)
     if image is not None:
         conn.execute(insert(images).values(_image_values(image)))
     conn.execute(insert(uploads).values(_upload_values(upload)))
@@ -389,30 +422,40 @@ def delete_upload(
     ending: str | None = None,
     problem: Mapping[str, Any] | None = None,
 ) -> None:
-    statement = delete(uploads).where(uploads.c.id == upload_id)
-    if events is None or ending is None or not events.wants(f"upload.{ending}"):
-        conn.execute(statement)
-        return
+    wanted = (
+        events
+        if ending is not None and events is not None and events.wants(f"upload.{ending}")
+        else None
+    )
     # Reported as the API showed it last: with the chunks it had, read before they go.
-    parts = list_parts(conn, upload_id)
-    row = conn.execute(statement.returning(*uploads.c)).one_or_none()
-    if row is not None:
-        announce(conn, events.upload_ended(_upload_from_row(row), parts, ending, problem))
+    parts = list_parts(conn, upload_id) if wanted is not None else []
+    row = conn.execute(
+        delete(uploads).where(uploads.c.id == upload_id).returning(*uploads.c)
+    ).one_or_none()
+    if row is None:
+        return
+    upload = _upload_from_row(row)
+    # An open upload gives its reservation back; a completed one handed it to its image.
+    if upload.state is not UploadState.COMPLETED:
+        adjust(conn, upload.owner, -upload.reserved_bytes, -1)
+    if wanted is not None and ending is not None:
+        announce(conn, wanted.upload_ended(upload, parts, ending, problem))
 
 
 def create_image(conn: Connection, image: Image, events: EventLog | None = None) -> None:
+    reserve(conn, image.owner, image.size, 0)
     conn.execute(insert(images).values(_image_values(image)))
     if events is not None:
         announce(conn, events.image_created(image))
 
 
 def delete_image(conn: Connection, image_id: str, events: EventLog | None = None) -> None:
-    statement = delete(images).where(images.c.id == image_id)
-    if events is None or not events.wants("image.deleted"):
-        conn.execute(statement)
+    statement = delete(images).where(images.c.id == image_id).returning(*images.c)
+    row = conn.execute(statement).one_or_none()
+    if row is None:
         return
-    row = conn.execute(statement.returning(*images.c)).one_or_none()
-    if row is not None:
+    adjust(conn, row.owner, -row.size, 0)
+    if events is not None and events.wants("image.deleted"):
         announce(conn, events.image_deleted(_image_from_row(row)))
 
 

@@ -7,6 +7,7 @@ Six tables::
     upload_concat  the partial uploads a final (tus concatenation) upload is made of, in order
     images         one row per stored image; several may share a blob (same sha256)
     leases         who works on what right now (an upload's writer, a chunk, the sweeper)
+    api_keys       API keys: a hash of each secret, scopes, limits, and quota accounting
     grants         one-time direct-upload grants (a token's hash, constraints, the image made)
     webhook_endpoints   where events are sent (``pixdrop webhooks add``)
     webhook_deliveries  the outbox: one row per event and endpoint, written with the change
@@ -41,6 +42,7 @@ from sqlalchemy import (
 __all__ = [
     "NAMING_CONVENTION",
     "UtcDateTime",
+    "api_keys",
     "grants",
     "images",
     "leases",
@@ -126,6 +128,10 @@ uploads = Table(
     # counted per address) and the direct-upload grant it presented, if any.
     Column("client", Text, nullable=True),
     Column("grant_id", String(ID), nullable=True),
+    # Added by migration 0006 (access control): the key the upload counts against (no foreign
+    # key: a revoked key's uploads stay), and whether its image will be private.
+    Column("owner", String(ID), nullable=True),
+    Column("private", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("id"),
     CheckConstraint("state IN ('receiving', 'completing', 'completed')", name="state"),
     CheckConstraint("size >= 0", name="size"),
@@ -194,11 +200,16 @@ images = Table(
     Column("has_alpha", Boolean, nullable=False, server_default=false()),
     Column("placeholder", Text, nullable=True),
     Column("has_gps", Boolean, nullable=False, server_default=false()),
+    # Added by migration 0006: who made the image (a key id) and whether it is private.
+    Column("owner", String(ID), nullable=True),
+    Column("private", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("id"),
     # Blobs are shared by content: deleting an image must count the other references.
     Index(None, "sha256"),
     # Added by migration 0005: listing pages newest first (GET /v1/images) seek on it.
     Index("ix_images_created_at_id", "created_at", "id"),
+    # Added by migration 0006: a key's own images, newest first (GET /v1/images with a key).
+    Index("ix_images_owner_created_at_id", "owner", "created_at", "id"),
 )
 
 #: Added by migration 0007. One-time direct-upload grants (``POST /v1/direct-uploads``): only
@@ -279,4 +290,26 @@ webhook_deliveries = Table(
     # The sender asks for the due pending rows, and for earlier pending rows of a resource.
     Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),
     Index("ix_webhook_deliveries_endpoint_resource", "endpoint_id", "resource", "seq"),
+)
+
+#: Added by migration 0006. An API key: ``id`` is public (it is part of the secret, so a
+#: secret is looked up by primary key), ``secret_hash`` the sha256 of the secret's random
+#: part. ``used_bytes`` and ``open_uploads`` are the key's quota accounting, changed only by
+#: conditional UPDATEs in the transactions that create or free uploads and images.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(ID), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("secret_hash", String(SHA256_HEX), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("quota", BigInteger, nullable=True),
+    Column("max_open_uploads", Integer, nullable=True),
+    Column("rate", Text, nullable=True),
+    Column("used_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("open_uploads", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("id"),
 )

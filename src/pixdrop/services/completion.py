@@ -37,6 +37,7 @@ from anyio import to_thread
 from pixdrop import failpoints, metrics, ranges
 from pixdrop.errors import (
     GrantUsed,
+    QuotaExceeded,
     TrailingData,
     UnprocessableImage,
     UploadIncomplete,
@@ -110,6 +111,23 @@ class Staged:
     expected_sha256: str | None = None
     #: The direct-upload grant the upload was opened with, if any (``services/grants.py``).
     grant_id: str | None = None
+    #: Whom the image will belong to, and whether it is private (from the upload).
+    owner: str | None = None
+    private: bool = False
+
+
+def staged_upload(upload: Upload, key: str) -> Staged:
+    """The finished staged object *key* of *upload*, with what the image inherits from it."""
+    return Staged(
+        upload.id,
+        token(upload),
+        key,
+        upload.size,
+        expected_sha256=upload.sha256,
+        owner=upload.owner,
+        private=upload.private,
+        grant_id=upload.grant_id,
+    )
 
 
 class Completion:
@@ -147,14 +165,7 @@ class Completion:
                 missing_ranges=[list(gap) for gap in gaps],
             )
         key = await self.staging.finish(upload.id, token(upload), parts)
-        return Staged(
-            upload.id,
-            token(upload),
-            key,
-            upload.size,
-            expected_sha256=upload.sha256,
-            grant_id=upload.grant_id,
-        )
+        return staged_upload(upload, key)
 
     async def ingest(self, staged: Staged, *, filename: str | None, record: Record) -> StoredImage:
         """Check, keep and record the image in *staged*; ``UnprocessableImage`` if the bytes
@@ -195,7 +206,7 @@ class Completion:
                 digest, (details, _) = staged.sha256, await inspecting
         failpoints.reach("completion.decoded")
         delete_token = secrets.token_urlsafe(32)
-        image = self._image(digest, staged.size, info, details, delete_token, filename)
+        image = self._image(digest, staged, info, details, delete_token, filename)
         async with self.locks.hold_waiting(f"blob/{digest}"):
             # Under the blob's lease every image of these bytes is recorded or deleted: a
             # blob that is not there now is named by no image, so if recording fails (the
@@ -205,7 +216,7 @@ class Completion:
             failpoints.reach("completion.kept")
             try:
                 await record(image)
-            except (UploadNotFound, GrantUsed):
+            except (UploadNotFound, GrantUsed, QuotaExceeded):
                 if kept_here:
                     await self.blobs.delete(image.blob_key)
                 await self.staging.abort(staged.upload_id, staged.token)
@@ -326,7 +337,7 @@ class Completion:
     def _image(
         self,
         digest: str,
-        size: int,
+        staged: Staged,
         info: ImageInfo,
         details: ImageDetails,
         delete_token: str,
@@ -335,7 +346,7 @@ class Completion:
         return Image(
             id=new_id(),
             sha256=digest,
-            size=size,
+            size=staged.size,
             content_type=info.content_type,
             format=info.format,
             width=details.width,
@@ -348,4 +359,6 @@ class Completion:
             has_alpha=details.has_alpha,
             placeholder=details.placeholder,
             has_gps=details.has_gps,
+            owner=staged.owner,
+            private=staged.private,
         )

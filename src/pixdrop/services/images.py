@@ -40,12 +40,11 @@ class ImageService:
         return await self.meta.get_image(image_id)
 
     async def list(
-        self, limit: int, after: tuple[datetime, str] | None = None
+        self, limit: int, after: tuple[datetime, str] | None = None, *, owner: str | None = None
     ) -> tuple[Sequence[Image], tuple[datetime, str] | None]:
         """Up to *limit* images newest first, after the key *after* (``(created_at, id)``), and
-        the key to continue from (``None`` on the last page). There is no access control yet:
-        these are the newest on the server, whoever sent them."""
-        found = await self.meta.list_images(limit + 1, after)
+        the key to continue from (``None`` on the last page); only *owner*'s if given."""
+        found = await self.meta.list_images(limit + 1, after, owner)
         page = found[:limit]
         more = len(found) > limit and bool(page)
         return page, (page[-1].created_at, page[-1].id) if more else None
@@ -77,10 +76,16 @@ class ImageService:
         image = await self.get(image_id)
         if not token:
             raise Unauthorized(
-                "Deleting an image needs its delete token: send 'Authorization: Bearer <token>'."
+                "Deleting an image needs its delete token ('Pixdrop-Delete-Token: <token>') or "
+                "a delete key of its owner ('Authorization: Bearer <key>')."
             )
         if not hmac.compare_digest(token_hash(token), image.delete_token_hash):
             raise Forbidden("That delete token does not belong to this image.")
+        await self.remove(image)
+
+    async def remove(self, image: Image) -> None:
+        """Delete *image*, whose deletion the caller has authorised; its blob goes with the
+        last image using it."""
         async with self.locks.hold_waiting(f"blob/{image.sha256}"):
             await self.meta.delete_image(image.id)
             if await self.meta.count_images_with_sha256(image.sha256) == 0:

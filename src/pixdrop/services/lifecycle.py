@@ -18,6 +18,7 @@ from typing import Any
 from pixdrop import metrics
 from pixdrop.errors import PayloadTooLarge, TooManyOpenUploads, UploadExpired, UploadNotFound
 from pixdrop.models import (
+    ATTRIBUTION,
     Image,
     Opener,
     Part,
@@ -127,6 +128,8 @@ class Lifecycle:
         filename = fields.checked_filename(filename)
         content_type = fields.checked_content_type(content_type)
         now = self.clock()
+        # Who the request speaks for (set by the HTTP layer): the owner whose quota it uses.
+        who = ATTRIBUTION.get()
         return Upload(
             id=new_id(),
             size=size or 0,
@@ -143,6 +146,8 @@ class Lifecycle:
             concat=concat,
             client=opener.client if opener.counted else None,
             grant_id=opener.grant.id if opener.grant else None,
+            owner=who.owner,
+            private=who.private,
         )
 
     async def open(

@@ -19,7 +19,16 @@ from dataclasses import replace
 import anyio
 
 from pixdrop.errors import PayloadTooLarge, UnprocessableImage
-from pixdrop.models import Image, Opener, Part, Upload, UploadProtocol, UploadState, new_id
+from pixdrop.models import (
+    ATTRIBUTION,
+    Image,
+    Opener,
+    Part,
+    Upload,
+    UploadProtocol,
+    UploadState,
+    new_id,
+)
 from pixdrop.ports import MetadataStore, Staging
 from pixdrop.protocols.digest import ExpectedDigests
 from pixdrop.services.appends import Appender, AppendResult, Progress
@@ -90,15 +99,11 @@ class OneShot:
                     "The request body is empty; send the image's bytes.", reason="empty"
                 )
             key = await self.staging.finish(staging_id, store_token, [part])
+            who = ATTRIBUTION.get()
             staged = Staged(
-                staging_id,
-                store_token,
-                key,
-                part.length,
-                part.sha256,
-                stream.head,
-                grant_id=grant.id if grant else None,
-            )
+                staging_id, store_token, key, part.length, part.sha256, stream.head,
+                owner=who.owner, private=who.private, grant_id=grant.id if grant else None,
+            )  # fmt: skip
             return await self.completion.ingest(
                 staged, filename=filename, record=self.meta.create_image
             )
@@ -176,8 +181,9 @@ class OneShot:
         store_token = token(upload)
         key = await self.staging.finish(upload.id, store_token, [part])
         staged = Staged(
-            upload.id, store_token, key, part.length, part.sha256, head, grant_id=upload.grant_id
-        )
+            upload.id, store_token, key, part.length, part.sha256, head,
+            owner=upload.owner, private=upload.private, grant_id=upload.grant_id,
+        )  # fmt: skip
         stored = await self.completion.ingest(staged, filename=upload.filename, record=record)
         completed = replace(completed, image_id=stored.image.id)
         progress = Progress(completed, part.length, part.length, stored.image)

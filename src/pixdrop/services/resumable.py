@@ -39,9 +39,9 @@ from pixdrop.services.appends import (
     Checkpoints,
     Progress,
 )
-from pixdrop.services.completion import Completion, Staged, StoredImage
+from pixdrop.services.completion import Completion, Staged, StoredImage, staged_upload
 from pixdrop.services.concat import Concatenator
-from pixdrop.services.lifecycle import Lifecycle, token
+from pixdrop.services.lifecycle import Lifecycle
 from pixdrop.services.locks import LeaseLocks
 from pixdrop.services.metering import CHECKSUM_ALGORITHMS, Checksum
 from pixdrop.services.oneshot import OneShot
@@ -237,14 +237,7 @@ class ResumableService:
 
     async def _ingest_key(self, upload: Upload, key: str) -> StoredImage:
         """Ingest a final upload from its joined object."""
-        staged = Staged(
-            upload.id,
-            token(upload),
-            key,
-            upload.size,
-            expected_sha256=upload.sha256,
-            grant_id=upload.grant_id,
-        )
+        staged = staged_upload(upload, key)
         return await self._ingest(upload, staged)
 
     async def _ingest(self, upload: Upload, staged: Staged) -> StoredImage:

@@ -16,6 +16,15 @@ export class ApiError extends Error {
   }
 }
 
+/** The API key sent with every request (set by the page from the browser's storage). */
+let key = null;
+
+export function useKey(value) {
+  key = value || null;
+}
+
+const withKey = (headers) => (key ? { ...headers, Authorization: `Bearer ${key}` } : headers);
+
 const UNREACHABLE = "The server could not be reached; check the connection and try again.";
 
 function failure(status, text, contentType, retryAfter) {
@@ -36,7 +45,7 @@ function parse(text) {
 }
 
 async function call(method, path, { json, headers = {} } = {}) {
-  const init = { method, headers: { ...headers } };
+  const init = { method, headers: withKey(headers) };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers["Content-Type"] = "application/json";
@@ -61,7 +70,7 @@ export const uploadStatus = (id) => call("GET", `/v1/uploads/${at(id)}`);
 export const completeUpload = (id) => call("POST", `/v1/uploads/${at(id)}/complete`);
 export const cancelUpload = (id) => call("DELETE", `/v1/uploads/${at(id)}`);
 export const deleteImage = (id, token) =>
-  call("DELETE", `/v1/images/${at(id)}`, { headers: { Authorization: `Bearer ${token}` } });
+  call("DELETE", `/v1/images/${at(id)}`, { headers: { "Pixdrop-Delete-Token": token } });
 
 /** Same-origin paths for an image (the page's CSP allows images from 'self' only). */
 export const thumbPath = (id) => `/v1/images/${at(id)}/thumb`;
@@ -75,7 +84,7 @@ export function send(method, path, body, headers, onProgress) {
   const xhr = new XMLHttpRequest();
   const done = new Promise((resolve, reject) => {
     xhr.open(method, path);
-    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+    for (const [name, value] of Object.entries(withKey(headers))) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => onProgress(event.loaded);
     xhr.onload = () => {
       if (xhr.status >= 200 && xhr.status < 300) {

@@ -160,10 +160,45 @@ function wireInputs() {
   });
 }
 
+/** In --auth keys mode the server answers 401 until the page has a key: ask for one, once. */
+function askForKey() {
+  const form = $("key-form");
+  form.hidden = false;
+  $("key-input").focus();
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("key-input").value.trim();
+    if (!value) return;
+    store.rememberApiKey(value);
+    location.reload();
+  });
+}
+
+function offerToForget() {
+  const button = $("forget-key");
+  button.hidden = false;
+  button.addEventListener("click", () => {
+    store.forgetApiKey();
+    location.reload();
+  });
+}
+
 async function main() {
+  const key = store.apiKey();
+  api.useKey(key);
+  if (key) offerToForget();
   try {
     limits = await api.limits();
   } catch (error) {
+    if (error.status === 401) {
+      $("limits").textContent = "";
+      if (key) {
+        $("page-error").textContent = `The server refused the API key: ${error.message}`;
+        $("page-error").hidden = false;
+      }
+      askForKey();
+      return;
+    }
     $("limits").textContent = "";
     $("page-error").textContent = `The server's limits could not be loaded: ${error.message}`;
     $("page-error").hidden = false;

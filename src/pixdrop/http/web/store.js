@@ -2,6 +2,7 @@
 // file again after a reload resumes it, and the images uploaded from here, for the gallery.
 
 const UNFINISHED = "pixdrop.unfinished";
+const API_KEY = "pixdrop.apiKey";
 const GALLERY = "pixdrop.gallery";
 const IMAGE_FIELDS = ["id", "url", "filename", "size", "width", "height", "format", "delete_token"];
 
@@ -66,4 +67,29 @@ export function onOtherTab(listener) {
   window.addEventListener("storage", (event) => {
     if (event.key === null || event.key.startsWith("pixdrop.")) listener();
   });
+}
+
+/** The API key this browser was given (servers in --auth keys mode ask for one), or null. */
+export function apiKey() {
+  try {
+    return localStorage.getItem(API_KEY);
+  } catch {
+    return null;
+  }
+}
+
+export function rememberApiKey(key) {
+  try {
+    localStorage.setItem(API_KEY, key);
+  } catch {
+    // Storage disabled: the key lasts as long as the page.
+  }
+}
+
+export function forgetApiKey() {
+  try {
+    localStorage.removeItem(API_KEY);
+  } catch {
+    // Nothing kept, nothing to forget.
+  }
 }

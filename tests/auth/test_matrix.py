@@ -1,0 +1,202 @@
+"""Every route x every kind of credential, on SQLite and PostgreSQL, over real sockets.
+
+The table names each route's scope (``None``: a public read; ``any``: any valid key) and the
+statuses a right credential gets. Expected, in ``--auth keys``: a protected route answers
+401 with ``WWW-Authenticate: Bearer`` without a credential, 403 to a key without the scope,
+401 to a revoked or an expired key; a public read answers everyone but a bad key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.auth.conftest import Keys
+from tests.http.helpers import assert_problem, sha256_hex, tiny_image
+
+IMAGE = tiny_image()
+TUS = {"Tus-Resumable": "1.0.0"}
+IETF = {"Upload-Draft-Interop-Version": "8", "Upload-Complete": "?1"}
+
+
+class World:
+    """Fresh things to act on, made by the owner's key (so a refusal is about the caller)."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.owner_secret = keys.make("upload", "read", "delete")
+        self.owner = keys.client(self.owner_secret)
+        self.private_image = self.image(private=True)
+
+    def image(self, *, private: bool = False) -> str:
+        params = {"private": "true"} if private else {}
+        response = self.owner.post("/v1/images", content=tiny_image(seed=7), params=params)
+        assert response.status_code == 201, response.text
+        image_id: str = response.json()["id"]
+        return image_id
+
+    def upload(self, *, with_chunk: bool = False) -> str:
+        response = self.owner.post("/v1/uploads", json={"size": len(IMAGE)})
+        assert response.status_code == 201, response.text
+        upload_id: str = response.json()["id"]
+        if with_chunk:
+            put = self.owner.put(f"/v1/uploads/{upload_id}/chunks/0", content=IMAGE)
+            assert put.status_code == 201, put.text
+        return upload_id
+
+    def tus(self) -> str:
+        headers = {**TUS, "Upload-Length": str(len(IMAGE))}
+        response = self.owner.post("/files/", headers=headers)
+        assert response.status_code == 201, response.text
+        return response.headers["Location"]
+
+
+Call = Callable[[httpx.Client, World], httpx.Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    #: The scope it needs; None for a public read; "any" for any valid key.
+    scope: str | None
+    call: Call
+    ok: tuple[int, ...]
+
+
+def _patch(client: httpx.Client, world: World) -> httpx.Response:
+    headers = {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    return client.patch(world.tus(), content=IMAGE, headers=headers)
+
+
+ROUTES = [
+    Route("one request", "upload", lambda c, w: c.post("/v1/images", content=IMAGE), (201,)),
+    Route("create upload", "upload", lambda c, w: c.post("/v1/uploads", json={"size": 9}), (201,)),
+    Route("upload status", "upload", lambda c, w: c.get(f"/v1/uploads/{w.upload()}"), (200,)),
+    Route(
+        "put chunk",
+        "upload",
+        lambda c, w: c.put(f"/v1/uploads/{w.upload()}/chunks/0", content=IMAGE),
+        (201,),
+    ),
+    Route(
+        "complete",
+        "upload",
+        lambda c, w: c.post(f"/v1/uploads/{w.upload(with_chunk=True)}/complete"),
+        (201,),
+    ),
+    Route("abort upload", "upload", lambda c, w: c.delete(f"/v1/uploads/{w.upload()}"), (204,)),
+    Route(
+        "tus create",
+        "upload",
+        lambda c, w: c.post("/files/", headers={**TUS, "Upload-Length": "10"}),
+        (201,),
+    ),
+    Route("tus head", "upload", lambda c, w: c.head(w.tus(), headers=TUS), (200,)),
+    Route("tus patch", "upload", _patch, (204,)),
+    Route("tus terminate", "upload", lambda c, w: c.delete(w.tus(), headers=TUS), (204,)),
+    Route(
+        "ietf create", "upload", lambda c, w: c.post("/files/", headers=IETF, content=IMAGE), (201,)
+    ),
+    Route(
+        "blob check",
+        "upload",
+        lambda c, w: c.get(f"/v1/blobs/sha256/{sha256_hex(b'none')}"),
+        (404,),  # the route answered: no such bytes
+    ),
+    Route("limits", "any", lambda c, w: c.get("/v1/limits"), (200,)),
+    Route("list images", "read", lambda c, w: c.get("/v1/images"), (200,)),
+    Route(
+        "signed url",
+        "read",
+        lambda c, w: c.get(f"/v1/images/{w.private_image}/signed-url"),
+        (200,),
+    ),
+    Route(
+        "private original",
+        "read",
+        lambda c, w: c.get(f"/v1/images/{w.private_image}/original"),
+        (200,),
+    ),
+    Route(
+        "private variant",
+        "read",
+        lambda c, w: c.get(f"/v1/images/{w.private_image}/thumb"),
+        (200,),
+    ),
+    Route("delete image", "delete", lambda c, w: c.delete(f"/v1/images/{w.image()}"), (204,)),
+    Route("list keys", "admin", lambda c, w: c.get("/v1/keys"), (200,)),
+    Route(
+        "create key",
+        "admin",
+        lambda c, w: c.post("/v1/keys", json={"name": "n", "scopes": ["read"]}),
+        (201,),
+    ),
+    Route(
+        "revoke key",
+        "admin",
+        lambda c, w: c.delete(f"/v1/keys/{w.keys.make('read')[4:26]}"),
+        (204,),
+    ),
+    Route("image metadata", None, lambda c, w: c.get(f"/v1/images/{w.image()}"), (200,)),
+    Route("original", None, lambda c, w: c.get(f"/v1/images/{w.image()}/original"), (200,)),
+    Route("variant", None, lambda c, w: c.get(f"/v1/images/{w.image()}/thumb"), (200,)),
+]
+
+#: Paths that need no credential: health checks and the web page's static files.
+OPEN = [("/healthz", 200), ("/", 200), ("/web/app.js", 200)]
+
+#: For each scope, a key that lacks it.
+WRONG = {
+    "upload": ("read",),
+    "read": ("upload",),
+    "delete": ("upload", "read"),
+    "admin": ("upload", "read", "delete"),
+}
+
+
+def _expected(route: Route, credential: str) -> tuple[int, ...]:
+    if credential in ("revoked", "expired"):
+        return (401,)
+    if route.scope is None or credential == "right":
+        return route.ok
+    return (401,) if credential == "none" else (403,)
+
+
+def _check(response: httpx.Response, expected: tuple[int, ...]) -> None:
+    assert response.status_code in expected, (response.status_code, response.text)
+    if response.status_code == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        if response.request.method != "HEAD":
+            assert_problem(response, 401, "unauthorized")
+    if response.status_code == 403 and response.request.method != "HEAD":
+        assert_problem(response, 403, "forbidden")
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
+def test_route_x_credential(keys: Keys, route: Route, subtests: Any) -> None:
+    world = World(keys)
+    right = keys.admin if route.scope == "admin" else world.owner_secret
+    credentials: dict[str, str | None] = {
+        "none": None,
+        "revoked": keys.revoked("admin"),
+        "expired": keys.expired("admin"),
+        "right": right,
+    }
+    if route.scope not in (None, "any"):
+        credentials["wrong scope"] = keys.make(*WRONG[route.scope])
+    try:
+        for credential, secret in credentials.items():
+            with subtests.test(credential=credential), keys.client(secret) as client:
+                _check(route.call(client, world), _expected(route, credential))
+    finally:
+        world.owner.close()
+
+
+def test_open_paths_need_nothing(keys: Keys) -> None:
+    with keys.client() as client:
+        for path, status in OPEN:
+            assert client.get(path).status_code == status, path
