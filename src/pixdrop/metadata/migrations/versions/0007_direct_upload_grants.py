@@ -1,7 +1,7 @@
 """Direct-upload grants, and who opened each upload (client address, grant).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-06 23:30:00
 
 ``grants`` holds the one-time grants of ``POST /v1/direct-uploads`` (only a hash of each
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
