@@ -37,7 +37,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
     ``/informational`` sends a 104 before reading the body; ``/late`` tries one after the
     response has started; ``/invalid`` tries statuses and fields that must be refused;
-    ``/slow-reader`` waits a second before reading.
+    ``/slow-reader`` waits 2.5 seconds before reading.
     """
     assert scope["type"] == "http"
     trailers: RequestTrailers = scope["extensions"][TRAILERS]
@@ -47,7 +47,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/informational":
         await inform(104, [(b"location", b"/files/1"), (b"upload-draft-interop-version", b"6")])
     if path == "/slow-reader":
-        await asyncio.sleep(1.0)  # longer than the idle timeout of the limited server
+        await asyncio.sleep(2.5)  # longer than the idle timeout of the limited server
     size = 0
     while True:
         message = await receive()
@@ -388,7 +388,7 @@ def test_request_trailers_lookup() -> None:
 
 # --- connection limits (pixdrop.http.connections) ------------------------------------------
 
-SHORT = ConnectionLimits(header_timeout=0.5, idle_timeout=0.5, max_header_size=4096)
+SHORT = ConnectionLimits(header_timeout=1.5, idle_timeout=1.5, max_header_size=4096)
 
 
 def serve(impl: str, limits: ConnectionLimits) -> tuple[int, uvicorn.Server, threading.Thread]:
