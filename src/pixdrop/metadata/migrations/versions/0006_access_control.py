@@ -38,12 +38,14 @@ def upgrade() -> None:
         sa.Column("open_uploads", sa.Integer, nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
     )
+    # Plain ADD COLUMN (SQLite has it for a nullable column and a constant default): a batch
+    # alter would rebuild the table on SQLite, and dropping the old uploads table cascaded
+    # to every recorded part (upload_parts' foreign key), losing unfinished uploads.
     for table in ("uploads", "images"):
-        with op.batch_alter_table(table) as batch:
-            batch.add_column(sa.Column("owner", sa.String(22), nullable=True))
-            batch.add_column(
-                sa.Column("private", sa.Boolean, nullable=False, server_default=sa.false())
-            )
+        op.add_column(table, sa.Column("owner", sa.String(22), nullable=True))
+        op.add_column(
+            table, sa.Column("private", sa.Boolean, nullable=False, server_default=sa.false())
+        )
     op.create_index("ix_images_owner_created_at_id", "images", ["owner", "created_at", "id"])
 
 
