@@ -10,10 +10,18 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ByteSize, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ByteSize,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pixdrop.formats import NAMES
@@ -22,7 +30,27 @@ from pixdrop.storage import default_blob_store_url
 ENV_PREFIX = "PIXDROP_"
 MiB = 1024 * 1024
 
-Size = Annotated[ByteSize, Field(gt=0)]
+_UNITS = {
+    "": 1,
+    "b": 1,
+    **{f"{p}b": 1000**n for n, p in enumerate("kmgtpe", 1)},
+    **{f"{p}ib": 1024**n for n, p in enumerate("kmgtpe", 1)},
+}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)
+
+
+def _exact_size(value: Any) -> Any:
+    """``2.01kb`` is 2010 bytes: a size with units, read exactly (pydantic's ``ByteSize``
+    multiplies a float, and 2.01 * 1000 came out as 2009); whole bytes, rounded down."""
+    if not isinstance(value, str):
+        return value
+    found = _SIZE.fullmatch(value)
+    if found is None or found[2].lower() not in _UNITS:
+        return value  # ByteSize refuses it, with its own message
+    return int(Decimal(found[1]) * _UNITS[found[2].lower()])
+
+
+Size = Annotated[ByteSize, BeforeValidator(_exact_size), Field(gt=0)]
 
 #: Every format pixdrop knows; HEIC only where libheif has an HEVC decoder.
 KNOWN_FORMATS = NAMES
