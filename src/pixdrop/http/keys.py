@@ -10,10 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pixdrop.auth.keys import issue_key, key_json, parse_duration, parse_rate, parse_scopes
 from pixdrop.auth.scopes import require
+from pixdrop.config import Size
 from pixdrop.errors import NotFound
 from pixdrop.http.errors import invalid_request
 from pixdrop.http.state import runtime
@@ -30,7 +31,7 @@ class CreateKey(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     scopes: list[str] = Field(min_length=1, description="Of upload, read, delete, admin.")
-    quota: ByteSize | None = Field(None, gt=0, description="Bytes the key may keep (10GiB).")
+    quota: Size | None = Field(None, description="Bytes the key may keep (10GiB).")
     max_open_uploads: int | None = Field(None, ge=1)
     rate: str | None = Field(None, description="Requests per period, e.g. 100/minute.")
     expires: str | None = Field(None, description="Lifetime, e.g. 90d, 12h.")
