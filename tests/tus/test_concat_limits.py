@@ -91,14 +91,24 @@ def test_a_deferred_length_grown_past_the_limit_is_refused_before_the_join(serve
     assert staged(server) == {}
 
 
-def test_a_partial_belongs_to_one_unfinished_final(client) -> None:
-    first = new_upload(client, 1000, headers=PARTIAL)
-    second = new_upload(client, 1000, headers=PARTIAL)
-    assert final(client, [first, second]).status_code == 201
+def test_a_partial_belongs_to_one_final_the_newest(client) -> None:
+    """A client whose final upload's answer was lost (or whose completion a crash cut short)
+    creates it again: the new final replaces the earlier one, which is freed, and the image is
+    made once, by the new one."""
+    data = tiny_image("PNG", 40, 30, seed=3)
+    pieces = [data[: len(data) // 2], data[len(data) // 2 :]]
+    paths = [new_upload(client, len(piece), headers=PARTIAL) for piece in pieces]
+    earlier = final(client, paths)
+    assert earlier.status_code == 201, earlier.text
 
-    body = assert_problem(final(client, [second]), 409, "conflict")
+    again = final(client, paths)
 
-    assert body["partial"] == second.rsplit("/", 1)[1]
+    assert again.status_code == 201, again.text
+    assert head(client, location_path(earlier)).status_code == 404
+    for path, piece in zip(paths, pieces, strict=True):
+        assert patch(client, path, 0, piece).status_code == 204
+    done = head(client, location_path(again))
+    assert done.headers["upload-offset"] == str(len(data))
 
 
 def test_a_final_names_at_most_max_partials(client) -> None:

@@ -8,10 +8,11 @@ the tus concatenation extension allows.
 
 A final upload is checked before anything is copied (its list of names before anything is
 looked up): it names at most ``MAX_PARTIALS`` partial uploads, each once (a piece named twice
-would be copied twice: one 64 KiB partial named 2,000 times staged 128 MiB), none that another
-unfinished final upload already waits for, and their sizes (for a deferred length, the bytes it
-holds so far) add up to at most ``max_image_size``. A deferred length that grows later is
-checked again before the join.
+would be copied twice: one 64 KiB partial named 2,000 times staged 128 MiB), and their sizes
+(for a deferred length, the bytes it holds so far) add up to at most ``max_image_size``. A
+deferred length that grows later is checked again before the join. A partial upload belongs
+to one final upload: a new final that names a piece of an unfinished earlier one replaces it
+(a client's retry after a lost answer or a crash), unless that one is being completed.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Concatenator:
         self.lifecycle.check_size(
             total if total is not None else await self._least_total(partials), "final upload"
         )
+        await self._replace_earlier_finals(partial_ids)
         upload = self.lifecycle.new(
             protocol,
             total,
@@ -143,16 +145,33 @@ class Concatenator:
                 "upload with 'Upload-Concat: partial'.",
                 partial=upload_id,
             )
-        waiting = await self.meta.finals_waiting_for(upload_id)
-        if waiting:
-            # Joined into the first final, it would be freed, and the second wait forever.
-            raise Conflict(
-                f"Partial upload {upload_id} is already a piece of final upload {waiting[0]}, "
-                "which waits for it; a partial upload belongs to one final upload.",
-                partial=upload_id,
-                final=waiting[0],
-            )
         return upload
+
+    async def _replace_earlier_finals(self, partial_ids: list[str]) -> None:
+        """Free the unfinished final uploads that already name one of *partial_ids*.
+
+        A partial upload belongs to one final upload: joined into two, the first join would
+        free it and the second final wait forever. An earlier final that names it is a
+        client's earlier attempt (the answer to its creation was lost, or a crash cut its
+        completion short: a client then creates the final upload again), so the newest one
+        replaces it. One being completed right now is not touched: ``Conflict``, ask again.
+        """
+        for pid in partial_ids:
+            for final_id in await self.meta.finals_waiting_for(pid):
+                try:
+                    async with self.locks.hold(f"complete/{final_id}"):
+                        earlier = await self.meta.get_upload(final_id)
+                        if earlier.state is not UploadState.COMPLETED:
+                            await self.lifecycle.free(earlier)
+                except UploadNotFound:
+                    continue
+                except LeaseBusy:
+                    raise Conflict(
+                        f"Partial upload {pid} is a piece of final upload {final_id}, which is "
+                        "being completed right now; ask again in a moment.",
+                        partial=pid,
+                        final=final_id,
+                    ) from None
 
     async def partials_of(self, final_id: str) -> list[Upload] | None:
         """The partial uploads of a final upload, or ``None`` if one of them is gone."""
