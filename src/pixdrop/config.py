@@ -193,8 +193,8 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=65535,
-        description="Serve Prometheus metrics on this port of --host, and only there "
-        "(default: at /metrics on the main port).",
+        description="Serve Prometheus metrics on this port of --host, and only there, with no "
+        "key (default: at /metrics on the main port, which needs an admin key with --auth keys).",
     )
     rate_limit: str | None = Field(
         None,

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from sqlalchemy import update
 
 from pixdrop.auth.keys import issue_key
+from pixdrop.metadata import database_url as parse_database_url
 from pixdrop.metadata import open_metadata_store
+from pixdrop.metadata.sql import make_engine
+from pixdrop.metadata.tables import grants
 from pixdrop.models import utcnow
 from tests.conftest import LiveServer, ServerFactory
 
@@ -44,6 +48,17 @@ def direct_key(database_url: str, *, expired: bool = False, **options: Any) -> s
     # On a thread of its own: a test may already run an event loop here (Playwright's).
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(anyio.run, make).result()
+
+
+def expire_grant(database_url: str, grant_id: str) -> None:
+    """Move a grant's expiry a second into the past, in the server's database."""
+    engine = make_engine(parse_database_url(database_url))
+    try:
+        with engine.begin() as conn:
+            past = datetime.now(UTC) - timedelta(seconds=1)
+            conn.execute(update(grants).where(grants.c.id == grant_id).values(expires_at=past))
+    finally:
+        engine.dispose()
 
 
 @dataclass

@@ -11,17 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
 
-from pixdrop.metadata import database_url as parse_database_url
-from pixdrop.metadata.sql import make_engine
-from pixdrop.metadata.tables import grants
+from tests.auth.conftest import expire_grant
 from tests.conftest import LiveServer, ServerFactory
 from tests.e2e import ServerProcess
 from tests.e2e.test_two_nodes import pg_schema_url
@@ -222,21 +219,11 @@ def race_completions(targets: list[tuple[str, str]]) -> list[httpx.Response]:
     return [answers[i] for i in range(len(targets))]
 
 
-def _expire(database_url: str, grant_id: str) -> None:
-    engine = make_engine(parse_database_url(database_url))
-    try:
-        with engine.begin() as conn:
-            past = datetime.now(UTC) - timedelta(seconds=1)
-            conn.execute(update(grants).where(grants.c.id == grant_id).values(expires_at=past))
-    finally:
-        engine.dispose()
-
-
 def test_an_expired_grant_is_refused_naming_why(
     client: httpx.Client, database_url: str, photo_png: bytes
 ) -> None:
     grant = issue(client, expires_in=60)
-    _expire(database_url, grant["id"])
+    expire_grant(database_url, grant["id"])
     one = client.post("/v1/images", content=photo_png, headers=bearer(grant))
     assert_problem(one, 403, "grant-expired", grant=grant["id"])
     form = httpx.post(grant["upload_url"], files={"file": ("a.png", photo_png)}, timeout=60)

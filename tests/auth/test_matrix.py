@@ -1,9 +1,16 @@
 """Every route x every kind of credential, on SQLite and PostgreSQL, over real sockets.
 
-The table names each route's scope (``None``: a public read; ``any``: any valid key) and the
-statuses a right credential gets. Expected, in ``--auth keys``: a protected route answers
-401 with ``WWW-Authenticate: Bearer`` without a credential, 403 to a key without the scope,
-401 to a revoked or an expired key; a public read answers everyone but a bad key.
+The table names each route's scope (``None``: a public read, or the upload URL whose
+credential is in its path; ``any``: any valid credential) and the statuses a right credential
+gets. Expected, in ``--auth keys``: a protected route answers 401 with
+``WWW-Authenticate: Bearer`` without a credential, 403 to a key without the scope, 401 to a
+revoked or an expired key; a public read answers everyone but a bad key.
+
+A direct-upload grant is a credential of scope ``upload`` that still resolves once expired or
+used (``auth/grants.py``): where it would open an upload it is refused naming why (403
+``grant-expired``, 409 ``grant-used``); it may not issue grants nor read their status (403);
+routes that act on an existing upload (whose id is the capability) take it as any upload
+credential, so an upload opened before its grant expired can finish.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.auth.conftest import Keys
+from tests.auth.conftest import Keys, bearer, expire_grant
 from tests.http.helpers import assert_problem, sha256_hex, tiny_image
 
 IMAGE = tiny_image()
@@ -48,6 +55,24 @@ class World:
             assert put.status_code == 201, put.text
         return upload_id
 
+    def grant(self) -> dict[str, Any]:
+        response = self.owner.post("/v1/direct-uploads", json={})
+        assert response.status_code == 201, response.text
+        grant: dict[str, Any] = response.json()
+        return grant
+
+    def expired_grant(self) -> str:
+        grant = self.grant()
+        expire_grant(self.keys.database_url, grant["id"])
+        token: str = grant["token"]
+        return token
+
+    def used_grant(self) -> str:
+        token: str = self.grant()["token"]
+        made = self.owner.post("/v1/images", content=tiny_image(seed=9), headers=bearer(token))
+        assert made.status_code == 201, made.text
+        return token
+
     def tus(self) -> str:
         headers = {**TUS, "Upload-Length": str(len(IMAGE))}
         response = self.owner.post("/files/", headers=headers)
@@ -65,6 +90,15 @@ class Route:
     scope: str | None
     call: Call
     ok: tuple[int, ...]
+    #: What an expired and a used grant get (status, problem type); None: as any credential
+    #: of scope upload (``ok`` where the route takes scope upload or any, else 403).
+    expired_grant: tuple[int, str] | None = None
+    used_grant: tuple[int, str] | None = None
+
+
+def _form(client: httpx.Client, world: World) -> httpx.Response:
+    files = {"file": ("a.png", IMAGE, "image/png")}
+    return client.post(world.grant()["upload_url"], files=files)
 
 
 def _patch(client: httpx.Client, world: World) -> httpx.Response:
@@ -72,9 +106,26 @@ def _patch(client: httpx.Client, world: World) -> httpx.Response:
     return client.patch(world.tus(), content=IMAGE, headers=headers)
 
 
+#: Opening an upload with an expired or a used grant: refused naming why.
+OPENING = ((403, "grant-expired"), (409, "grant-used"))
+#: Routes for keys only: no grant, whatever its state.
+NOT_BY_GRANT = ((403, "forbidden"), (403, "forbidden"))
+
 ROUTES = [
-    Route("one request", "upload", lambda c, w: c.post("/v1/images", content=IMAGE), (201,)),
-    Route("create upload", "upload", lambda c, w: c.post("/v1/uploads", json={"size": 9}), (201,)),
+    Route(
+        "one request",
+        "upload",
+        lambda c, w: c.post("/v1/images", content=IMAGE),
+        (201,),
+        *OPENING,
+    ),
+    Route(
+        "create upload",
+        "upload",
+        lambda c, w: c.post("/v1/uploads", json={"size": 9}),
+        (201,),
+        *OPENING,
+    ),
     Route("upload status", "upload", lambda c, w: c.get(f"/v1/uploads/{w.upload()}"), (200,)),
     Route(
         "put chunk",
@@ -94,13 +145,33 @@ ROUTES = [
         "upload",
         lambda c, w: c.post("/files/", headers={**TUS, "Upload-Length": "10"}),
         (201,),
+        *OPENING,
     ),
     Route("tus head", "upload", lambda c, w: c.head(w.tus(), headers=TUS), (200,)),
     Route("tus patch", "upload", _patch, (204,)),
     Route("tus terminate", "upload", lambda c, w: c.delete(w.tus(), headers=TUS), (204,)),
     Route(
-        "ietf create", "upload", lambda c, w: c.post("/files/", headers=IETF, content=IMAGE), (201,)
+        "ietf create",
+        "upload",
+        lambda c, w: c.post("/files/", headers=IETF, content=IMAGE),
+        (201,),
+        *OPENING,
     ),
+    Route(
+        "issue grant",
+        "upload",
+        lambda c, w: c.post("/v1/direct-uploads", json={}),
+        (201,),
+        *NOT_BY_GRANT,
+    ),
+    Route(
+        "grant status",
+        "any",
+        lambda c, w: c.get(f"/v1/direct-uploads/{w.grant()['id']}"),
+        (200,),
+        *NOT_BY_GRANT,
+    ),
+    Route("grant upload url", None, _form, (201,)),
     Route(
         "blob check",
         "upload",
@@ -158,22 +229,33 @@ WRONG = {
 }
 
 
-def _expected(route: Route, credential: str) -> tuple[int, ...]:
+GRANTS = ("expired grant", "used grant")
+
+
+def _expected(route: Route, credential: str) -> tuple[tuple[int, ...], str | None]:
+    """The statuses *credential* may get on *route*, and the problem type of a refusal."""
     if credential in ("revoked", "expired"):
-        return (401,)
+        return (401,), "unauthorized"
     if route.scope is None or credential == "right":
-        return route.ok
-    return (401,) if credential == "none" else (403,)
+        return route.ok, None
+    if credential == "none":
+        return (401,), "unauthorized"
+    if credential in GRANTS:
+        special = route.expired_grant if credential == "expired grant" else route.used_grant
+        if special is not None:
+            return (special[0],), special[1]
+        if route.scope in ("upload", "any"):
+            return route.ok, None
+    return (403,), "forbidden"
 
 
-def _check(response: httpx.Response, expected: tuple[int, ...]) -> None:
-    assert response.status_code in expected, (response.status_code, response.text)
+def _check(response: httpx.Response, expected: tuple[tuple[int, ...], str | None]) -> None:
+    statuses, problem = expected
+    assert response.status_code in statuses, (response.status_code, response.text)
     if response.status_code == 401:
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        if response.request.method != "HEAD":
-            assert_problem(response, 401, "unauthorized")
-    if response.status_code == 403 and response.request.method != "HEAD":
-        assert_problem(response, 403, "forbidden")
+    if problem is not None and response.request.method != "HEAD":
+        assert_problem(response, response.status_code, problem)
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
@@ -184,6 +266,8 @@ def test_route_x_credential(keys: Keys, route: Route, subtests: Any) -> None:
         "none": None,
         "revoked": keys.revoked("admin"),
         "expired": keys.expired("admin"),
+        "expired grant": world.expired_grant(),
+        "used grant": world.used_grant(),
         "right": right,
     }
     if route.scope not in (None, "any"):

@@ -18,13 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pixdrop.auth.principal import PRINCIPAL, Principal
-from pixdrop.config import ConfigError, Settings, load_settings
-from pixdrop.http.app import create_app
+from pixdrop.config import ConfigError, load_settings
 from pixdrop.protocols.forwarded import forwarded_for
-from tests.conftest import IN_CI, ServerFactory, start_server
+from tests.auth.conftest import SIGNING_KEY, direct_key
+from tests.conftest import IN_CI, ServerFactory
 from tests.e2e import ServerProcess
 from tests.http.helpers import assert_problem
 
@@ -139,46 +137,28 @@ def test_grant_uploads_count_against_the_address(
         assert_problem(client.get("/v1/limits", headers=auth), 429, "rate-limited")
 
 
-class _AsKey:
-    """Stands in for the authentication layer (another branch): it leaves a key principal in
-    the scope, as that layer will, so the rate-limit layer counts by the key."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            from starlette.datastructures import Headers
-
-            key = Headers(scope=scope).get("x-test-key")
-            if key:
-                rate = "2/minute" if key.startswith("slow") else None
-                scope[PRINCIPAL] = Principal(kind="key", id=key, owner=key, rate=rate)
-        await self.app(scope, receive, send)
-
-
-def test_a_key_is_limited_by_its_own_rate_not_by_address(tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "data", access_log=False, rate_limit="4/minute", trust_forwarded=True
+def test_a_key_is_limited_by_its_own_rate_not_by_address(
+    server_factory: ServerFactory, database_url: str
+) -> None:
+    live = server_factory(
+        auth="keys", signing_key=SIGNING_KEY, rate_limit="4/minute", trust_forwarded=True
     )
-    live = start_server(settings, app=_AsKey(create_app(settings)))
-    try:
-        here = {"X-Forwarded-For": fresh_address()}
-        slow = {**here, "X-Test-Key": "slow" + secrets.token_hex(4)}
-        plain = {**here, "X-Test-Key": "plain" + secrets.token_hex(4)}
-        with httpx.Client(base_url=live.url, timeout=30) as client:
-            first = client.get("/v1/limits", headers=slow)
-            assert first.headers["ratelimit-policy"] == '"key";q=2;w=60'
-            assert client.get("/v1/limits", headers=slow).status_code == 200
-            assert_problem(client.get("/v1/limits", headers=slow), 429, "rate-limited")
-            # The same address with another key, or with none, has budgets of its own.
-            keyed = client.get("/v1/limits", headers=plain)
-            assert keyed.headers["ratelimit-policy"] == '"key";q=4;w=60'
-            assert client.get("/v1/limits", headers=here).headers["ratelimit-policy"] == (
-                '"address";q=4;w=60'
-            )
-    finally:
-        live.stop()
+    slow_key = direct_key(database_url, scopes=("read",), rate="2/minute")
+    plain_key = direct_key(database_url, scopes=("read",))
+    here = {"X-Forwarded-For": fresh_address()}
+    slow = {**here, "Authorization": f"Bearer {slow_key}"}
+    plain = {**here, "Authorization": f"Bearer {plain_key}"}
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        first = client.get("/v1/limits", headers=slow)
+        assert first.headers["ratelimit-policy"] == '"key";q=2;w=60'
+        assert client.get("/v1/limits", headers=slow).status_code == 200
+        assert_problem(client.get("/v1/limits", headers=slow), 429, "rate-limited")
+        # The same address with another key, or with none, has budgets of its own.
+        keyed = client.get("/v1/limits", headers=plain)
+        assert keyed.headers["ratelimit-policy"] == '"key";q=4;w=60'
+        assert client.get("/healthz", headers=here).status_code == 200  # not counted
+        anonymous = client.get("/v1/direct-uploads/AAAAAAAAAAAAAAAAAAAAAA", headers=here)
+        assert anonymous.headers["ratelimit-policy"] == '"address";q=4;w=60'
 
 
 def test_in_memory_each_process_counts_on_its_own(server_factory: ServerFactory) -> None:

@@ -9,7 +9,10 @@ scheme, a bearer token of no known prefix such as an image's old-style delete to
 the request anonymous, and the routes decide (``auth.scopes.require``).
 
 The principal goes into ``scope[PRINCIPAL]``; its owner also into ``models.ATTRIBUTION``, so
-what the request creates is recorded as the owner's, whichever protocol creates it.
+what the request creates is recorded as the owner's, whichever protocol creates it. A grant's
+owner is the key that issued it, so what a grant makes counts against that key's quota; it is
+private if the grant says so or the request asks (``Pixdrop-Private``). A grant in an upload
+URL's path (no header) is attributed the same way by its route (``http.direct``).
 """
 
 from __future__ import annotations
@@ -79,7 +82,9 @@ class AuthMiddleware:
             await _refuse(scope, send)
             return
         scope[PRINCIPAL] = principal
-        private = is_true(headers.get(PRIVATE_HEADER))
+        private = is_true(headers.get(PRIVATE_HEADER)) or (
+            principal.grant is not None and principal.grant.private
+        )
         reset = ATTRIBUTION.set(Attribution(owner=principal.owner, private=private))
         try:
             await self.app(scope, receive, send)

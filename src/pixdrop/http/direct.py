@@ -9,6 +9,14 @@
   ``opener_of`` hands the grant to the service that opens the upload, which enforces it;
 * ``GET /v1/direct-uploads/{id}`` tells the issuer whether the image arrived, and which.
 
+Who may: issuing needs scope ``upload`` in ``--auth keys`` (anyone with ``--auth none``), and
+never a grant (403); a grant's status is its issuing key's (or an admin key's: another key gets
+404, a grant 403). The upload URL needs no credential in either mode: the token in its path is
+one. What a grant makes is its issuer's (quota, listing) and private if the grant says so,
+whether the token comes in the path (``_attributed``) or as a bearer token (the
+authentication layer). The grant's ``metadata`` is the issuer's own note: kept with the grant
+and handed back with its status, never copied onto the image nor shown to the uploader.
+
 The upload URL is a path of its own (``/image`` after the token), not the status URL's with a
 token in the id's place: a URL a client is handed answers ``GET`` if its ``Allow`` says so, and
 ``/openapi.json`` describes each path's methods once.
@@ -17,7 +25,8 @@ token in the id's place: a URL a client is handed answers ``GET`` if its ``Allow
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -26,6 +35,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from pixdrop.auth.grants import GrantResolver
 from pixdrop.auth.principal import GRANT_PREFIX, principal_of
+from pixdrop.auth.scopes import ANY, keys_required, require
 from pixdrop.errors import Forbidden, GrantNotFound, ImageNotFound, Unauthorized
 from pixdrop.http import wire
 from pixdrop.http.errors import invalid_request
@@ -36,7 +46,7 @@ from pixdrop.http.schemas import GrantStatus, ImageOut, IssuedGrantOut
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import image_json, stored_image_json
 from pixdrop.http.wire import BINARY, expected_digests, read_json_body
-from pixdrop.models import Grant, Opener
+from pixdrop.models import ATTRIBUTION, Attribution, Grant, Opener
 from pixdrop.protocols.fields import checked_filename
 from pixdrop.services.grants import MAX_GRANT_TTL, IssuedGrant
 
@@ -165,6 +175,7 @@ async def create_grant(request: Request) -> JSONResponse:
     principal = principal_of(request)
     if principal.kind == "grant" or (_bearer(request) or "").startswith(GRANT_PREFIX):
         raise Forbidden("A direct-upload grant cannot issue grants; use an API key.")
+    await require("upload")(request)
     raw = await read_json_body(request)
     try:
         spec = CreateGrant.model_validate_json(raw or b"{}")
@@ -193,9 +204,16 @@ async def create_grant(request: Request) -> JSONResponse:
 )
 async def get_grant(request: Request, grant_id: str) -> JSONResponse:
     rt = runtime(request)
-    grant = await rt.direct.get(grant_id)
     principal = principal_of(request)
+    if principal.kind == "grant":
+        raise Forbidden(
+            "A direct-upload grant cannot read grants' status; the key that issued it can."
+        )
+    if keys_required(request):
+        await require(ANY)(request)
+    grant = await rt.direct.get(grant_id)
     if principal.kind == "key" and grant.owner != principal.id and not principal.allows("admin"):
+        # Another key's grant: as if there were none (its id says nothing to this key).
         raise GrantNotFound(f"There is no direct-upload grant {grant_id!r}.")
     body = _grant_json(request, grant)
     image = None
@@ -226,6 +244,24 @@ async def upload_with_grant(
 ) -> JSONResponse:
     rt = runtime(request)
     grant = await rt.direct.redeem(token)
+    with _attributed(grant):
+        return await _upload(request, grant, filename)
+
+
+@contextmanager
+def _attributed(grant: Grant) -> Iterator[None]:
+    """What the request creates is the grant's issuer's, private if the grant says so (or
+    the request asked, ``Pixdrop-Private``), whatever credential came with it."""
+    private = grant.private or ATTRIBUTION.get().private
+    reset = ATTRIBUTION.set(Attribution(owner=grant.owner, private=private))
+    try:
+        yield
+    finally:
+        ATTRIBUTION.reset(reset)
+
+
+async def _upload(request: Request, grant: Grant, filename: str | None) -> JSONResponse:
+    rt = runtime(request)
     opener = await opener_of(request, grant)
     content_type = request.headers.get("content-type", "")
     body: AsyncIterator[bytes] = wire.body(request)

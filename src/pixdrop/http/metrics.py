@@ -2,8 +2,10 @@
 
 Which registry is read: with ``PROMETHEUS_MULTIPROC_DIR`` set (``--workers`` above 1,
 ``pixdrop.metrics``), a fresh one collecting every worker's files, so that any worker
-answers for all; else the process's own. Until access control exists, ``/metrics`` is served
-on the main port unless ``--metrics-port`` moves it to a port of its own (docs/operations.md).
+answers for all; else the process's own. ``/metrics`` is served on the main port unless
+``--metrics-port`` moves it to a port of its own (docs/operations.md). On the main port with
+``--auth keys`` it needs an admin key (what it tells is about every client); the metrics port
+needs none (keep it off the internet, as its own port allows).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pixdrop.auth.scopes import require
 from pixdrop.metrics import MULTIPROC_ENV
 
 
@@ -42,6 +45,7 @@ def exposition() -> bytes:
 
 
 async def endpoint(request: Request) -> Response:
+    await require("admin")(request)  # a no-op with --auth none
     # Reading the workers' files is file I/O: off the event loop.
     body = await to_thread.run_sync(exposition)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

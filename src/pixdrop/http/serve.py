@@ -271,7 +271,7 @@ async def delete_image(request: Request, image_id: str) -> Response:
     principal = principal_of(request)
     token, deprecated = delete_token(request)
     headers = _deprecation({}) if deprecated else {}
-    if token is None and principal.kind == "key":
+    if token is None and principal.kind != "anonymous":  # a key, or a grant (never allowed)
         image = await images.get(image_id)
         if not can_manage(principal, image, "delete"):
             raise Forbidden(
