@@ -67,4 +67,4 @@ def test_the_server_does_what_its_description_says(server_factory, tmp_path: Pat
     )
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
-    assert "27 selected / 27 total" in report, report  # the tus / IETF operations included
+    assert "31 selected / 31 total" in report, report  # the tus / IETF operations included

@@ -17,6 +17,8 @@ from pixdrop.auth.scopes import require
 from pixdrop.config import Size
 from pixdrop.errors import NotFound
 from pixdrop.http.errors import invalid_request
+from pixdrop.http.problems import problems
+from pixdrop.http.schemas import CREATE_KEY_BODY, IssuedKeyOut, KeyList
 from pixdrop.http.state import runtime
 from pixdrop.http.wire import read_json_body
 from pixdrop.models import is_valid_id, utcnow
@@ -61,7 +63,14 @@ def _parse(raw: bytes) -> CreateKey:
         raise invalid_request(exc.errors()) from None
 
 
-@router.post("/v1/keys", status_code=201, summary="Create an API key (its secret, once)")
+@router.post(
+    "/v1/keys",
+    status_code=201,
+    summary="Create an API key (its secret, once)",
+    openapi_extra=CREATE_KEY_BODY,
+    response_model=IssuedKeyOut,
+    responses=problems("create_key"),
+)
 async def create_key(request: Request) -> JSONResponse:
     spec = _parse(await read_json_body(request))
     issued = await issue_key(
@@ -81,7 +90,12 @@ async def create_key(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/v1/keys", summary="List API keys (no secrets)")
+@router.get(
+    "/v1/keys",
+    summary="List API keys (no secrets)",
+    response_model=KeyList,
+    responses=problems("list_keys"),
+)
 async def list_keys(request: Request) -> JSONResponse:
     keys = await runtime(request).meta.list_keys()
     return JSONResponse(
@@ -89,7 +103,12 @@ async def list_keys(request: Request) -> JSONResponse:
     )
 
 
-@router.delete("/v1/keys/{key_id}", status_code=204, summary="Revoke an API key")
+@router.delete(
+    "/v1/keys/{key_id}",
+    status_code=204,
+    summary="Revoke an API key",
+    responses=problems("revoke_key"),
+)
 async def revoke_key(request: Request, key_id: str) -> Response:
     meta = runtime(request).meta
     if not is_valid_id(key_id) or await meta.get_key(key_id) is None:
