@@ -165,6 +165,7 @@ _RESUMABLE_WRITE = (
 ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
     "create_image": (
         *_BODY,
+        InvalidUploadRequest,  # a bad query parameter (``private``)
         *_DIGESTS,
         FieldTooLong,
         PayloadTooLarge,

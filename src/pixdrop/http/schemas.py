@@ -206,10 +206,14 @@ REDIRECT_RESPONSE: dict[int | str, dict[str, object]] = {
 
 #: What ``POST /v1/keys`` takes, as the published schema states it (``http/keys.py:
 #: CreateKey`` reads it): a scope of ``auth.SCOPES``, a rate and a lifetime of the forms
-#: ``auth/keys.py`` parses (any case), a quota in bytes or with a unit.
-_RATE = r"^\s*0*[1-9][0-9]{0,8}\s*/\s*([sS][eE][cC][oO][nN][dD]|[mM][iI][nN][uU][tT][eE]|[hH][oO][uU][rR]|[dD][aA][yY])\s*$"
-_DURATION = r"^\s*0*[1-9][0-9]{0,4}\s*[smhdwSMHDW]\s*$"
-_SIZE = r"^\s*0*[1-9][0-9]{0,5}(\.[0-9]{1,6})?\s*(([kKmMgGtT][iI]?)?[bB])?\s*$"
+#: ``auth/keys.py`` parses (any case; empty: none), a quota in bytes or with a unit.
+_RATE = r"^$|^\s*0*[1-9][0-9]{0,8}\s*/\s*([sS][eE][cC][oO][nN][dD]|[mM][iI][nN][uU][tT][eE]|[hH][oO][uU][rR]|[dD][aA][yY])\s*$"
+_DURATION = r"^$|^\s*0*[1-9][0-9]{0,4}\s*[smhdwSMHDW]\s*$"
+#: A size of at least one byte, and at most ``MAX_QUOTA`` (2**53): up to 999999 GiB, 999 TiB.
+_SIZE = (
+    r"^\s*0*([1-9][0-9]{0,5}(\.[0-9]{1,6})?\s*(([kKmMgG][iI]?)?[bB])?"
+    r"|[1-9][0-9]{0,2}(\.[0-9]{1,6})?\s*[tT][iI]?[bB])\s*$"
+)
 
 
 class CreateKeyIn(BaseModel):
@@ -224,7 +228,7 @@ class CreateKeyIn(BaseModel):
     quota: int | str | None = Field(
         None, description="Bytes the key may keep: a count, or with a unit (10GiB)."
     )
-    max_open_uploads: int | None = Field(None, ge=1)
+    max_open_uploads: int | None = Field(None, ge=1, le=2**31 - 1)  # keys.MAX_OPEN_UPLOADS
     rate: str | None = Field(
         None, pattern=_RATE, description="Requests per second, minute, hour or day: 100/minute."
     )
@@ -237,7 +241,7 @@ def _create_key_schema() -> dict[str, object]:
     schema = CreateKeyIn.model_json_schema()
     quota = schema["properties"]["quota"]
     quota["anyOf"] = [
-        {"type": "integer", "minimum": 1, "maximum": 2**62},
+        {"type": "integer", "minimum": 1, "maximum": 2**53},  # keys.MAX_QUOTA
         {"type": "string", "pattern": _SIZE},
         {"type": "null"},
     ]
