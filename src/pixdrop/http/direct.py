@@ -20,12 +20,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pixdrop.auth.grants import GrantResolver
 from pixdrop.auth.principal import GRANT_PREFIX, principal_of
+from pixdrop.auth.scopes import require
 from pixdrop.errors import Forbidden, GrantNotFound, ImageNotFound, Unauthorized
 from pixdrop.http import wire
 from pixdrop.http.errors import invalid_request
@@ -157,6 +158,7 @@ def _issued_json(request: Request, issued: IssuedGrant) -> dict[str, Any]:
     "/v1/direct-uploads",
     status_code=201,
     summary="Issue a one-time direct-upload grant (for a browser)",
+    dependencies=[Depends(require("upload"))],  # docs/auth.md: scope upload
     openapi_extra=CREATE_BODY,
     response_model=IssuedGrantOut,
     responses=problems("create_grant"),

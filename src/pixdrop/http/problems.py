@@ -5,11 +5,11 @@ with in :data:`ROUTE_PROBLEMS`; :data:`EVERY_ROUTE` holds what any route can ans
 route's decorator says ``responses=problems("put_chunk")``, so a problem every route gains is
 one more entry of ``EVERY_ROUTE``, not an edit of every decorator. Problems that only an app
 with some feature on can answer (a pre-create hook, ``--rate-limit``, a cap on open uploads,
-``--auth keys``' 401/403 where a route needs a key) are a :class:`Feature` of :data:`FEATURES`: the settings turn
-it on, and ``http/openapi.py`` adds its problems to the routes it names (every route, by
-default). Each status is described as ``application/problem+json`` (docs/errors.md) whose
-``type`` is one of those listed; ``tests/http/test_schemathesis.py`` holds the table to what
-the server answers.
+``--auth keys``' 401/403 where a route needs a key) are a :class:`Feature` of
+:data:`FEATURES`: the settings turn it on, and ``http/openapi.py`` adds its problems to the
+routes it names (every route, by default). Each status is described as
+``application/problem+json`` (docs/errors.md) whose ``type`` is one of those listed;
+``tests/http/test_schemathesis.py`` holds the table to what the server answers.
 """
 
 from __future__ import annotations

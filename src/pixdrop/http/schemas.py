@@ -207,7 +207,10 @@ REDIRECT_RESPONSE: dict[int | str, dict[str, object]] = {
 #: What ``POST /v1/keys`` takes, as the published schema states it (``http/keys.py:
 #: CreateKey`` reads it): a scope of ``auth.SCOPES``, a rate and a lifetime of the forms
 #: ``auth/keys.py`` parses (any case; empty: none), a quota in bytes or with a unit.
-_RATE = r"^$|^\s*0*[1-9][0-9]{0,8}\s*/\s*([sS][eE][cC][oO][nN][dD]|[mM][iI][nN][uU][tT][eE]|[hH][oO][uU][rR]|[dD][aA][yY])\s*$"
+_RATE = (
+    r"^$|^\s*0*[1-9][0-9]{0,8}\s*/\s*"
+    r"([sS][eE][cC][oO][nN][dD]|[mM][iI][nN][uU][tT][eE]|[hH][oO][uU][rR]|[dD][aA][yY])\s*$"
+)
 _DURATION = r"^$|^\s*0*[1-9][0-9]{0,4}\s*[smhdwSMHDW]\s*$"
 #: A size of at least one byte, and at most ``MAX_QUOTA`` (2**53): up to 999999 GiB, 999 TiB.
 _SIZE = (
