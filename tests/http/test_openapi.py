@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from pixdrop.http.problems import ROUTE_PROBLEMS, kinds
+from pixdrop.http.problems import CREDENTIALED, ROUTE_PROBLEMS, SCOPED, kinds
 from pixdrop.http.ratelimit import is_exempt
 from pixdrop.http.schemas import (
     BlobOut,
@@ -17,10 +17,14 @@ from pixdrop.http.schemas import (
     ImageOut,
     ImagePage,
     IssuedGrantOut,
+    IssuedKeyOut,
+    KeyList,
     LimitsOut,
     Ready,
+    SignedUrlOut,
     UploadOut,
 )
+from tests.auth.conftest import SIGNING_KEY, bearer, direct_key
 from tests.http.helpers import sha256_hex, tiny_image
 
 PROBLEM = "application/problem+json"
@@ -53,6 +57,10 @@ OPERATIONS = {
     ("head", "/files/{upload_id}"): "resumable_head",
     ("patch", "/files/{upload_id}"): "resumable_patch",
     ("delete", "/files/{upload_id}"): "resumable_delete",
+    ("get", "/v1/images/{image_id}/signed-url"): "signed_url",
+    ("post", "/v1/keys"): "create_key",
+    ("get", "/v1/keys"): "list_keys",
+    ("delete", "/v1/keys/{key_id}"): "revoke_key",
 }
 
 
@@ -136,7 +144,8 @@ def test_a_grant_s_problems_are_on_every_way_in(server_factory) -> None:
     doc = described(server_factory())
     upload_url = doc["paths"]["/v1/direct-uploads/{token}/image"]["post"]
     assert types_of(upload_url, 404) == ["/problems/grant-not-found"]
-    assert types_of(upload_url, 403) == ["/problems/grant-expired"]
+    # The grant's issuer's quota holds for what the grant uploads.
+    assert types_of(upload_url, 403) == ["/problems/grant-expired", "/problems/quota-exceeded"]
     assert "/problems/grant-used" in types_of(upload_url, 409)
     assert "/problems/grant-too-large" in types_of(upload_url, 413)
     assert "/problems/trailing-data" in types_of(upload_url, 422)
@@ -343,3 +352,88 @@ def test_a_pre_create_hook_adds_its_problems_to_the_routes_that_create(server_fa
     # A route that creates nothing is not the hook's.
     get_upload = hooked["paths"]["/v1/uploads/{upload_id}"]["get"]
     assert types_of(get_upload, 503) == ["/problems/service-unavailable"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_keys_mode_describes_its_401_403_and_the_bearer_scheme(server_factory) -> None:
+    keyed = described(server_factory(auth="keys"))
+    open_ = described(server_factory(auth="none"))
+    for doc in (keyed, open_):
+        scheme = doc["components"]["securitySchemes"]["apiKey"]
+        assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "--auth keys" in keyed["info"]["description"]
+    assert "--auth none`: no operation needs a credential" in open_["info"]["description"]
+    for key, op in operations(keyed).items():
+        route = OPERATIONS[key]
+        needs = route in CREDENTIALED and op["operationId"] != "resumable_options_upload"
+        assert ("security" in op) == needs, key
+        if needs:
+            assert op["security"] == [{"apiKey": []}], key
+        # Any route: a pxk_ / pxg_ bearer that does not resolve, in either mode.
+        for doc in (keyed, open_):
+            response = operations(doc)[key]["responses"]["401"]
+            assert types_of(operations(doc)[key], 401) == ["/problems/unauthorized"], key
+            assert response["headers"]["WWW-Authenticate"]["required"] is True, key
+        # A key without the scope: only where a scope is needed, only in keys mode.
+        forbidden = "/problems/forbidden"
+        plain = forbidden in types_of(operations(open_)[key], 403)
+        assert (forbidden in types_of(op, 403)) == (plain or route in SCOPED), key
+    for op in operations(open_).values():
+        assert "security" not in op
+    assert "/problems/forbidden" not in types_of(open_["paths"]["/v1/images"]["get"], 403)
+    assert "/problems/forbidden" in types_of(keyed["paths"]["/v1/keys"]["get"], 403)
+    # OPTIONS (tus discovery) needs nothing, even in keys mode.
+    assert "security" not in keyed["paths"]["/files/"]["options"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_quota_and_private_images_are_described_in_both_modes(server_factory) -> None:
+    doc = described(server_factory())
+    creating = [
+        ("/v1/images", "post"),
+        ("/v1/uploads", "post"),
+        ("/v1/uploads/{upload_id}/complete", "post"),
+        ("/files/", "post"),
+        ("/files/{upload_id}", "patch"),
+        ("/v1/direct-uploads/{token}/image", "post"),
+    ]
+    for path, method in creating:
+        assert "/problems/quota-exceeded" in types_of(doc["paths"][path][method], 403), path
+    assert "403" not in doc["paths"]["/v1/uploads/{upload_id}"]["get"]["responses"]
+    reads = [
+        ("/v1/images/{image_id}", "get"),
+        ("/v1/images/{image_id}/original", "get"),
+        ("/v1/images/{image_id}/original", "head"),
+        ("/v1/images/{image_id}/{variant}", "get"),
+    ]
+    for path, method in reads:
+        op = doc["paths"][path][method]
+        assert types_of(op, 403) == ["/problems/forbidden"], path
+        assert types_of(op, 401) == ["/problems/unauthorized"], path
+    delete = doc["paths"]["/v1/images/{image_id}"]["delete"]
+    assert types_of(delete, 403) == ["/problems/forbidden"]  # a wrong delete token
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_keys_and_signed_url_bodies_are_what_the_description_says(server_factory) -> None:
+    live = server_factory(auth="keys", signing_key=SIGNING_KEY)
+    doc = described(live)
+    admin = direct_key(live.settings.resolved_database_url, scopes=["admin"])
+    body = doc["paths"]["/v1/keys"]["post"]["requestBody"]["content"]["application/json"]
+    fields = body["schema"]["properties"]
+    assert fields["scopes"]["items"]["enum"] == ["upload", "read", "delete", "admin"]
+    with httpx.Client(base_url=live.url, headers=bearer(admin), timeout=30) as client:
+        spec = {"name": "n", "scopes": ["read"], "quota": "1MiB", "rate": "5/Minute"}
+        issued = client.post("/v1/keys", json={**spec, "expires": "2w"})
+        assert issued.status_code == 201, issued.text
+        assert set(issued.json()) == keys_of(doc, "IssuedKeyOut")
+        IssuedKeyOut.model_validate(issued.json())
+        listed = client.get("/v1/keys").json()
+        assert set(listed) == keys_of(doc, "KeyList")
+        assert set(listed["keys"][0]) == keys_of(doc, "KeyOut")
+        KeyList.model_validate(listed)
+        image = client.post("/v1/images", content=tiny_image(), params={"private": "true"})
+        assert image.status_code == 201, image.text
+        signed = client.get(f"/v1/images/{image.json()['id']}/signed-url").json()
+        assert set(signed) == keys_of(doc, "SignedUrlOut")
+        SignedUrlOut.model_validate(signed)

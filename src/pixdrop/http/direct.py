@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -167,6 +167,7 @@ def _issued_json(request: Request, issued: IssuedGrant) -> dict[str, Any]:
     "/v1/direct-uploads",
     status_code=201,
     summary="Issue a one-time direct-upload grant (for a browser)",
+    dependencies=[Depends(require("upload"))],  # docs/auth.md: scope upload
     openapi_extra=CREATE_BODY,
     response_model=IssuedGrantOut,
     responses=problems("create_grant"),

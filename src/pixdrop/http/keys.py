@@ -6,22 +6,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from pixdrop.auth.keys import issue_key, key_json, parse_duration, parse_rate, parse_scopes
 from pixdrop.auth.scopes import require
 from pixdrop.config import Size
 from pixdrop.errors import NotFound
 from pixdrop.http.errors import invalid_request
+from pixdrop.http.problems import problems
+from pixdrop.http.schemas import CREATE_KEY_BODY, IssuedKeyOut, KeyList
 from pixdrop.http.state import runtime
 from pixdrop.http.wire import read_json_body
 from pixdrop.models import is_valid_id, utcnow
 
 router = APIRouter(tags=["keys"], dependencies=[Depends(require("admin"))])
+
+#: Within what the key's columns hold (``api_keys.quota`` BIGINT, ``max_open_uploads``
+#: INTEGER): more is refused (400), not an overflow in the database (500). 8 PiB, the largest
+#: integer a double holds exactly (JSON clients, and validators, may read numbers as doubles).
+MAX_QUOTA = 2**53
+MAX_OPEN_UPLOADS = 2**31 - 1
+
+
+def _integral(value: object) -> object:
+    """``5.0`` is the integer 5 in JSON (as ``direct._integral``); ``5.5``, ``"5"``, ``true``
+    stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("a quota is a number of bytes, or a size such as 10GiB")
+    return value
+
+
+Quota = Annotated[Size, BeforeValidator(_not_bool), Field(le=MAX_QUOTA)]
+OpenUploads = Annotated[
+    int, Field(ge=1, le=MAX_OPEN_UPLOADS, strict=True), BeforeValidator(_integral)
+]
 
 
 class CreateKey(BaseModel):
@@ -31,8 +64,8 @@ class CreateKey(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     scopes: list[str] = Field(min_length=1, description="Of upload, read, delete, admin.")
-    quota: Size | None = Field(None, description="Bytes the key may keep (10GiB).")
-    max_open_uploads: int | None = Field(None, ge=1)
+    quota: Quota | None = Field(None, description="Bytes the key may keep (10GiB).")
+    max_open_uploads: OpenUploads | None = None
     rate: str | None = Field(None, description="Requests per period, e.g. 100/minute.")
     expires: str | None = Field(None, description="Lifetime, e.g. 90d, 12h.")
 
@@ -50,7 +83,10 @@ class CreateKey(BaseModel):
     @classmethod
     def _expires(cls, value: str | None) -> str | None:
         if value:
-            parse_duration(value)
+            try:
+                utcnow() + parse_duration(value)
+            except OverflowError:
+                raise ValueError(f"{value!r} is too long a lifetime") from None
         return value
 
 
@@ -61,7 +97,14 @@ def _parse(raw: bytes) -> CreateKey:
         raise invalid_request(exc.errors()) from None
 
 
-@router.post("/v1/keys", status_code=201, summary="Create an API key (its secret, once)")
+@router.post(
+    "/v1/keys",
+    status_code=201,
+    summary="Create an API key (its secret, once)",
+    openapi_extra=CREATE_KEY_BODY,
+    response_model=IssuedKeyOut,
+    responses=problems("create_key"),
+)
 async def create_key(request: Request) -> JSONResponse:
     spec = _parse(await read_json_body(request))
     issued = await issue_key(
@@ -81,7 +124,12 @@ async def create_key(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/v1/keys", summary="List API keys (no secrets)")
+@router.get(
+    "/v1/keys",
+    summary="List API keys (no secrets)",
+    response_model=KeyList,
+    responses=problems("list_keys"),
+)
 async def list_keys(request: Request) -> JSONResponse:
     keys = await runtime(request).meta.list_keys()
     return JSONResponse(
@@ -89,7 +137,12 @@ async def list_keys(request: Request) -> JSONResponse:
     )
 
 
-@router.delete("/v1/keys/{key_id}", status_code=204, summary="Revoke an API key")
+@router.delete(
+    "/v1/keys/{key_id}",
+    status_code=204,
+    summary="Revoke an API key",
+    responses=problems("revoke_key"),
+)
 async def revoke_key(request: Request, key_id: str) -> Response:
     meta = runtime(request).meta
     if not is_valid_id(key_id) or await meta.get_key(key_id) is None:

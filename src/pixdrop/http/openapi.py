@@ -4,6 +4,9 @@
 * Success bodies: the models of ``http/schemas.py`` (``response_model=``).
 * Bounds: from the app's ``Settings`` and, once it runs, from its services (on S3 the smallest
   chunk is the store's 5 MiB part minimum), stated where the routes enforce them.
+* Credentials: the bearer scheme (``components.securitySchemes``), required by the operations
+  that need a key under ``--auth keys`` (``problems.CREDENTIALED``), and by none under
+  ``--auth none``.
 * The tus / IETF endpoint under ``tus_path`` (routed by hand, ``include_in_schema=False``) is
   described as far as OpenAPI can (``http/openapi_resumable.py``): one operation per method,
   whichever of the two protocols the request speaks.
@@ -24,7 +27,7 @@ from fastapi.routing import APIRoute
 
 from pixdrop.config import KNOWN_FORMATS, Settings
 from pixdrop.http.openapi_resumable import resumable_paths
-from pixdrop.http.problems import merged, problems
+from pixdrop.http.problems import CREDENTIALED, merged, problems
 from pixdrop.http.schemas import Problem
 
 
@@ -153,6 +156,40 @@ def _features(doc: dict[str, Any], settings: Settings) -> None:
         merged(op["responses"], {str(status): r for status, r in added.items()})
 
 
+#: The name of the bearer scheme in ``components.securitySchemes``.
+BEARER = "apiKey"
+_BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key (`pxk_...`: `pixdrop keys create`, `POST /v1/keys`) or, where "
+    "an upload is opened, a direct-upload grant's token (`pxg_...`). A `pxk_` or `pxg_` "
+    "token that is unknown, revoked or expired is answered 401 on every route, whatever the "
+    "`--auth` mode. docs/auth.md.",
+}
+_KEYS = (
+    "\n\nThis server runs `--auth keys`: the operations that list `apiKey` under `security` "
+    "need `Authorization: Bearer <key>` with their scope, else 401 (no key) or 403 (a key "
+    "without the scope)."
+)
+_NONE = (
+    "\n\nThis server runs `--auth none`: no operation needs a credential. A key sent anyway "
+    "owns what the request creates (its quota applies); private images still need their "
+    "owner's read key, a signed URL or the delete token."
+)
+
+
+def _security(doc: dict[str, Any], settings: Settings) -> None:
+    """The bearer scheme; under ``--auth keys`` each operation that needs a key says so."""
+    doc["components"]["securitySchemes"] = {BEARER: _BEARER_SCHEME}
+    keys = settings.auth_mode == "keys"
+    doc["info"]["description"] = doc["info"].get("description", "") + (_KEYS if keys else _NONE)
+    if not keys:
+        return
+    for op in _operations(doc):
+        if _ROW_OF.get(op["operationId"], op["operationId"]) in CREDENTIALED:
+            op["security"] = [{BEARER: []}]
+
+
 def build(app: FastAPI, settings: Settings, bounds: Bounds) -> dict[str, Any]:
     """The description of *app*: FastAPI's, made complete and true (see the module doc)."""
     # A copy: FastAPI's answer shares dicts with the routes (``openapi_extra``), and the
@@ -175,6 +212,7 @@ def build(app: FastAPI, settings: Settings, bounds: Bounds) -> dict[str, Any]:
     for op in _operations(doc):  # JSON's keys are strings; the hand-written paths use ints
         op["responses"] = {str(status): r for status, r in op["responses"].items()}
     _features(doc, settings)
+    _security(doc, settings)
     return doc
 
 

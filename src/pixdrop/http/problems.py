@@ -4,12 +4,12 @@ Each route (by its handler's name) lists the error classes of ``pixdrop.errors``
 with in :data:`ROUTE_PROBLEMS`; :data:`EVERY_ROUTE` holds what any route can answer. A
 route's decorator says ``responses=problems("put_chunk")``, so a problem every route gains is
 one more entry of ``EVERY_ROUTE``, not an edit of every decorator. Problems that only an app
-with some feature on can answer (a pre-create hook, ``--rate-limit``, a cap on open uploads;
-access control's 401/403 next) are a :class:`Feature` of :data:`FEATURES`: the settings turn
-it on, and ``http/openapi.py`` adds its problems to the routes it names (every route, by
-default). Each status is described as ``application/problem+json`` (docs/errors.md) whose
-``type`` is one of those listed; ``tests/http/test_schemathesis.py`` holds the table to what
-the server answers.
+with some feature on can answer (a pre-create hook, ``--rate-limit``, a cap on open uploads,
+``--auth keys``' 401/403 where a route needs a key) are a :class:`Feature` of
+:data:`FEATURES`: the settings turn it on, and ``http/openapi.py`` adds its problems to the
+routes it names (every route, by default). Each status is described as
+``application/problem+json`` (docs/errors.md) whose ``type`` is one of those listed;
+``tests/http/test_schemathesis.py`` holds the table to what the server answers.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from pixdrop.errors import (
     OffsetMismatch,
     PayloadTooLarge,
     PixdropError,
+    QuotaExceeded,
     RangeNotSatisfiable,
     RequestTimeout,
     ServiceUnavailable,
@@ -93,11 +94,19 @@ INTERNAL = Kind(500, "about:blank", "Internal server error")
 
 Entry = type[PixdropError] | Kind
 
-#: What any route can answer: the generic 500, and what the connection layer
+#: What any route can answer: the generic 500, what the connection layer
 #: (``http/connections.py``) answers before a request reaches a route: a head or body that
 #: stopped coming (408), a head over ``max_header_size`` (431), too many connections or a
-#: shutdown (503).
-EVERY_ROUTE: tuple[Entry, ...] = (INTERNAL, RequestTimeout, HeaderTooLarge, ServiceUnavailable)
+#: shutdown (503); and, in any ``--auth`` mode, the authentication layer's 401 to an
+#: ``Authorization: Bearer`` credential (``pxk_``, ``pxg_``) that is unknown, revoked or
+#: expired (``auth/middleware.py``).
+EVERY_ROUTE: tuple[Entry, ...] = (
+    INTERNAL,
+    RequestTimeout,
+    HeaderTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+)
 
 #: A request body's ``Content-Length`` that is not a byte count, or a malformed multipart body.
 _BODY = (BadRequest,)
@@ -117,6 +126,13 @@ _BEARER_GRANT = (Unauthorized, *_GRANT_OPENS)
 #: The image made with a grant: of a format it allows, within its size, and the grant's first
 #: (``check_image``, the claim in ``Completion.ingest``).
 _GRANT_COMPLETES = (GrantFormatRefused, GrantTooLarge, GrantUsed)
+#: What an API key owns counts against its quota of bytes and open uploads (in both
+#: ``--auth`` modes: a key sent to an open server still owns what it creates): opening an
+#: upload reserves its size, recording an image its bytes (``metadata/quotas.py``).
+_QUOTA = (QuotaExceeded,)
+#: A private image (``auth/scopes.py: check_private_read``): 401 with no key (nor signature,
+#: nor delete token), 403 to a key that is not its owner's read key. In both modes.
+_PRIVATE = (Unauthorized, Forbidden)
 #: Everything the tus mount answers before a handler runs (``TusMiddleware``).
 _TUS = (UnsupportedProtocolVersion, InvalidResumableRequest)
 _RESUMABLE_WRITE = (
@@ -142,12 +158,14 @@ _RESUMABLE_WRITE = (
     *_STORES,
     *_COMPLETES,
     *_GRANT_COMPLETES,
+    *_QUOTA,
 )
 
 #: Route (its handler's name) → the problems it can answer besides ``EVERY_ROUTE``.
 ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
     "create_image": (
         *_BODY,
+        InvalidUploadRequest,  # a bad query parameter (``private``)
         *_DIGESTS,
         FieldTooLong,
         PayloadTooLarge,
@@ -155,14 +173,19 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
         *_STORES,
         *_BEARER_GRANT,
         *_GRANT_COMPLETES,
+        *_QUOTA,
     ),
     "list_images": (BadRequest, InvalidUploadRequest),
-    "get_image": (ImageNotFound,),
-    "get_original": (ImageNotFound, *_RANGE, *_IMAGE),
-    "head_original": (ImageNotFound, *_RANGE, *_IMAGE),
+    "get_image": (ImageNotFound, *_PRIVATE),
+    "get_original": (ImageNotFound, *_RANGE, *_IMAGE, *_PRIVATE),
+    "head_original": (ImageNotFound, *_RANGE, *_IMAGE, *_PRIVATE),
+    # 401: no delete token nor key; 403: a wrong delete token, or a key that may not.
     "delete_image": (ImageNotFound, Unauthorized, Forbidden, *_STORES),
-    "get_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE, *_STORES),
-    "head_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE, *_STORES),
+    "get_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE, *_STORES, *_PRIVATE),
+    "head_variant": (ImageNotFound, NotFound, BadRequest, *_RANGE, *_IMAGE, *_STORES, *_PRIVATE),
+    # Signing: a bad expires_in (400); only the owner's read key, an admin key or the delete
+    # token sign (403).
+    "signed_url": (ImageNotFound, InvalidUploadRequest, Forbidden),
     "get_blob": (NotFound,),
     "head_blob": (NotFound,),
     "create_upload": (
@@ -172,6 +195,7 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
         PayloadTooLarge,
         *_STORES,
         *_BEARER_GRANT,
+        *_QUOTA,
     ),
     "get_upload": (UploadNotFound,),
     "put_chunk": (
@@ -195,6 +219,7 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
         *_COMPLETES,
         *_STORES,
         *_GRANT_COMPLETES,
+        *_QUOTA,
     ),
     "delete_upload": (UploadNotFound, UploadNotReceiving, Conflict, *_STORES),
     # Direct uploads (``http/direct.py``). Issuing: a bad body, or a grant asking for one.
@@ -211,6 +236,7 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
         *_COMPLETES,
         *_GRANT_COMPLETES,
         *_STORES,
+        *_QUOTA,
     ),
     "get_limits": (),
     "healthz": (),
@@ -222,6 +248,10 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
     "resumable_head": (*_TUS, UploadNotFound, UploadExpired, UploadLocked),
     "resumable_patch": (*_RESUMABLE_WRITE,),
     "resumable_delete": (*_TUS, UploadNotFound, Conflict, UploadLocked, *_STORES),
+    # The keys admin API (``http/keys.py``; scope admin: ``AUTH``).
+    "create_key": (*_BODY, InvalidUploadRequest, PayloadTooLarge, *_STORES),
+    "list_keys": (),
+    "revoke_key": (NotFound, *_STORES),
 }
 
 
@@ -258,8 +288,47 @@ OPEN_UPLOADS = Feature(
     (TooManyOpenUploads,),
     routes=frozenset({"create_upload", "resumable_create"}),
 )
-#: Every feature that adds problems. Access control (``--auth keys``) adds its 401/403 here.
-FEATURES: tuple[Feature, ...] = (HOOK, RATE_LIMIT, OPEN_UPLOADS)
+#: The routes that need a scope under ``--auth keys`` (``auth.scopes.require``, declared on
+#: the route or its router in ``http/app.py``); the tus OPTIONS never does.
+SCOPED = frozenset(
+    {
+        "create_image",
+        "list_images",
+        "create_upload",
+        "get_upload",
+        "put_chunk",
+        "complete_upload",
+        "delete_upload",
+        "get_blob",
+        "head_blob",
+        "create_grant",
+        "signed_url",
+        "create_key",
+        "list_keys",
+        "revoke_key",
+        "resumable_create",
+        "resumable_head",
+        "resumable_patch",
+        "resumable_delete",
+    }
+)
+#: ... and those that need a key, any key (``require(ANY)``).
+ANY_KEY = frozenset({"get_limits"})
+#: The routes that need a credential under ``--auth keys``: their operations carry the
+#: bearer ``security`` requirement (``http/openapi.py``).
+CREDENTIALED = SCOPED | ANY_KEY
+
+
+def _keys(settings: Settings) -> bool:
+    return settings.auth_mode == "keys"
+
+
+#: ``--auth keys``: 401 ``unauthorized`` (with ``WWW-Authenticate: Bearer``) to a request
+#: without a key, 403 ``forbidden`` to a key without the route's scope.
+AUTH = Feature(_keys, (Unauthorized, Forbidden), routes=SCOPED)
+AUTH_ANY = Feature(_keys, (Unauthorized,), routes=ANY_KEY)
+#: Every feature that adds problems.
+FEATURES: tuple[Feature, ...] = (HOOK, RATE_LIMIT, OPEN_UPLOADS, AUTH, AUTH_ANY)
 
 
 def kinds(route: str, settings: Settings | None = None) -> list[Kind]:
@@ -295,10 +364,19 @@ def _problem_response(found: list[Kind]) -> dict[str, Any]:
             {"properties": {"type": {"enum": types}, "status": {"const": found[0].status}}},
         ]
     }
-    return {
+    response: dict[str, Any] = {
         "description": "; ".join(f"`{k.uri}`: {k.title}" for k in found),
         "content": {MEDIA_TYPE: {"schema": schema}},
     }
+    if found[0].status == 401:  # ``errors.Unauthorized`` always names the scheme
+        response["headers"] = {
+            "WWW-Authenticate": {
+                "description": 'The scheme to authenticate with: Bearer realm="pixdrop".',
+                "required": True,
+                "schema": {"type": "string", "pattern": "^Bearer"},
+            }
+        }
+    return response
 
 
 def headers(**described: str) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,8 @@ SHA256 = r"^[0-9a-f]{64}$"
 ID = r"^[A-Za-z0-9_-]{22}$"
 #: ``pxg_``, the grant's id, 43 characters of secret (``services/grants.py``).
 GRANT_TOKEN = r"^pxg_[A-Za-z0-9_-]{65}$"  # noqa: S105 (a pattern, not a secret)
+#: ``pxk_``, the key's id, ``_``, 43 characters of secret (``auth/keys.py``).
+KEY_SECRET = r"^pxk_[A-Za-z0-9_-]{22}_[A-Za-z0-9_-]{43}$"  # noqa: S105 (a pattern)
 
 
 class Problem(BaseModel):
@@ -200,3 +202,94 @@ REDIRECT_RESPONSE: dict[int | str, dict[str, object]] = {
         "headers": {"Location": _header("The presigned URL.")},
     }
 }
+
+
+#: What ``POST /v1/keys`` takes, as the published schema states it (``http/keys.py:
+#: CreateKey`` reads it): a scope of ``auth.SCOPES``, a rate and a lifetime of the forms
+#: ``auth/keys.py`` parses (any case; empty: none), a quota in bytes or with a unit.
+_RATE = (
+    r"^$|^\s*0*[1-9][0-9]{0,8}\s*/\s*"
+    r"([sS][eE][cC][oO][nN][dD]|[mM][iI][nN][uU][tT][eE]|[hH][oO][uU][rR]|[dD][aA][yY])\s*$"
+)
+_DURATION = r"^$|^\s*0*[1-9][0-9]{0,4}\s*[smhdwSMHDW]\s*$"
+#: A size of at least one byte, and at most ``MAX_QUOTA`` (2**53): up to 999999 GiB, 999 TiB.
+_SIZE = (
+    r"^\s*0*([1-9][0-9]{0,5}(\.[0-9]{1,6})?\s*(([kKmMgG][iI]?)?[bB])?"
+    r"|[1-9][0-9]{0,2}(\.[0-9]{1,6})?\s*[tT][iI]?[bB])\s*$"
+)
+
+
+class CreateKeyIn(BaseModel):
+    """Body of ``POST /v1/keys``: the options of ``pixdrop keys create``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[Literal["upload", "read", "delete", "admin"]] = Field(
+        min_length=1, description="What the key may do (admin: everything)."
+    )
+    quota: int | str | None = Field(
+        None, description="Bytes the key may keep: a count, or with a unit (10GiB)."
+    )
+    max_open_uploads: int | None = Field(None, ge=1, le=2**31 - 1)  # keys.MAX_OPEN_UPLOADS
+    rate: str | None = Field(
+        None, pattern=_RATE, description="Requests per second, minute, hour or day: 100/minute."
+    )
+    expires: str | None = Field(
+        None, pattern=_DURATION, description="Lifetime: 90d, 12h, 30m, 2w, 45s."
+    )
+
+
+def _create_key_schema() -> dict[str, object]:
+    schema = CreateKeyIn.model_json_schema()
+    quota = schema["properties"]["quota"]
+    quota["anyOf"] = [
+        {"type": "integer", "minimum": 1, "maximum": 2**53},  # keys.MAX_QUOTA
+        {"type": "string", "pattern": _SIZE},
+        {"type": "null"},
+    ]
+    return schema
+
+
+CREATE_KEY_BODY: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _create_key_schema()}},
+    }
+}
+
+
+class KeyOut(BaseModel):
+    """An API key as ``GET /v1/keys`` and ``pixdrop keys list`` show it: never its secret."""
+
+    id: str = Field(pattern=ID)
+    name: str
+    scopes: list[Literal["upload", "read", "delete", "admin"]]
+    created_at: str = Field(description="ISO 8601, UTC.")
+    expires_at: str | None = Field(description="ISO 8601, UTC; null: never.")
+    revoked_at: str | None = Field(description="ISO 8601, UTC; null: not revoked.")
+    quota: int | None = Field(description="Bytes the key may keep; null: no cap.")
+    max_open_uploads: int | None
+    rate: str | None = Field(description="Its own rate limit; null: the server's.")
+    used_bytes: int = Field(ge=0)
+    open_uploads: int = Field(ge=0)
+
+
+class IssuedKeyOut(KeyOut):
+    """``POST /v1/keys``: the new key with its secret, shown this once."""
+
+    secret: str = Field(pattern=KEY_SECRET, description="Send as 'Authorization: Bearer'.")
+
+
+class KeyList(BaseModel):
+    """``GET /v1/keys``: every key, revoked and expired ones included."""
+
+    keys: list[KeyOut]
+
+
+class SignedUrlOut(BaseModel):
+    """``GET /v1/images/{id}/signed-url``: a URL of the original that needs no key."""
+
+    url: str = Field(description="The original's URL with the signature.")
+    query: str = Field(description="'expires=...&sig=...': add it to any of the image's URLs.")
+    expires_at: int = Field(description="Unix time the signature stops working.")

@@ -24,7 +24,7 @@ from pixdrop.auth.scopes import can_manage, check_private_read, require
 from pixdrop.auth.signing import MAX_EXPIRES_IN
 from pixdrop.errors import Forbidden
 from pixdrop.http.problems import problems
-from pixdrop.http.schemas import BLOB_RESPONSES, REDIRECT_RESPONSE, ImageOut
+from pixdrop.http.schemas import BLOB_RESPONSES, REDIRECT_RESPONSE, ImageOut, SignedUrlOut
 from pixdrop.http.state import base_url, runtime
 from pixdrop.http.views import image_json
 from pixdrop.models import Image
@@ -288,6 +288,8 @@ async def delete_image(request: Request, image_id: str) -> Response:
     "/v1/images/{image_id}/signed-url",
     summary="A URL that reads a private image without a key, until it expires",
     dependencies=[Depends(require("read"))],
+    response_model=SignedUrlOut,
+    responses=problems("signed_url"),
 )
 async def signed_url(
     request: Request,
