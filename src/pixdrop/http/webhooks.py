@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 
 from pixdrop.auth.scopes import require
 from pixdrop.errors import NotFound
@@ -30,9 +31,25 @@ from pixdrop.http.schemas import (
     WebhookList,
 )
 from pixdrop.http.wire import read_json_body
-from pixdrop.models import is_valid_id, utcnow
+from pixdrop.models import utcnow
 from pixdrop.webhooks import outbox as q
 from pixdrop.webhooks.sender import Sender
+
+
+class _IdConvertor(Convertor[str]):
+    """A path segment shaped as a pixdrop id (``models.new_id``): ``/v1/webhooks/{id}`` then
+    never matches ``/v1/webhooks/deliveries``, whose ``Allow`` is ``GET`` alone."""
+
+    regex = "[A-Za-z0-9_-]{22}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("pixdrop_id", _IdConvertor())
 
 router = APIRouter(tags=["webhooks"], dependencies=[Depends(require("admin"))])
 
@@ -185,16 +202,14 @@ async def resend_delivery(
 
 
 @router.delete(
-    "/v1/webhooks/{webhook_id}",
+    "/v1/webhooks/{webhook_id:pixdrop_id}",
     status_code=204,
     summary="Remove a webhook endpoint (and its deliveries)",
     responses=problems("remove_webhook"),
 )
 async def remove_webhook(request: Request, webhook_id: str) -> Response:
     sender = _sender(request)
-    removed = is_valid_id(webhook_id) and await sender.outbox.run(
-        partial(q.remove_endpoint, endpoint_id=webhook_id)
-    )
+    removed = await sender.outbox.run(partial(q.remove_endpoint, endpoint_id=webhook_id))
     if not removed:
         raise NotFound(f"There is no webhook endpoint {webhook_id!r}.")
     await sender.refresh()  # this node stops sending it new events at once
