@@ -28,6 +28,8 @@ from tests.http.helpers import assert_problem, sha256_hex, tiny_image
 IMAGE = tiny_image()
 TUS = {"Tus-Resumable": "1.0.0"}
 IETF = {"Upload-Draft-Interop-Version": "8", "Upload-Complete": "?1"}
+#: Where the matrix's webhook endpoints point: a port nothing listens on.
+DEAD_URL = "http://127.0.0.1:9/matrix"
 
 
 class World:
@@ -72,6 +74,32 @@ class World:
         made = self.owner.post("/v1/images", content=tiny_image(seed=9), headers=bearer(token))
         assert made.status_code == 201, made.text
         return token
+
+    def webhook(self, events: tuple[str, ...] = ("image.deleted",)) -> str:
+        """A new webhook endpoint (to a port nothing listens on), made by an admin key."""
+        with self.keys.client(self.keys.admin) as admin:
+            response = admin.post("/v1/webhooks", json={"url": DEAD_URL, "events": list(events)})
+        assert response.status_code == 201, response.text
+        webhook_id: str = response.json()["id"]
+        return webhook_id
+
+    def delivery(self) -> int:
+        """A delivery to a new endpoint: of the image.created event of a new image."""
+        webhook_id = self.webhook(("image.created",))
+        self.image()
+        with self.keys.client(self.keys.admin) as admin:
+            found = admin.get("/v1/webhooks/deliveries", params={"limit": 200}).json()
+        mine = [d for d in found["deliveries"] if d["endpoint_id"] == webhook_id]
+        assert mine, found
+        seq: int = mine[0]["id"]
+        return seq
+
+    def remove_webhooks(self) -> None:
+        """Remove the endpoints the matrix made (PostgreSQL's database outlives the test)."""
+        with self.keys.client(self.keys.admin) as admin:
+            for found in admin.get("/v1/webhooks").json()["webhooks"]:
+                if found["url"] == DEAD_URL:
+                    assert admin.delete(f"/v1/webhooks/{found['id']}").status_code == 204
 
     def tus(self) -> str:
         headers = {**TUS, "Upload-Length": str(len(IMAGE))}
@@ -212,6 +240,26 @@ ROUTES = [
         lambda c, w: c.delete(f"/v1/keys/{w.keys.make('read')[4:26]}"),
         (204,),
     ),
+    Route("list webhooks", "admin", lambda c, w: c.get("/v1/webhooks"), (200,)),
+    Route(
+        "add webhook",
+        "admin",
+        lambda c, w: c.post("/v1/webhooks", json={"url": DEAD_URL, "events": ["*"]}),
+        (201,),
+    ),
+    Route("remove webhook", "admin", lambda c, w: c.delete(f"/v1/webhooks/{w.webhook()}"), (204,)),
+    Route(
+        "list deliveries",
+        "admin",
+        lambda c, w: c.get("/v1/webhooks/deliveries", params={"state": "failed"}),
+        (200,),
+    ),
+    Route(
+        "resend delivery",
+        "admin",
+        lambda c, w: c.post(f"/v1/webhooks/deliveries/{w.delivery()}/resend"),
+        (204,),
+    ),
     Route("image metadata", None, lambda c, w: c.get(f"/v1/images/{w.image()}"), (200,)),
     Route("original", None, lambda c, w: c.get(f"/v1/images/{w.image()}/original"), (200,)),
     Route("variant", None, lambda c, w: c.get(f"/v1/images/{w.image()}/thumb"), (200,)),
@@ -277,6 +325,7 @@ def test_route_x_credential(keys: Keys, route: Route, subtests: Any) -> None:
             with subtests.test(credential=credential), keys.client(secret) as client:
                 _check(route.call(client, world), _expected(route, credential))
     finally:
+        world.remove_webhooks()
         world.owner.close()
 
 

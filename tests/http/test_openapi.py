@@ -61,6 +61,11 @@ OPERATIONS = {
     ("post", "/v1/keys"): "create_key",
     ("get", "/v1/keys"): "list_keys",
     ("delete", "/v1/keys/{key_id}"): "revoke_key",
+    ("post", "/v1/webhooks"): "create_webhook",
+    ("get", "/v1/webhooks"): "list_webhooks",
+    ("delete", "/v1/webhooks/{webhook_id}"): "remove_webhook",
+    ("get", "/v1/webhooks/deliveries"): "list_deliveries",
+    ("post", "/v1/webhooks/deliveries/{delivery_id}/resend"): "resend_delivery",
 }
 
 

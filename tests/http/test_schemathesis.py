@@ -40,7 +40,7 @@ EXAMPLES = int(os.environ.get("ST_EXAMPLES", "10"))
 
 
 #: Every operation: the tus / IETF ones and the keys admin API included.
-OPERATIONS = 31
+OPERATIONS = 36
 
 
 def run_schemathesis(

@@ -39,6 +39,7 @@ from pixdrop.http import (
     tus,
     variants,
     web,
+    webhooks,
 )
 from pixdrop.http import metrics as metrics_endpoint
 from pixdrop.http.connections import SHUTDOWN_GRACE, ConnectionLimits, default_max_connections
@@ -410,6 +411,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(variants.router)  # after serve: /original is not a variant
     app.include_router(limits.router, dependencies=anyone)
     app.include_router(keys.router)
+    app.include_router(webhooks.router)
     app.include_router(web.router)
     app.include_router(tus.router(settings), dependencies=upload)
     app.add_api_route(

@@ -252,6 +252,12 @@ ROUTE_PROBLEMS: dict[str, tuple[Entry, ...]] = {
     "create_key": (*_BODY, InvalidUploadRequest, PayloadTooLarge, *_STORES),
     "list_keys": (),
     "revoke_key": (NotFound, *_STORES),
+    # The webhooks admin API (``http/webhooks.py``; scope admin: ``AUTH``).
+    "create_webhook": (*_BODY, InvalidUploadRequest, PayloadTooLarge, *_STORES),
+    "list_webhooks": (),
+    "remove_webhook": (NotFound, *_STORES),
+    "list_deliveries": (InvalidUploadRequest,),
+    "resend_delivery": (NotFound, InvalidUploadRequest, *_STORES),
 }
 
 
@@ -306,6 +312,11 @@ SCOPED = frozenset(
         "create_key",
         "list_keys",
         "revoke_key",
+        "create_webhook",
+        "list_webhooks",
+        "remove_webhook",
+        "list_deliveries",
+        "resend_delivery",
         "resumable_create",
         "resumable_head",
         "resumable_patch",

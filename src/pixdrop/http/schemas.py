@@ -12,6 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pixdrop.webhooks.events import EVENT_TYPES
+from pixdrop.webhooks.outbox import SECRET_PATTERN, URL_PATTERN
+
 SHA256 = r"^[0-9a-f]{64}$"
 ID = r"^[A-Za-z0-9_-]{22}$"
 #: ``pxg_``, the grant's id, 43 characters of secret (``services/grants.py``).
@@ -293,3 +296,84 @@ class SignedUrlOut(BaseModel):
     url: str = Field(description="The original's URL with the signature.")
     query: str = Field(description="'expires=...&sig=...': add it to any of the image's URLs.")
     expires_at: int = Field(description="Unix time the signature stops working.")
+
+
+#: What ``POST /v1/webhooks`` takes, as published (``http/webhooks.py: CreateWebhook`` reads
+#: it; ``webhooks.outbox.new_endpoint`` checks it, the one check ``pixdrop webhooks add`` uses).
+_EVENTS = [*EVENT_TYPES, "*"]
+
+
+class CreateWebhookIn(BaseModel):
+    """Body of ``POST /v1/webhooks``: the options of ``pixdrop webhooks add``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=URL_PATTERN, description="Where events are POSTed: http(s).")
+    events: list[str] = Field(
+        min_length=1, description="Event types to send; '*' among them: all of them."
+    )
+    secret: str | None = Field(
+        None,
+        pattern=SECRET_PATTERN,
+        description="The signing secret (whsec_...); absent or null: a new random one.",
+    )
+
+
+def _create_webhook_schema() -> dict[str, object]:
+    schema = CreateWebhookIn.model_json_schema()
+    schema["properties"]["events"]["items"] = {"type": "string", "enum": _EVENTS}
+    return schema
+
+
+CREATE_WEBHOOK_BODY: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _create_webhook_schema()}},
+    }
+}
+
+
+class WebhookOut(BaseModel):
+    """A webhook endpoint as ``GET /v1/webhooks`` and ``pixdrop webhooks list`` show it:
+    never its secret."""
+
+    id: str = Field(pattern=ID)
+    url: str
+    events: list[str] = Field(description="The event types it is sent.")
+    created_at: str = Field(description="ISO 8601, UTC.")
+
+
+class IssuedWebhookOut(WebhookOut):
+    """``POST /v1/webhooks``: the new endpoint with its signing secret, shown this once."""
+
+    secret: str = Field(pattern=SECRET_PATTERN, description="Verify signatures with it.")
+
+
+class WebhookList(BaseModel):
+    """``GET /v1/webhooks``: every endpoint, oldest first."""
+
+    webhooks: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    """One event for one endpoint (``pixdrop webhooks deliveries``)."""
+
+    id: int = Field(ge=1, description="Resend it with POST .../deliveries/{id}/resend.")
+    event_id: str = Field(description="The webhook-id header, the same on every attempt.")
+    type: str
+    endpoint_id: str
+    url: str
+    resource: str = Field(description="upload/<id> or image/<id>.")
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int = Field(ge=0)
+    last_status: int | None = Field(description="The receiver's last HTTP status.")
+    last_error: str | None
+    queued_at: str = Field(description="ISO 8601, UTC.")
+    next_attempt_at: str | None = Field(description="ISO 8601, UTC; null unless pending.")
+
+
+class DeliveryPage(BaseModel):
+    """``GET /v1/webhooks/deliveries``: newest first."""
+
+    deliveries: list[DeliveryOut]
+    next_cursor: int | None = Field(description="Pass as ?cursor= for the next page; null: last.")

@@ -10,7 +10,8 @@ for the same endpoint waits: the events of one upload or image arrive in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -23,9 +24,23 @@ from sqlalchemy.orm import aliased
 from pixdrop.metadata.sql import SQLITE_BEGIN_OPTION
 from pixdrop.metadata.tables import webhook_deliveries as deliveries
 from pixdrop.metadata.tables import webhook_endpoints as endpoints
-from pixdrop.webhooks.events import Subscription
+from pixdrop.models import new_id
+from pixdrop.webhooks.events import EVENT_TYPES, Subscription
+from pixdrop.webhooks.signing import check_secret, new_secret
 
-__all__ = ["Delivery", "Endpoint", "Outbox"]
+__all__ = ["STATES", "Delivery", "Endpoint", "InvalidEndpoint", "Outbox", "new_endpoint"]
+
+#: A delivery's states (the ``state`` check of ``webhook_deliveries``).
+STATES = ("pending", "delivered", "failed")
+#: An endpoint's URL: http or https, a host, printable ASCII only, at most 2000 characters
+#: (``new_endpoint`` checks it, the published schema states it: ``http/schemas.py``).
+URL_PATTERN = r"^[hH][tT][tT][pP][sS]?://[!-.0-~][!-~]{0,1990}$"
+#: A signing secret as ``signing.check_secret`` takes it: base64 of 24 to 64 bytes.
+_B64 = "[A-Za-z0-9+/]"
+SECRET_PATTERN = (
+    rf"^whsec_((?:{_B64}{{4}}){{8,20}}(?:{_B64}{{2}}==|{_B64}{{3}}=|{_B64}{{4}})?"
+    rf"|(?:{_B64}{{4}}){{21}}{_B64}{{2}}==)$"
+)
 
 T = TypeVar("T")
 
@@ -57,6 +72,35 @@ class Delivery:
     next_attempt_at: datetime
     last_status: int | None
     last_error: str | None
+
+
+class InvalidEndpoint(ValueError):
+    """What :func:`new_endpoint` refuses: *field* (``url``, ``events``, ``secret``) and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def new_endpoint(url: str, events: Sequence[str], secret: str | None, now: datetime) -> Endpoint:
+    """An endpoint to add (``pixdrop webhooks add`` and ``POST /v1/webhooks`` both): *events*
+    are known event types (``*`` among them: all); *url* is http(s); *secret* is a valid
+    ``whsec_`` one, or ``None`` for a new random one. Raise :class:`InvalidEndpoint`."""
+    wanted = list(EVENT_TYPES) if "*" in events else list(events)
+    unknown = [e for e in wanted if e not in EVENT_TYPES]
+    if not wanted or unknown:
+        raise InvalidEndpoint(
+            "events",
+            f"unknown event type(s) {', '.join(unknown) or '(none given)'}; "
+            f"known: {', '.join(EVENT_TYPES)}, or '*' for all",
+        )
+    if re.fullmatch(URL_PATTERN, url) is None:
+        raise InvalidEndpoint("url", "the URL must be http:// or https:// and a host (ASCII)")
+    try:
+        secret = check_secret(secret) if secret is not None else new_secret()
+    except ValueError as exc:
+        raise InvalidEndpoint("secret", str(exc)) from None
+    return Endpoint(new_id(), url, tuple(dict.fromkeys(wanted)), secret, now)
 
 
 def _endpoint(row: Any) -> Endpoint:
@@ -108,6 +152,11 @@ def list_endpoints(conn: Connection) -> list[Endpoint]:
     return [_endpoint(row) for row in rows]
 
 
+def get_endpoint(conn: Connection, endpoint_id: str) -> Endpoint | None:
+    row = conn.execute(select(endpoints).where(endpoints.c.id == endpoint_id)).first()
+    return _endpoint(row) if row is not None else None
+
+
 def remove_endpoint(conn: Connection, endpoint_id: str) -> bool:
     # The deliveries go with it (ON DELETE CASCADE); SQLite needs the foreign keys pragma,
     # which every pixdrop connection sets.
@@ -150,10 +199,22 @@ def settle(conn: Connection, seq: int, values: dict[str, Any]) -> None:
     conn.execute(statement)
 
 
-def list_deliveries(conn: Connection, failed_only: bool, limit: int) -> list[Delivery]:
+def list_deliveries(
+    conn: Connection,
+    failed_only: bool = False,
+    limit: int = 50,
+    *,
+    state: str | None = None,
+    before: int | None = None,
+) -> list[Delivery]:
+    """Deliveries newest first: of *state* (``failed_only``: ``failed``), those before
+    delivery *before* (the last of the previous page) if given."""
     query = _joined().order_by(deliveries.c.seq.desc()).limit(limit)
-    if failed_only:
-        query = query.where(deliveries.c.state == "failed")
+    state = "failed" if failed_only else state
+    if state is not None:
+        query = query.where(deliveries.c.state == state)
+    if before is not None:
+        query = query.where(deliveries.c.seq < before)
     return [_delivery(row) for row in conn.execute(query)]
 
 
@@ -206,6 +267,10 @@ class Outbox:
 
     async def _run(self, operation: Callable[[Connection], T]) -> T:
         return await to_thread.run_sync(self.run_sync, operation)
+
+    async def run(self, operation: Callable[[Connection], T], *, writes: bool = True) -> T:
+        """:meth:`run_sync` on a worker thread (the admin API's operations)."""
+        return await to_thread.run_sync(partial(self.run_sync, operation, writes=writes))
 
     async def survey(self) -> tuple[list[Subscription], int]:
         # Only reads: on SQLite (WAL) it takes no lock, and waits for no writer.
