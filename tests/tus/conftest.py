@@ -71,7 +71,7 @@ def tus_servers(
                 **{**BASE_SETTINGS, **overrides},
             )
             live = start_server(settings)
-            started[key] = Served(live, httpx.Client(base_url=live.url, timeout=10))
+            started[key] = Served(live, httpx.Client(base_url=live.url, timeout=30))
         return started[key]
 
     yield get
