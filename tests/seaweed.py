@@ -3,7 +3,7 @@
 ``Seaweed.start()`` runs master, volume, filer and S3 gateway in one process on free loopback
 ports with a temporary data directory, waits until the S3 API serves a bucket, and
 ``stop()`` kills it (it is a throwaway store: SIGKILL, no 25 s shutdown) and deletes the
-socket files it leaves in /tmp. See /work/shared/REAL-SERVERS.md for the traps this avoids:
+socket files it leaves in /tmp. See the team's notes on starting real servers for the traps this avoids:
 explicit gRPC ports (the defaults, port + 10000, collide), telemetry off, the Iceberg and Lance
 ports disabled (they would bind fixed ports).
 
