@@ -3,9 +3,9 @@
 ``Seaweed.start()`` runs master, volume, filer and S3 gateway in one process on free loopback
 ports with a temporary data directory, waits until the S3 API serves a bucket, and
 ``stop()`` kills it (it is a throwaway store: SIGKILL, no 25 s shutdown) and deletes the
-socket files it leaves in /tmp. See the team's notes on starting real servers for the traps this avoids:
-explicit gRPC ports (the defaults, port + 10000, collide), telemetry off, the Iceberg and Lance
-ports disabled (they would bind fixed ports).
+socket files it leaves in /tmp. The traps this avoids (from the team's notes on starting real
+servers): explicit gRPC ports (the defaults, port + 10000, collide), telemetry off, the Iceberg
+and Lance ports disabled (they would bind fixed ports).
 
 Any access key and secret are accepted (no S3 identity config is given).
 

@@ -2,8 +2,8 @@
 
 ``Nginx.start(upstreams, directory)`` writes a config of its own under *directory* and runs
 ``nginx`` as a child process (``daemon off; master_process off;``: stopping it by pid leaves no
-worker), with its error log, access log, pid file and temp paths in that directory (see
-the team's notes on starting real servers). The proxy settings are those uploads need: no request or
+worker), with its error log, access log, pid file and temp paths in that directory (the
+team's notes on starting real servers). The proxy settings are those uploads need: no request or
 response buffering, no body size limit, HTTP/1.1 to the nodes, ``Host`` passed on. With request
 buffering off, a request in flight on a node that dies answers 502 (nginx fails over only the
 requests whose connection was refused): clients retry.
