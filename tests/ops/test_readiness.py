@@ -3,9 +3,7 @@ process answers): a store that goes away makes the server unready, never dead.""
 
 from __future__ import annotations
 
-import secrets
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,7 +11,7 @@ import pytest
 
 from pixdrop.config import Settings
 from pixdrop.http.app import begin_shutdown, create_app
-from tests.conftest import IN_CI, PG_ADMIN_URL, ServerFactory, _pg_connect, start_server
+from tests.conftest import PG_ADMIN_URL, ServerFactory, _pg_connect, start_server
 
 
 def _ready(url: str) -> httpx.Response:
@@ -30,34 +28,15 @@ def test_ready_and_alive_while_both_stores_answer(server_factory: ServerFactory)
     assert httpx.get(live.url + "/healthz").status_code == 200
 
 
-@pytest.fixture
-def doomed_database() -> Iterator[str]:
-    """A PostgreSQL database of its own, for a test to drop while a server uses it."""
-    try:
-        admin = _pg_connect(PG_ADMIN_URL)
-    except Exception as exc:
-        message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}"
-        if IN_CI:
-            pytest.fail(message + " (required when CI=true)")
-        pytest.skip(message)
-    name = "pixdrop_doomed_" + secrets.token_hex(6)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_a_database_that_goes_away_makes_it_unready_not_dead(
-    server_factory: ServerFactory, doomed_database: str
+    server_factory: ServerFactory, empty_postgres_url: str
 ) -> None:
-    live = server_factory(database_url=doomed_database)
+    live = server_factory(database_url=empty_postgres_url)
     assert _ready(live.url).status_code == 200
     with _pg_connect(PG_ADMIN_URL) as admin:
-        admin.execute(f'DROP DATABASE "{doomed_database.rsplit("/", 1)[1]}" WITH (FORCE)')
+        admin.execute(f'DROP DATABASE "{empty_postgres_url.rsplit("/", 1)[1]}" WITH (FORCE)')
     unready = _ready(live.url)
     assert unready.status_code == 503
     assert unready.json() == {"status": "unavailable", "database": "down", "blob_store": "ok"}

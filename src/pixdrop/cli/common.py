@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -162,3 +163,21 @@ def fail(exc: BaseException, as_json: bool, what: str = "") -> None:
 def note_retry(notice: RetryNotice) -> None:
     """The ``on_retry`` of the commands without progress bars: one line on stderr each."""
     click.echo(f"pixdrop: {notice.what}: {notice}", err=True)
+
+
+def database_options(func: F) -> F:
+    """``--data-dir`` and ``--database-url``, taken as ``serve`` takes them: the commands that
+    work on a server's stores (``keys``, ``webhooks``, ``store migrate``, ``db copy``)."""
+    func = click.option(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="The server's metadata database [env: PIXDROP_DATABASE_URL]",
+    )(func)
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="DIR",
+        help="The server's data directory (its SQLite database) [env: PIXDROP_DATA_DIR]",
+    )(func)

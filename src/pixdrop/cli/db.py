@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from pixdrop.cli.common import EXIT_FAILED, EXIT_USAGE
+from pixdrop.cli.common import EXIT_FAILED, EXIT_USAGE, database_options
 from pixdrop.config import ConfigError, load_settings
 
 
@@ -23,19 +23,7 @@ def db() -> None:
 @click.option(
     "--to", "target", required=True, metavar="URL", help="The empty database to copy into."
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="DIR",
-    help="The server's data directory (its SQLite database) [env: PIXDROP_DATA_DIR]",
-)
-@click.option(
-    "--database-url",
-    default=None,
-    metavar="URL",
-    help="The database to copy from [env: PIXDROP_DATABASE_URL]",
-)
+@database_options
 @click.option(
     "--unfinished/--no-unfinished",
     default=False,

@@ -18,26 +18,13 @@ import click
 from anyio import to_thread
 
 from pixdrop.auth.keys import issue_key, key_json, parse_duration, parse_rate, parse_scopes
-from pixdrop.cli.common import EXIT_FAILED, EXIT_USAGE, format_size, parse_size
+from pixdrop.cli.common import EXIT_FAILED, EXIT_USAGE, database_options, format_size, parse_size
 from pixdrop.config import ConfigError, load_settings
 from pixdrop.metadata import SqlMetadataStore
 from pixdrop.models import is_valid_id, utcnow
 
 T = TypeVar("T")
 
-_DATA_DIR = click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="DIR",
-    help="The server's data directory (its SQLite database) [env: PIXDROP_DATA_DIR]",
-)
-_DATABASE_URL = click.option(
-    "--database-url",
-    default=None,
-    metavar="URL",
-    help="The server's metadata database [env: PIXDROP_DATABASE_URL]",
-)
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
@@ -93,8 +80,7 @@ def _checked(parse: Callable[[str], Any]) -> Callable[[click.Context, Any, str |
 @click.option("--max-open-uploads", type=click.IntRange(1), help="Open uploads at once.")
 @click.option("--rate", callback=_checked(parse_rate), help="Requests per period: 100/minute.")
 @click.option("--expires", callback=_checked(parse_duration), help="Lifetime: 90d, 12h, 30m.")
-@_DATA_DIR
-@_DATABASE_URL
+@database_options
 @_JSON
 def create(
     name: str,
@@ -133,8 +119,7 @@ def create(
 
 
 @keys.command(name="list")
-@_DATA_DIR
-@_DATABASE_URL
+@database_options
 @_JSON
 def list_(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
     """List keys (never their secrets), with their usage."""
@@ -154,8 +139,7 @@ def list_(data_dir: Path | None, database_url: str | None, as_json: bool) -> Non
 
 @keys.command()
 @click.argument("key_id")
-@_DATA_DIR
-@_DATABASE_URL
+@database_options
 def revoke(key_id: str, data_dir: Path | None, database_url: str | None) -> None:
     """Revoke the key KEY_ID: refused from the next request on, on every server."""
 

@@ -35,6 +35,7 @@ from pixdrop.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    database_options,
     format_size,
 )
 from pixdrop.cli.reporting import SizeColumn, SpeedColumn
@@ -210,19 +211,7 @@ async def _run(
 @store.command()
 @click.option("--from", "source", required=True, metavar="URL", help="The store to copy from.")
 @click.option("--to", "target", required=True, metavar="URL", help="The store to copy into.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="DIR",
-    help="The server's data directory (its SQLite database) [env: PIXDROP_DATA_DIR]",
-)
-@click.option(
-    "--database-url",
-    default=None,
-    metavar="URL",
-    help="The server's metadata database [env: PIXDROP_DATABASE_URL]",
-)
+@database_options
 @click.option(
     "--jobs",
     type=click.IntRange(1, 64),

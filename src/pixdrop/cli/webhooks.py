@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pixdrop.cli.common import EXIT_FAILED, EXIT_USAGE, emit, json_option
+from pixdrop.cli.common import EXIT_FAILED, EXIT_USAGE, database_options, emit, json_option
 from pixdrop.config import ConfigError, load_settings
 from pixdrop.models import utcnow
 
@@ -25,22 +25,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:  # the server's modules load lazily: client commands must not pay for them
     from pixdrop.webhooks.outbox import Outbox
-
-
-def _database_options(func: F) -> F:
-    func = click.option(
-        "--database-url",
-        default=None,
-        metavar="URL",
-        help="The server's metadata database [env: PIXDROP_DATABASE_URL]",
-    )(func)
-    return click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        metavar="DIR",
-        help="The server's data directory (its SQLite database) [env: PIXDROP_DATA_DIR]",
-    )(func)
 
 
 @contextmanager
@@ -93,7 +77,7 @@ def webhooks() -> None:
     metavar="whsec_...",
     help="The signing secret (default: a new random one, printed).",
 )
-@_database_options
+@database_options
 @json_option
 def add(
     url: str,
@@ -123,7 +107,7 @@ def add(
 
 
 @webhooks.command(name="list")
-@_database_options
+@database_options
 @json_option
 def list_(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
     """The endpoints, oldest first (secrets are not shown)."""
@@ -140,7 +124,7 @@ def list_(data_dir: Path | None, database_url: str | None, as_json: bool) -> Non
 
 @webhooks.command()
 @click.argument("endpoint_id", metavar="ID")
-@_database_options
+@database_options
 def remove(endpoint_id: str, data_dir: Path | None, database_url: str | None) -> None:
     """Stop sending to endpoint ID; its queued and past deliveries go with it."""
     from pixdrop.webhooks import outbox as q
@@ -158,7 +142,7 @@ def remove(endpoint_id: str, data_dir: Path | None, database_url: str | None) ->
 @click.option(
     "--limit", type=click.IntRange(1), default=50, show_default=True, help="Newest first."
 )
-@_database_options
+@database_options
 @json_option
 def deliveries(
     failed: bool, limit: int, data_dir: Path | None, database_url: str | None, as_json: bool
@@ -195,7 +179,7 @@ def deliveries(
 
 @webhooks.command()
 @click.argument("delivery_id", metavar="ID", type=int)
-@_database_options
+@database_options
 def resend(delivery_id: int, data_dir: Path | None, database_url: str | None) -> None:
     """Queue delivery ID again (same webhook-id), with a fresh day of retries."""
     from pixdrop.webhooks import outbox as q
