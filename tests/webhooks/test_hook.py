@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.http.helpers import assert_problem, create_upload
+from tests.http.helpers import RawRequest, assert_problem, create_upload
 from tests.ietf.wire import INTEROP
 from tests.tus.wire import TUS, create, location_path
 from tests.webhooks.receiver import Receiver
@@ -123,3 +123,24 @@ def test_an_answer_that_is_not_a_decision_fails_closed(
     with httpx.Client(base_url=server.url, timeout=30) as client:
         response = client.post("/v1/uploads", json={"size": 100})
     assert_problem(response, 503, "hook-unavailable")
+
+
+def test_bytes_that_came_while_the_hook_decided_are_kept(
+    server_factory, receiver: Receiver, photo_png: bytes
+) -> None:
+    """A creation-with-upload whose first bytes arrive while the server still waits for the
+    hook (longer than the idle timeout), and whose body then stops, keeps those bytes: they
+    came in time, only the server was not reading yet."""
+    receiver.answer = lambda _: (200, {"allow": True}, 1.0)
+    server = server_factory(hook_url=receiver.url, idle_timeout=0.3)
+    some = 20_000  # under uvicorn's read buffer: the socket is not paused, the timer runs
+    headers = {**TUS, "Content-Type": "application/offset+octet-stream"}
+    headers["Upload-Length"] = str(len(photo_png))
+    silent = RawRequest(server.url, "POST", "/files/", len(photo_png), headers)
+    try:
+        silent.send(photo_png[:some])
+        reply = silent.response()
+    finally:
+        silent.close()
+    assert reply.status == 201, reply
+    assert reply.headers["upload-offset"] == str(some)
