@@ -229,6 +229,12 @@ class Settings(BaseSettings):
     image_workers: int = Field(
         2, ge=1, le=64, description="Decoder processes: how many images are decoded at once."
     )
+    image_worker_idle: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds an idle decoder process lives before it exits; the next image "
+        "starts one again (about 0.25 s).",
+    )
     decode_timeout: float = Field(
         30.0, gt=0, description="Seconds one image may take to decode or render."
     )

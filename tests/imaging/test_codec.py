@@ -225,3 +225,21 @@ def test_grey_and_cmyk_jpegs_take_the_general_path(space: str) -> None:
     details = jobs.inspect(bytes(image.jpegsave_buffer(Q=90)), "jpeg", LIMITS)
     assert details.placeholder is not None
     assert (details.width, details.height) == (300, 200)
+
+
+def test_an_idle_worker_exits_and_the_next_job_starts_one() -> None:
+    async def body() -> tuple[bool, int, str, int]:
+        pool = WorkerPool(2, timeout=30, idle_timeout=0.3)
+        try:
+            await pool.run("capabilities")
+            (worker,) = pool._all
+            await anyio.sleep(1.5)
+            worker.process.join(5)
+            gone = not worker.process.is_alive()
+            emptied = pool.running
+            reply = await pool.run("capabilities")  # a fresh worker, started on demand
+            return gone, emptied, reply[0], pool.running
+        finally:
+            await pool.close()
+
+    assert run(body) == (True, 0, "ok", 1)

@@ -35,7 +35,9 @@ def pixels(data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("make", "fmt"), [(gps_jpeg, "jpeg"), (gps_png, "png"), (gps_webp, "webp")], ids=str
+    ("make", "fmt"),
+    [(gps_jpeg, "jpeg"), (gps_png, "png"), (gps_webp, "webp")],
+    ids=lambda value: getattr(value, "__name__", str(value)),
 )
 def test_location_is_removed_and_pixels_kept(make, fmt) -> None:
     data = make()

@@ -296,7 +296,9 @@ async def _beat_forever(leases: FileLeases) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     codec = await VipsCodec.start(
-        workers=settings.image_workers, decode_timeout=settings.decode_timeout
+        workers=settings.image_workers,
+        decode_timeout=settings.decode_timeout,
+        idle_timeout=settings.image_worker_idle,
     )
     try:
         backends = await open_backends(settings, codec)

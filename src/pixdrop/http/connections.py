@@ -147,9 +147,9 @@ class RequestGuard:
         """The app's ``receive``: raises ``BodyEnded`` once, on the first call after the body
         was ended with no byte waiting (so the body's reader sees it). Bytes that arrived before
         the ending but were not yet read (an app busy for longer than ``idle_timeout`` before
-        its first read) are handed over first: they are kept like any others. Not ``http.disconnect``:
-        Starlette would remember the request as disconnected, and an append that keeps its
-        bytes would not answer."""
+        its first read) are handed over first: they are kept like any others. Not
+        ``http.disconnect``: Starlette would remember the request as disconnected, and an
+        append that keeps its bytes would not answer."""
         if self.ended is not None and not self.raised and not self.cycle.body:
             self.raised = True
             raise BodyEnded

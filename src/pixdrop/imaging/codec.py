@@ -54,13 +54,15 @@ class VipsCodec:
         self.version = version
 
     @classmethod
-    async def start(cls, *, workers: int, decode_timeout: float) -> VipsCodec:
+    async def start(
+        cls, *, workers: int, decode_timeout: float, idle_timeout: float | None = 30.0
+    ) -> VipsCodec:
         """Start the pool and ask a worker what its libvips can do.
 
         The answer is kept for the life of the process: it cannot change, and asking means
         starting a worker, which apps built one after another (tests) would pay each time.
         """
-        pool = WorkerPool(workers, decode_timeout)
+        pool = WorkerPool(workers, decode_timeout, idle_timeout)
         global _capabilities
         if _capabilities is None:
             try:

@@ -13,10 +13,16 @@ Why processes, rather than threads or libvips' own kill flag:
 A worker that misses its deadline is killed (SIGKILL); the next job starts a fresh one. At
 most ``size`` jobs run at once; more wait their turn. Workers are started with ``spawn``:
 forking a server that runs threads (and maybe libvips) is unsafe.
+
+Workers start on demand and a worker left idle for ``idle_timeout`` seconds is stopped: a
+server that is not decoding holds no decoder memory (each worker is a Python process with
+libvips, about 45 MiB at rest, more after a wide image). Starting one again costs about a
+quarter of a second, paid by the first image after a quiet spell.
 """
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import signal
 import time
@@ -64,6 +70,8 @@ def _serve(conn: Connection) -> None:
 
 class _Worker:
     def __init__(self, context: SpawnContext) -> None:
+        #: When it last finished a job (``time.monotonic()``): the idle reaper's clock.
+        self.idle_since = time.monotonic()
         self.conn, child = context.Pipe()
         # Daemonic, so an exiting server never waits for it, unless the server is itself a
         # daemonic process, which may have no children of that kind.
@@ -93,9 +101,12 @@ class _Worker:
 class WorkerPool:
     """At most *size* worker processes; :meth:`run` sends one job to an idle one."""
 
-    def __init__(self, size: int, timeout: float) -> None:
+    def __init__(self, size: int, timeout: float, idle_timeout: float | None = 30.0) -> None:
         self.size = size
         self.timeout = timeout
+        #: Seconds an idle worker lives (``None``: for ever).
+        self.idle_timeout = idle_timeout
+        self._reaper: asyncio.TimerHandle | None = None
         self._context = multiprocessing.get_context("spawn")
         self._limiter = anyio.CapacityLimiter(size)
         self._idle: list[_Worker] = []
@@ -141,8 +152,39 @@ class WorkerPool:
         if self._closed:
             await to_thread.run_sync(worker.stop)
         else:
+            worker.idle_since = time.monotonic()
             self._idle.append(worker)
+            self._arm_reaper()
         return reply
+
+    @property
+    def running(self) -> int:
+        """How many worker processes exist (busy or idle)."""
+        return len(self._all)
+
+    def _arm_reaper(self) -> None:
+        if self.idle_timeout is None or self._reaper is not None or not self._idle:
+            return
+        oldest = min(worker.idle_since for worker in self._idle)
+        delay = max(0.0, oldest + self.idle_timeout - time.monotonic())
+        self._reaper = asyncio.get_running_loop().call_later(delay, self._reap)
+
+    def _reap(self) -> None:
+        """Stop the workers idle for ``idle_timeout`` or more (in a thread: ``join`` blocks).
+
+        Runs on the event loop, like ``_run``'s pops and appends, so a worker is never taken
+        for a job while it is being stopped."""
+        self._reaper = None
+        assert self.idle_timeout is not None
+        due = time.monotonic() - self.idle_timeout
+        stale = [worker for worker in self._idle if worker.idle_since <= due]
+        if stale:
+            self._idle = [worker for worker in self._idle if worker.idle_since > due]
+            loop = asyncio.get_running_loop()
+            for worker in stale:
+                self._all.discard(worker)
+                loop.run_in_executor(None, worker.stop)
+        self._arm_reaper()
 
     async def _start(self) -> _Worker:
         worker = await to_thread.run_sync(_Worker, self._context)
@@ -152,6 +194,9 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop every worker (a job still running is killed with its worker)."""
         self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         workers, self._all, self._idle = list(self._all), set(), []
         for worker in workers:
             await to_thread.run_sync(worker.stop)
