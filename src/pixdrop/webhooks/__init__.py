@@ -4,5 +4,6 @@
 * ``signing.py``  Standard Webhooks signatures and secrets;
 * ``outbox.py``   the SQL of endpoints and deliveries (claim, settle, list, resend);
 * ``sender.py``   the background task that delivers, retries and gives up;
-* ``hook.py``     the synchronous pre-create hook (``--hook-url``).
+* ``hook.py``     the synchronous pre-create hook (``--hook-url``);
+* ``tls.py``      the one TLS context of their HTTP clients.
 """

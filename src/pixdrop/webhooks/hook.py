@@ -42,6 +42,7 @@ from pixdrop.errors import HookRefused, HookUnavailable, InvalidResumableRequest
 from pixdrop.models import Upload
 from pixdrop.protocols import fields
 from pixdrop.protocols.tus import parse_metadata
+from pixdrop.webhooks.tls import client_context
 
 __all__ = ["PreCreateHook", "RequestScope"]
 
@@ -111,7 +112,9 @@ class PreCreateHook:
         self.url = url
         self.timeout = timeout
         self.failure = failure
-        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._client = client or httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, verify=client_context()
+        )
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -42,6 +42,7 @@ from pixdrop.services.leases import LeaseKeeper
 from pixdrop.webhooks import signing
 from pixdrop.webhooks.events import EventLog
 from pixdrop.webhooks.outbox import Delivery, Outbox
+from pixdrop.webhooks.tls import client_context
 
 __all__ = ["Sender", "SenderSettings", "open_sender", "retry_delay"]
 
@@ -93,6 +94,7 @@ class Sender:
             follow_redirects=False,
             headers={"user-agent": f"pixdrop/{__version__} webhooks"},
             limits=httpx.Limits(max_connections=settings.concurrency),
+            verify=client_context(),
         )
         self._has_endpoints = False
 
