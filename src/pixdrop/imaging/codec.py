@@ -61,6 +61,7 @@ class VipsCodec:
 
         The answer is kept for the life of the process: it cannot change, and asking means
         starting a worker, which apps built one after another (tests) would pay each time.
+        That worker is stopped once it has answered: workers start with the first image.
         """
         pool = WorkerPool(workers, decode_timeout, idle_timeout)
         global _capabilities
@@ -72,6 +73,8 @@ class VipsCodec:
                 raise
             _capabilities = (tuple(found[0]), tuple(found[1]), str(found[2]))
             log.info("libvips %s: decodes %s; encodes %s", found[2], found[0], found[1])
+            # The asking worker goes: the server holds no decoder until an image comes.
+            await pool.stop_idle()
         decodes, encodes, version = _capabilities
         return cls(pool, decodes, encodes, version)
 

@@ -191,6 +191,13 @@ class WorkerPool:
         self._all.add(worker)
         return worker
 
+    async def stop_idle(self) -> None:
+        """Stop the idle workers now (the busy ones finish their jobs)."""
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            self._all.discard(worker)
+            await to_thread.run_sync(worker.stop)
+
     async def close(self) -> None:
         """Stop every worker (a job still running is killed with its worker)."""
         self._closed = True

@@ -1,0 +1,68 @@
+"""Decoder processes live only while there are images to decode (``--image-worker-idle``).
+
+A real ``pixdrop serve`` is watched from outside through ``/proc``: at rest it has no child
+process; an upload starts a decoder; the decoder exits after the idle time; the next upload
+starts one again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e import ServerProcess
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/task").exists(), reason="reads children from /proc (Linux only)"
+)
+
+
+def children(pid: int) -> list[int]:
+    """The decoder processes whose parent is *pid* (not multiprocessing's resource tracker,
+    which lives as long as the server)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue  # it just exited
+            if b"resource_tracker" not in command:
+                found.append(int(child))
+    return found
+
+
+def wait_for(condition, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_decoders_start_with_an_image_and_exit_when_idle(tmp_path: Path, photo_jpeg: bytes):
+    server = ServerProcess(
+        tmp_path,
+        tmp_path / "data",
+        f"sqlite:///{tmp_path / 'pixdrop.db'}",
+        ["--image-worker-idle", "1", "--no-access-log"],
+    )
+    try:
+        server.wait_healthy()
+        pid = server.process.pid
+        # The start-up probe's worker is gone once it has answered.
+        assert wait_for(lambda: children(pid) == [], 10), children(pid)
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            first = client.post("/v1/images", content=photo_jpeg)
+            assert first.status_code == 201, first.text
+            assert len(children(pid)) == 1  # the decoder that checked it, idle now
+            assert wait_for(lambda: children(pid) == [], 10), children(pid)
+            client.delete(f"/v1/images/{first.json()['id']}")
+            again = client.post("/v1/images", content=photo_jpeg)
+            assert again.status_code == 201, again.text
+    finally:
+        server.stop()
