@@ -116,6 +116,8 @@ def prepare_envs(
 ) -> tuple[envs.NodeEnv | None, envs.PythonEnv | None, Path | None]:
     """The peers' environments and the no-fsync shim, made side by side."""
     started = time.monotonic()
+    # On a fresh machine the cache does not exist yet; made here, before three threads race.
+    cache.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(3) as pool:
         node = pool.submit(envs.attempt, lambda: envs.node_env(cache), notes, "@tus/server")
         python = pool.submit(envs.attempt, lambda: envs.python_env(cache), notes, "tuspyserver")
