@@ -92,6 +92,8 @@ def bars(ax: Any, scenario: dict[str, Any], title: str) -> None:
     positions = range(len(rows))
     ax.barh(positions, medians, xerr=[lows, highs], color=colours, capsize=3, height=0.6)
     ax.set_yticks(list(positions), labels, fontsize=8)
+    # Room above the bars for the limits' labels and below them for the floor's.
+    ax.set_ylim(-0.85, len(rows) + 0.25)
     top = max([m + h for m, h in zip(medians, highs, strict=True)] or [1.0])
     off_scale = []
     for row in limits:
@@ -101,9 +103,9 @@ def bars(ax: Any, scenario: dict[str, Any], title: str) -> None:
         if value <= top * (4.0 if row["id"] == "floor" else 1.6):
             ax.axvline(value, color="#555555", linestyle="--", linewidth=1)
             if row["id"] == "floor":  # at the foot, clear of the limits' labels at the top
-                ax.text(value, -0.55, f" {name} {value:,.0f}", fontsize=7, va="bottom")
+                ax.text(value, -0.8, f" {name} {value:,.0f}", fontsize=7, va="bottom")
             else:
-                ax.text(value, len(rows) - 0.4, f" {name}\n {value:,.0f}", fontsize=7, va="top")
+                ax.text(value, len(rows) + 0.2, f" {name} {value:,.0f}", fontsize=7, va="top")
             top = max(top, value)
         else:
             off_scale.append(f"{name}: {value:,.0f} {unit}")

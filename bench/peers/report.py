@@ -159,11 +159,10 @@ def floor_split(floor: Row | None, key: str) -> list[str]:
     if concurrency > 1:
         text += (
             f" (each {operation}'s own time; {concurrency} at a time, they overlap): "
-            f"{_ms(per)} of wall-clock time per {operation}, "
-            f"{number(1 / per if per else 0)} per second"
+            f"{_ms(per)} of wall-clock time per {operation}"
         )
     else:
-        text += f"; {_ms(per)} in all, {number(1 / per if per else 0)} per second"
+        text += f"; {_ms(per)} in all"
     return [text + "."]
 
 
@@ -224,7 +223,7 @@ def throughput_table(scenario: dict[str, Any]) -> list[str]:
                 f"{statistics.median(r['p99'] for r in row['runs']) * 1000:.1f}",
             ]
         cpu = cpu_text(row, key)
-        cells.append(f"{cpu} (harness)" if row is floor and cpu != "-" else cpu)
+        cells.append(f"harness: {cpu}" if row is floor and cpu != "-" else cpu)
         if row["server"] is None:
             cells += ["-", "-"]
         else:
