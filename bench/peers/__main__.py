@@ -47,7 +47,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds of scenarios 1-4 and 6 (default 5)")
     parser.add_argument("--images", type=int, help="photos in scenario 3 (default 2000)")
     parser.add_argument("--scenarios", default="123456", help="which to run, e.g. 135")
-    parser.add_argument("--no-peers", action="store_true", help="pixdrop and the limits only")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="pixdrop, the limits and the floor only"
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="peers and data cache")
     parser.add_argument(
         "--pixdrop-src", type=Path, help="import pixdrop from this src directory instead"
@@ -116,6 +118,8 @@ def prepare_envs(
 ) -> tuple[envs.NodeEnv | None, envs.PythonEnv | None, Path | None]:
     """The peers' environments and the no-fsync shim, made side by side."""
     started = time.monotonic()
+    # On a fresh machine the cache does not exist yet; made here, before three threads race.
+    cache.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(3) as pool:
         node = pool.submit(envs.attempt, lambda: envs.node_env(cache), notes, "@tus/server")
         python = pool.submit(envs.attempt, lambda: envs.python_env(cache), notes, "tuspyserver")
@@ -233,10 +237,24 @@ def setup_lines(
         "both in the harness process."
     )
     lines.append(
+        "Floor in the same run, in the harness process (`bench/peers/floor.py`): the upload's "
+        "bytes written sequentially to a new file and fsynced, plus one full decode of the "
+        f"image with pyvips {_pyvips_version()}; per photo in scenario 3, at the clients' "
+        "concurrency; per 1 KiB chunk one write and one fsync (no decode) in scenario 4."
+    )
+    lines.append(
         f"Rounds: {config.rounds} per scenario (scenario 5: {config.memory_rounds} per size); "
         "the harness deletes what each run stored and runs sync before the next run."
     )
     return lines
+
+
+def _pyvips_version() -> str:
+    try:
+        import pyvips  # type: ignore[import-untyped]
+    except ImportError:
+        return "(not installed)"
+    return f"{pyvips.__version__} (libvips {pyvips.version(0)}.{pyvips.version(1)})"
 
 
 def render_outputs(

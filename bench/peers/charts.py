@@ -5,7 +5,9 @@
 Runs in any Python with matplotlib (the harness's own, or a venv it makes for this), and
 imports nothing from pixdrop or the harness. Prints {scenario key: file name} as JSON.
 Bars are medians, whiskers the min-max over the runs; the limits of the machine (loopback
-TCP, disk write + fsync) are dashed lines.
+TCP, disk write + fsync) and the floor (write + fsync + one decode, ``floor.py``) are dashed
+lines. Each bar is labelled with its median and the server's CPU per operation (per upload,
+image or request; worked out from ``server_cpu`` for results written before it was stored).
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 MiB = 1024 * 1024
+#: As report.OPERATIONS (this script imports nothing from the harness).
+OPERATIONS = {
+    "s1": ("upload", "files", "s"),
+    "s2": ("upload", "files", "s"),
+    "s3": ("image", "files", "ms"),
+    "s4": ("request", "requests", "ms"),
+}
 COLOURS = {
     "pixdrop": "#1f5fbf",
     "pixdrop-nofsync": "#7fa7e6",
@@ -50,11 +59,27 @@ def colour_of(row: dict[str, Any]) -> str:
     return COLOURS.get(key, "#888888")
 
 
+def cpu_label(scenario: dict[str, Any], row: dict[str, Any]) -> str:
+    """ ", CPU 12 ms/image": the median server CPU per operation, or "" without one."""
+    operation, count, unit = OPERATIONS.get(scenario["key"][:2], ("run", "files", "s"))
+    values = []
+    for run in row["runs"]:
+        if "server_cpu_per_op" in run:
+            values.append(float(run["server_cpu_per_op"]))
+        elif "server_cpu" in run:
+            values.append(float(run["server_cpu"]) / max(1, int(run.get(count) or 1)))
+    if not values:
+        return ""
+    value = statistics.median(values) * (1000 if unit == "ms" else 1)
+    shown = f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
+    return f", server CPU {shown} {unit}/{operation}"
+
+
 def bars(ax: Any, scenario: dict[str, Any], title: str) -> None:
     unit = scenario["unit"]
     rows = [r for r in scenario["rows"] if r["runs"] and r["server"] is not None]
     limits = [r for r in scenario["rows"] if r["runs"] and r["server"] is None]
-    labels, medians, lows, highs, colours = [], [], [], [], []
+    labels, medians, lows, highs, colours, cpus = [], [], [], [], [], []
     for row in reversed(rows):
         values = [figure_of(unit, run) for run in row["runs"]]
         middle = statistics.median(values)
@@ -63,23 +88,30 @@ def bars(ax: Any, scenario: dict[str, Any], title: str) -> None:
         lows.append(middle - min(values))
         highs.append(max(values) - middle)
         colours.append(colour_of(row))
+        cpus.append(cpu_label(scenario, row))
     positions = range(len(rows))
     ax.barh(positions, medians, xerr=[lows, highs], color=colours, capsize=3, height=0.6)
     ax.set_yticks(list(positions), labels, fontsize=8)
+    # Room above the bars for the limits' labels and below them for the floor's.
+    ax.set_ylim(-0.85, len(rows) + 0.25)
     top = max([m + h for m, h in zip(medians, highs, strict=True)] or [1.0])
     off_scale = []
     for row in limits:
         value = statistics.median(figure_of(unit, run) for run in row["runs"])
-        name = row["label"].removeprefix("limit: ")
-        if value <= top * 1.6:
+        name = "floor" if row["id"] == "floor" else row["label"].removeprefix("limit: ")
+        # The floor is drawn further off than the limits: it is what the bars are measured by.
+        if value <= top * (4.0 if row["id"] == "floor" else 1.6):
             ax.axvline(value, color="#555555", linestyle="--", linewidth=1)
-            ax.text(value, len(rows) - 0.4, f" {name}\n {value:,.0f}", fontsize=7, va="top")
+            if row["id"] == "floor":  # at the foot, clear of the limits' labels at the top
+                ax.text(value, -0.8, f" {name} {value:,.0f}", fontsize=7, va="bottom")
+            else:
+                ax.text(value, len(rows) + 0.2, f" {name} {value:,.0f}", fontsize=7, va="top")
             top = max(top, value)
         else:
             off_scale.append(f"{name}: {value:,.0f} {unit}")
-    for position, middle in zip(positions, medians, strict=True):
-        ax.text(middle, position + 0.32, f" {middle:,.0f}", fontsize=7, va="center")
-    ax.set_xlim(0, top * 1.18)
+    for position, middle, cpu in zip(positions, medians, cpus, strict=True):
+        ax.text(middle, position + 0.32, f" {middle:,.0f}{cpu}", fontsize=7, va="center")
+    ax.set_xlim(0, top * 1.45)  # room for the labels right of the bars
     ax.set_xlabel(f"{unit}, median of the runs (whiskers: min-max)", fontsize=8)
     subtitle = f"\n(off scale: {'; '.join(off_scale)})" if off_scale else ""
     ax.set_title(title + subtitle, fontsize=9)

@@ -2,10 +2,13 @@
 
 A contender is a server and a client: ``pixdrop`` (``pixdrop_client.py``, in this Python),
 ``tus-js-client`` (``node/tus_client.mjs``, in the cached Node.js environment) or ``tuspy``
-(``tuspy_client.py``, in the cached venv); or a baseline measured in this process. A client
-runs as its own process, times its own work from its first request to its last answer (its
-start-up and imports are not timed) and prints the figures as JSON. Meanwhile the harness
-samples the server's process tree (``procs.TreeSampler``): CPU seconds and peak RSS.
+(``tuspy_client.py``, in the cached venv); or a limit or the floor (``floor.py``), measured in
+this process. A client runs as its own process, times its own work from its first request to
+its last answer (its start-up and imports are not timed) and prints the figures as JSON.
+Meanwhile the harness samples the server's process tree (``procs.TreeSampler``): CPU seconds
+and peak RSS, from the client's start to its exit. What a run stored is deleted after that
+(pixdrop's images with their delete tokens, a peer's files by ``Session.after_run``), so no
+row's server CPU includes deleting.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench import baselines
+from bench.peers import floor
 from bench.peers.procs import TreeSampler
 from bench.peers.servers import Server
 
@@ -44,9 +48,10 @@ class Contender:
     label: str
     #: Key of the server (``Runner.servers``), or None for a baseline.
     server: str | None
-    #: ``pixdrop``, ``tus-js-client``, ``tuspy``, ``loopback`` or ``disk``.
+    #: ``pixdrop``, ``tus-js-client``, ``tuspy``; ``loopback``, ``disk`` or ``floor`` (no server).
     client: str
-    #: chunk_size, parallel, concurrency, creation_with_upload (see the drivers).
+    #: chunk_size, parallel, concurrency, creation_with_upload (see the drivers); for the
+    #: floor kind, concurrency and chunk_size (``floor.measure``).
     job: dict[str, Any] = field(default_factory=dict)
     #: tus extensions the server must list for this row to run.
     needs: tuple[str, ...] = ()
@@ -110,6 +115,8 @@ class Runner:
         server = self.servers[contender.server]
         endpoint = server.url if contender.client == "pixdrop" else server.endpoint
         job = {"endpoint": endpoint, "files": [str(f) for f in files], **contender.job}
+        if contender.client == "pixdrop":
+            job["keep"] = True  # deleted by run(), after the server's CPU is taken
         with tempfile.NamedTemporaryFile(
             "w", suffix=".json", dir=self.work, delete=False
         ) as handle:
@@ -147,7 +154,7 @@ class Runner:
     def run(self, contender: Contender, files: list[Path]) -> dict[str, Any]:
         """One run of *contender* on *files*: its figures, the server's CPU and memory."""
         if contender.server is None:
-            return self._baseline(contender, files[0])
+            return self._baseline(contender, files)
         server = self.servers[contender.server]
         before = _children_cpu()
         with TreeSampler(server.pid) as sampler:
@@ -167,16 +174,21 @@ class Runner:
             "processes": usage.processes,
             "client_cpu": _children_cpu() - before,
         }
-        if latencies:
-            run["p50"] = statistics.median(latencies)
-            run["p99"] = percentile(latencies, 0.99)
+        _latencies(run, latencies)
         if not server.alive():
             raise RunFailed(f"{server.label} died:\n{server.log_tail()}")
         _delete_images(server.url, result.get("images") or [])
         return run
 
-    def _baseline(self, contender: Contender, path: Path) -> dict[str, Any]:
-        data = path.read_bytes()
+    def _baseline(self, contender: Contender, files: list[Path]) -> dict[str, Any]:
+        if contender.client == "floor":
+            try:
+                run = floor.measure(contender.job, files, self.work / "floor")
+            except Exception as exc:  # a libvips error, a full disk: the row fails, not the run
+                raise RunFailed(f"floor: {type(exc).__name__}: {exc}") from exc
+            _latencies(run, run.pop("latencies"))
+            return run
+        data = files[0].read_bytes()
         scratch = self.work / "disk-baseline.bin"
         started = time.perf_counter()
         if contender.client == "loopback":
@@ -188,6 +200,13 @@ class Runner:
         seconds = time.perf_counter() - started
         scratch.unlink(missing_ok=True)
         return {"seconds": seconds, "bytes": len(data), "requests": 0, "files": 1}
+
+
+def _latencies(run: dict[str, Any], latencies: list[float]) -> None:
+    """p50 and p99 of per-file *latencies* into *run* (nothing when there are none)."""
+    if latencies:
+        run["p50"] = statistics.median(latencies)
+        run["p99"] = percentile(latencies, 0.99)
 
 
 def _delete_images(url: str, images: list[list[str]]) -> None:

@@ -136,6 +136,9 @@ def _venv(directory: Path, requirements: list[str], what: str) -> Path:
         return python
     if directory.exists():
         shutil.rmtree(directory)
+    # The venv's parent is the working directory of the commands below: on a fresh machine
+    # the cache directory does not exist yet, and a missing cwd fails before venv runs.
+    directory.parent.mkdir(parents=True, exist_ok=True)
     base = getattr(sys, "_base_executable", sys.executable)
     _run([base, "-m", "venv", str(directory)], directory.parent, f"{what}: python -m venv")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]

@@ -9,8 +9,10 @@ chunked uploads with chunks of that size), ``parallel`` (chunks of one file in f
 does it: hashing the file first (the server checks the sha256), then sending it. One file at
 a time uses ``Client`` (threads, as the CLI does); several use ``AsyncClient`` with that many
 uploads in flight. Resume records are off (``resume=False``). Once timed, every image is
-deleted with its delete token (unless ``keep``), so the next figure starts from the same
-state. Prints {"seconds", "latencies", "requests", "bytes", "ids"}.
+deleted with its delete token, so the next figure starts from the same state; with ``keep``
+(as the harness asks, to take the server's CPU before the deletes) the images stay and are
+listed in ``images`` as [id, delete token], as the tus drivers list theirs. Prints
+{"seconds", "latencies", "requests", "bytes", "ids", "images"}.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def main() -> None:
         "requests": sum(max(1, -(-size // chunk)) if chunk else 1 for size in sizes),
         "bytes": sum(sizes),
         "ids": [image.id for image in images],
+        "images": [[image.id, image.delete_token] for image in images] if job.get("keep") else [],
     }
     print(json.dumps(result))
 

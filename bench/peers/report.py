@@ -3,7 +3,13 @@
 Figures: the median over the rounds and the spread (min-max). Ratios against a peer are
 paired by round: each run of a row is divided by the run, in the same round, of that peer's
 best row (the one with the highest median), and the median (min-max) of those quotients is
-given. The targets of issue 6 are judged on the same ratios' medians.
+given. The targets of issue 6 are judged on the same ratios' medians. The ratio to the floor
+is a time ratio, paired the same way: the row's time for the scenario's work over the floor's
+time for the same work in the same round (1.25: a quarter slower than the floor).
+
+Results files of runs before the floor and the CPU per operation (issue 18) render too: the
+floor's column is left out when a scenario has no floor row, and CPU per operation is worked
+out from ``server_cpu`` and the run's counts when a run does not carry it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,17 @@ PIXDROP_SERVERS = ("pixdrop", "pixdrop-nofsync", "pixdrop-tus")
 #: Scenario 5: at most this much more peak RSS at the largest size than at the smallest.
 FLAT_SLACK = 16 * MiB
 RSS_LIMIT = 150 * MiB
+#: Per scenario (the key's first two letters): what one operation is, which count of a run
+#: says how many it did, and the unit its CPU per operation is shown in.
+OPERATIONS = {
+    "s1": ("upload", "files", "s"),
+    "s2": ("upload", "files", "s"),
+    "s3": ("image", "files", "ms"),
+    "s4": ("request", "requests", "ms"),
+    "s5": ("upload", "files", "s"),
+    "s6": ("thumbnail", "files", "ms"),
+}
+FLOOR = "floor"
 
 Run = dict[str, Any]
 Row = dict[str, Any]
@@ -86,6 +103,73 @@ def ratio_text(row: Row, other: Row | None, figure: Callable[[Run], float]) -> s
     return f"{middle:.2f} ({low:.2f}-{high:.2f})"
 
 
+def time_ratio_text(row: Row, floor: Row | None, figure: Callable[[Run], float]) -> str:
+    """The row's time for the work over the floor's, paired by round: floor rate / row rate."""
+    if floor is None or not floor["runs"] or not row["runs"]:
+        return "-"
+    if row is floor:
+        return "1"
+    try:
+        middle, low, high = paired(floor, row, figure)
+    except ValueError:
+        return "-"
+    return f"{middle:.2f} ({low:.2f}-{high:.2f})"
+
+
+def cpu_per_op(run: Run, key: str) -> float | None:
+    """CPU seconds per operation of *run*: the server's (its tree), or the floor's own."""
+    for field in ("server_cpu_per_op", "floor_cpu_per_op"):
+        if field in run:
+            return float(run[field])
+    if "server_cpu" not in run:
+        return None
+    _, count, _ = OPERATIONS[key[:2]]
+    return float(run["server_cpu"]) / max(1, int(run.get(count) or 1))
+
+
+def cpu_text(row: Row, key: str) -> str:
+    """Median (min-max) CPU per operation over the row's runs, in the scenario's unit."""
+    values = [v for v in (cpu_per_op(r, key) for r in row["runs"]) if v is not None]
+    if not values:
+        return "-"
+    scale = 1000.0 if OPERATIONS[key[:2]][2] == "ms" else 1.0
+    middle, low, high = spread([v * scale for v in values])
+    if len(values) == 1:
+        return number(middle)
+    return f"{number(middle)} ({number(low)}-{number(high)})"
+
+
+def cpu_head(key: str) -> str:
+    operation, _, unit = OPERATIONS[key[:2]]
+    return f"server CPU {unit} per {operation}"
+
+
+def floor_split(floor: Row | None, key: str) -> list[str]:
+    """One line: how the floor's time per operation split between writing and decoding."""
+    if floor is None or not floor["runs"] or "write_seconds" not in floor["runs"][0]:
+        return []
+    operation, count, _ = OPERATIONS[key[:2]]
+    per = statistics.median(r["seconds"] / max(1, r[count]) for r in floor["runs"])
+    write = statistics.median(r["write_seconds"] / max(1, r[count]) for r in floor["runs"])
+    decode = statistics.median(r["decode_seconds"] / max(1, r[count]) for r in floor["runs"])
+    concurrency = floor["job"].get("concurrency") or 1
+    text = f"Floor, per {operation} (medians over the rounds): {_ms(write)} writing with fsync"
+    if decode > 0 and floor["job"].get("kind") != "chunks":
+        text += f", {_ms(decode)} decoding"
+    if concurrency > 1:
+        text += (
+            f" (each {operation}'s own time; {concurrency} at a time, they overlap): "
+            f"{_ms(per)} of wall-clock time per {operation}"
+        )
+    else:
+        text += f"; {_ms(per)} in all"
+    return [text + "."]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{number(seconds * 1000)} ms"
+
+
 def grouped(notes: list[tuple[str, str]]) -> list[str]:
     """One line per reason: "- reason: row, row"."""
     reasons: dict[str, list[str]] = {}
@@ -104,20 +188,21 @@ def status(row: Row) -> str | None:
 
 # --- tables ---------------------------------------------------------------------------------
 def throughput_table(scenario: dict[str, Any]) -> list[str]:
-    """S1-S4: figure, spread, ratios to each peer, CPU, memory (and latencies for S3)."""
+    """S1-S4: figure, spread, time over the floor, ratios to each peer, latencies (S3), CPU
+    per operation, memory."""
     figure = rate(scenario["unit"])
+    key = scenario["key"]
     rows = scenario["rows"]
     refs = {name: best_row(rows, key, figure) for key, name in PEERS.items()}
-    latency = scenario["key"].startswith("s3")
-    head = [
-        "contender",
-        f"median {scenario['unit']}",
-        "spread (min-max)",
-        *(f"x {name}" for name in PEERS.values()),
-    ]
+    floor = next((r for r in rows if r["id"] == FLOOR), None)
+    latency = key.startswith("s3")
+    head = ["contender", f"median {scenario['unit']}", "spread (min-max)"]
+    if floor is not None:
+        head.append("time x floor")
+    head += [f"x {name}" for name in PEERS.values()]
     if latency:
         head += ["p50 ms", "p99 ms"]
-    head += ["server CPU s", "server peak RSS", "with child processes"]
+    head += [cpu_head(key), "server peak RSS", "with child processes"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     notes: list[tuple[str, str]] = []
     for row in rows:
@@ -129,22 +214,26 @@ def throughput_table(scenario: dict[str, Any]) -> list[str]:
             notes.append((f"{row['label']} (after {len(row['runs'])} runs)", why))
         middle, low, high = spread([figure(r) for r in row["runs"]])
         cells = [row["label"], number(middle), f"{number(low)}-{number(high)}"]
+        if floor is not None:
+            cells.append(time_ratio_text(row, floor, figure))
         cells += [ratio_text(row, ref, figure) for ref in refs.values()]
         if latency:
             cells += [
                 f"{statistics.median(r['p50'] for r in row['runs']) * 1000:.1f}",
                 f"{statistics.median(r['p99'] for r in row['runs']) * 1000:.1f}",
             ]
+        cpu = cpu_text(row, key)
+        cells.append(f"harness: {cpu}" if row is floor and cpu != "-" else cpu)
         if row["server"] is None:
-            cells += ["-", "-", "-"]
+            cells += ["-", "-"]
         else:
             cells += [
-                number(statistics.median(r["server_cpu"] for r in row["runs"])),
                 mib(max(r["rss_main"] for r in row["runs"])),
                 mib(max(r["rss_tree"] for r in row["runs"])),
             ]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines + (["", *grouped(notes)] if notes else [])
+    split = floor_split(floor, key)
+    return lines + (["", *split] if split else []) + (["", *grouped(notes)] if notes else [])
 
 
 def memory_table(scenario: dict[str, Any]) -> list[str]:
@@ -153,6 +242,7 @@ def memory_table(scenario: dict[str, Any]) -> list[str]:
     for size in sizes:
         head += [f"{_size(size)}: server", f"{_size(size)}: with children"]
     head.append("growth, smallest to largest")
+    head.append(cpu_head("s5") + " (" + " / ".join(_size(size) for size in sizes) + ")")
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     notes: list[tuple[str, str]] = []
     for row in scenario["rows"]:
@@ -174,14 +264,21 @@ def memory_table(scenario: dict[str, Any]) -> list[str]:
             cells.append(f"{(peaks[sizes[-1]] - peaks[sizes[0]]) / MiB:+.0f} MiB")
         else:
             cells.append("-")
+        cpu = []
+        for size in sizes:
+            values = [cpu_per_op(r, "s5") for r in row["runs"] if r.get("size") == size]
+            found = [v for v in values if v is not None]
+            cpu.append(number(statistics.median(found)) if found else "-")
+        cells.append(" / ".join(cpu))
         lines.append("| " + " | ".join(cells) + " |")
     return lines + (["", *grouped(notes)] if notes else [])
 
 
 def thumbnail_table(scenario: dict[str, Any]) -> list[str]:
     lines = [
-        "| contender | median ms | spread (min-max) | peak RSS | RSS growth over idle |",
-        "|---|---:|---:|---:|---:|",
+        "| contender | median ms | spread (min-max) | peak RSS | RSS growth over idle | "
+        f"{cpu_head('s6')} |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     notes: list[tuple[str, str]] = []
     for row in scenario["rows"]:
@@ -198,7 +295,8 @@ def thumbnail_table(scenario: dict[str, Any]) -> list[str]:
             peak = mib(max(r["rss_tree"] for r in row["runs"])) + " (server with children)"
             growth = "-"
         lines.append(
-            f"| {row['label']} | {middle:.0f} | {low:.0f}-{high:.0f} | {peak} | {growth} |"
+            f"| {row['label']} | {middle:.0f} | {low:.0f}-{high:.0f} | {peak} | {growth} | "
+            f"{cpu_text(row, 's6')} |"
         )
     return lines + (["", *grouped(notes)] if notes else [])
 
@@ -354,7 +452,7 @@ def render(results: dict[str, Any], charts: dict[str, str]) -> str:
         out += ["", "Notes from this run:", "", *[f"- {n}" for n in results["notes"]]]
     for key, scenario in scenarios.items():
         out += ["", f"## {scenario['title']}", "", f"Data: {scenario['what']}.", ""]
-        out += EXPLAIN.get(key[:2], [])
+        out += explain(scenario)
         if key == "s5":
             out += memory_table(scenario)
         elif key == "s6":
@@ -366,7 +464,9 @@ def render(results: dict[str, Any], charts: dict[str, str]) -> str:
                 f"{scenario['seconds'] / 60:.1f} min._"]  # fmt: skip
         if key in charts:
             out += ["", f"![{scenario['title']}]({charts[key]})"]
-    out += ["", "## Reading the figures", "", *READING]
+    floors = any(r["id"] == FLOOR for s in results["scenarios"] for r in s["rows"])
+    reading = [READING[0], *(READING_FLOOR if floors else []), *READING[1:]]
+    out += ["", "## Reading the figures", "", *reading]
     return "\n".join(out) + "\n"
 
 
@@ -418,15 +518,55 @@ EXPLAIN = {
     ],
 }
 
+#: Added to a scenario's explanation when its results have a floor row.
+EXPLAIN_FLOOR = {
+    "s1": "The floor writes the file with fsync, as the disk limit does, then decodes it once "
+    "in full with pyvips.",
+    "s2": "The floor is that of scenario 1.",
+    "s3": "The floor writes each photo to a new file with fsync and then decodes it once in "
+    "full (pyvips), as many photos at a time as the clients send.",
+    "s4": "The floor appends each 1 KiB chunk to its file with one write and one fsync, as "
+    "many files at a time as the clients send; it decodes nothing.",
+}
+
+
+def explain(scenario: dict[str, Any]) -> list[str]:
+    key = scenario["key"][:2]
+    lines = list(EXPLAIN.get(key, []))
+    if lines and key in EXPLAIN_FLOOR and any(r["id"] == FLOOR for r in scenario["rows"]):
+        lines[0] += " " + EXPLAIN_FLOOR[key]
+    return lines
+
+
 READING = [
     "- **median** and **spread (min-max)** are over the runs (one per round).",
     "- **x @tus/server**, **x tuspyserver**: the row's figure divided by that peer's best row "
     "in the same round (median, and min-max, over rounds). Above 1 is faster than the peer.",
-    "- **server CPU s**: user + system CPU seconds of the server's processes during the run "
-    "(from /proc/PID/stat), median over runs; pixdrop's include its decoder workers.",
+    "- **server CPU per upload / image / request / thumbnail**: user + system CPU of the "
+    "server's processes (the server and its children, from /proc/PID/stat: pixdrop's "
+    "include its decoder workers) from the client's start to its exit, divided by the "
+    "operations of the run: uploads (files) in scenarios 1, 2 and 5, images in 3, chunk "
+    "requests in 4; median (min-max) over the runs. Deleting what a run stored comes after "
+    "and is not counted. The floor's figure is the harness process's own CPU for the same "
+    "work.",
     "- **server peak RSS**: the highest VmRSS of the server process during any run; *with "
     "child processes* adds its children (pixdrop's decoder workers).",
     "- MB/s is 10^6 bytes per second; MiB is 2^20 bytes.",
     "- Each client times itself, from its first request to the last answer; its start-up is "
     "not timed. All traffic is on 127.0.0.1.",
+]
+
+#: Read only when some scenario of the results has a floor row.
+READING_FLOOR = [
+    "- **floor** (scenarios 1-4): the least work an upload that is kept and checked needs, "
+    "done by the harness in the same rounds on the same bytes, without HTTP, hashing or "
+    "metadata: every upload's bytes written sequentially to a new file and fsynced, then "
+    "the image decoded once in full with pyvips in the harness process (`pyvips.Image."
+    'new_from_buffer(..., access="sequential").avg()`); in scenario 3 per photo, as many '
+    "at a time as the clients send; in scenario 4 one write and one fsync per 1 KiB chunk, "
+    "no decode (`bench/peers/floor.py`). No directory is fsynced. pixdrop checks a JPEG at "
+    "up to 1/8 scale, which is cheaper than the floor's full decode.",
+    "- **time x floor**: the row's time for the scenario's work divided by the floor's in "
+    "the same round (median, and min-max, over rounds): 1.25 is a quarter slower than the "
+    "floor, below 1 faster (the limits do less than the floor).",
 ]

@@ -3,9 +3,15 @@
 Every scenario runs in rounds; a round runs each of its contenders once, and each round
 starts one contender later than the one before (A B C, B C A, C A B, ...), so drift on a
 noisy machine hits all alike and no contender always follows the same neighbour. Between two
-runs the harness deletes what the last one stored (a peer's files; pixdrop's images are
-deleted by its client) and calls ``sync``, so one contender's write-back never lands in the
-next one's time.
+runs the harness deletes what the last one stored (a peer's files; pixdrop's images, with
+the delete tokens the clients report) and calls ``sync``, so one contender's write-back never
+lands in the next one's time.
+
+Scenarios 1-4 have a **floor** among their contenders (``floor.py``): the same bytes written
+and fsynced, and each image decoded once, by the harness itself, in the same rounds. Every
+run of a server records the server's CPU seconds (its process tree) and the same per
+operation of the scenario (``OPERATIONS``): per upload in scenarios 1, 2 and 5, per image in
+3, per chunk request in 4, per thumbnail in 6.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from bench.payload import Payload, vary, write_tiff
 from bench.peers import data
 from bench.peers.drivers import REPO, Contender, RunFailed, Runner
 from bench.peers.procs import TreeSampler
+from bench.peers.report import OPERATIONS
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -96,12 +103,22 @@ class Scenario:
         self.rows.append(row)
         return row
 
+    def record(self, run: dict[str, Any]) -> None:
+        """Add the operations *run* did and its CPU per operation (server's, or the floor's)."""
+        _, count, _ = OPERATIONS[self.key[:2]]
+        operations = int(run.get(count) or 1)
+        run["operations"] = operations
+        for total, per in (("server_cpu", "server_cpu_per_op"), ("floor_cpu", "floor_cpu_per_op")):
+            if total in run:
+                run[per] = run[total] / operations
+
     def as_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "title": self.title,
             "unit": self.unit,
             "what": self.what,
+            "operation": OPERATIONS[self.key[:2]][0],
             "rows": self.rows,
             "seconds": self.seconds,
             "extra": self.extra,
@@ -115,6 +132,29 @@ PIX_TUS = PIX
 TUS_CLIENTS = ("tus-js-client", "tuspy")
 LOOPBACK = Contender("loopback", "limit: loopback TCP", None, "loopback")
 DISK = Contender("disk", "limit: disk write + fsync", None, "disk")
+FLOOR_BIG = Contender(
+    "floor", "floor: write + fsync, then one decode", None, "floor", {"kind": "big"}
+)
+
+
+def floor_photos(concurrency: int) -> Contender:
+    return Contender(
+        "floor",
+        "floor: per photo write + fsync, then one decode",
+        None,
+        "floor",
+        {"kind": "photos", "concurrency": concurrency},
+    )
+
+
+def floor_chunks(config: Config, concurrency: int) -> Contender:
+    return Contender(
+        "floor",
+        "floor: per chunk write + fsync",
+        None,
+        "floor",
+        {"kind": "chunks", "concurrency": concurrency, "chunk_size": config.tiny_chunk},
+    )
 
 
 def chunked(config: Config) -> list[Contender]:
@@ -125,6 +165,7 @@ def chunked(config: Config) -> list[Contender]:
     return [
         LOOPBACK,
         DISK,
+        FLOOR_BIG,
         Contender("pixdrop-1", "pixdrop · pixdrop client · 1 at a time", PIX, "pixdrop", job(1)),
         Contender("pixdrop-4", "pixdrop · pixdrop client · 4 in parallel", PIX, "pixdrop", job(4)),
         Contender(
@@ -174,6 +215,7 @@ def one_request(config: Config) -> list[Contender]:
     return [
         LOOPBACK,
         DISK,
+        FLOOR_BIG,
         Contender("pixdrop", "pixdrop · pixdrop client · POST /v1/images", PIX, "pixdrop", job),
         Contender(
             "pixdrop-tus-js",
@@ -192,6 +234,7 @@ def many(concurrency: int) -> list[Contender]:
     job = {"chunk_size": None, "parallel": 1, "concurrency": concurrency}
     cwu = {**job, "creation_with_upload": True}
     return [
+        floor_photos(concurrency),
         Contender("pixdrop", "pixdrop · pixdrop client · POST /v1/images", PIX, "pixdrop", job),
         Contender(
             "pixdrop-nofsync",
@@ -224,6 +267,7 @@ def many(concurrency: int) -> list[Contender]:
 def tiny(config: Config, concurrency: int) -> list[Contender]:
     job = {"chunk_size": config.tiny_chunk, "parallel": 1, "concurrency": concurrency}
     return [
+        floor_chunks(config, concurrency),
         Contender("pixdrop", "pixdrop · pixdrop client · PUT chunks", PIX, "pixdrop", job),
         Contender(
             "pixdrop-nofsync",
@@ -334,6 +378,7 @@ class Session:
                 finally:
                     self.after_run(contender)
                 run.update({"round": number, **(tag or {})})
+                scenario.record(run)
                 row["runs"].append(run)
                 log(f"  {contender.label}: {value(run)}")
         scenario.seconds += time.monotonic() - started
@@ -546,6 +591,7 @@ def thumbnails(session: Session) -> Scenario:
                 session.failures.append(f"s6 {contender.label}: {exc}")
                 continue
             run["round"] = number
+            scenario.record(run)
             row["runs"].append(run)
             log(f"  {contender.label}: {run['seconds'] * 1000:.0f} ms")
     scenario.seconds = time.monotonic() - started
@@ -597,6 +643,7 @@ def _server_thumbnail(session: Session, photo: Path, number: int) -> dict[str, A
     return {
         "seconds": seconds,
         "bytes": len(response.content),
+        "files": 1,
         "server_cpu": usage.cpu_seconds,
         "rss_main": usage.rss_main,
         "rss_tree": usage.rss_tree,
