@@ -146,7 +146,7 @@ def _key_values(key: ApiKey) -> dict[str, Any]:
 
 
 def create_key(conn: Connection, key: ApiKey) -> None:
-    conn.execute(insert(api_keys).values(_key_values(key)))
+    conn.execute(insert(api_keys), _key_values(key))
 
 
 def get_key(conn: Connection, key_id: str) -> ApiKey | None:

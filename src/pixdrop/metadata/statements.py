@@ -267,7 +267,7 @@ def transition(
 def complete_upload(
     conn: Connection, upload_id: str, image: Image, events: EventLog | None = None
 ) -> None:
-    conn.execute(insert(images).values(_image_values(image)))
+    conn.execute(insert(images), _image_values(image))
     # The upload's reservation becomes the image's: one open upload fewer, and the image's
     # size in place of the declared one (the same but for a tus final upload, which held none).
     was = conn.execute(_SELECT_UPLOAD, {"upload_id": upload_id}).one_or_none()
@@ -320,7 +320,7 @@ def create_final(
     conn: Connection, upload: Upload, partial_ids: list[str], events: EventLog | None = None
 ) -> None:
     reserve(conn, upload.owner, upload.reserved_bytes, 1)
-    conn.execute(insert(uploads).values(_upload_values(upload)))
+    conn.execute(insert(uploads), _upload_values(upload))
     if events is not None:
         announce(conn, events.upload_created(upload))
     rows = [
@@ -407,8 +407,8 @@ def create_upload(
     elif upload.state is not UploadState.COMPLETED:
         reserve(conn, upload.owner, upload.reserved_bytes, 1)
     if image is not None:
-        conn.execute(insert(images).values(_image_values(image)))
-    conn.execute(insert(uploads).values(_upload_values(upload)))
+        conn.execute(insert(images), _image_values(image))
+    conn.execute(insert(uploads), _upload_values(upload))
     if parts:
         conn.execute(insert(upload_parts), [_part_values(upload.id, part) for part in parts])
     if events is not None:
@@ -444,7 +444,7 @@ def delete_upload(
 
 def create_image(conn: Connection, image: Image, events: EventLog | None = None) -> None:
     reserve(conn, image.owner, image.size, 0)
-    conn.execute(insert(images).values(_image_values(image)))
+    conn.execute(insert(images), _image_values(image))
     if events is not None:
         announce(conn, events.image_created(image))
 
@@ -509,7 +509,7 @@ def create_grant(conn: Connection, grant: Grant) -> None:
         "image_id": grant.image_id,
         "used_at": grant.used_at,
     }
-    conn.execute(insert(grants).values(values))
+    conn.execute(insert(grants), values)
 
 
 def get_grant(conn: Connection, grant_id: str) -> Grant:
