@@ -9,7 +9,9 @@ the body and its ``Content-Digest`` computed once), so the figure is mostly the 
 configuration gets a fresh server and one upload of ``--chunks`` chunks; the chunks are sent in
 order, spread over the connections. Prints requests per second and p50/p99 latency. A quick,
 in-session before/after check for changes to that path; the comparison with the peers is
-``python -m bench.peers`` (scenario 4).
+``python -m bench.peers`` (scenario 4). Also prints the server's CPU per request (its process
+tree, from ``/proc``), and with ``--profile DIR`` samples the server with py-spy and prints
+its hottest functions (``bench/hotspots.py``).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ import os
 import tempfile
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
+from bench import hotspots
+from bench.peers.procs import TreeSampler
 from bench.server import BenchServer
 
 CHUNK = 1024
@@ -79,7 +84,10 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=1500, help="chunks per run (default 1500)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--pixdrop-src", type=Path, help="run the server from this src directory")
+    parser.add_argument("--profile", type=Path, help="py-spy each run into this directory")
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     env = {"PYTHONPATH": str(args.pixdrop_src.resolve())} if args.pixdrop_src else None
     with tempfile.TemporaryDirectory(prefix="pixdrop-chunk-rate-") as work:
         for flags in ([], ["--no-fsync"]):
@@ -92,15 +100,22 @@ def main() -> None:
                     env=env,
                 )
                 server.start()
+                raw = args.profile / f"{key}.txt" if args.profile else None
+                spy = hotspots.record(server.pid, raw, gil=True) if raw else nullcontext()
                 try:
-                    seconds, lat = run(server.url, args.chunks, concurrency)
+                    with spy, TreeSampler(server.pid) as sampler:
+                        seconds, lat = run(server.url, args.chunks, concurrency)
                 finally:
                     server.stop()
                 p50, p99 = lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3
+                cpu = sampler.usage.cpu_seconds if sampler.usage else float("nan")
                 print(
                     f"{' '.join(flags) or 'fsync':10} connections {concurrency:3}: "
-                    f"{args.chunks / seconds:7.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+                    f"{args.chunks / seconds:7.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms,"
+                    f" server CPU {cpu / args.chunks * 1e3:.2f} ms/request"
                 )
+                if raw:
+                    print(hotspots.render(hotspots.hotspots(raw, top=12), key))
 
 
 if __name__ == "__main__":

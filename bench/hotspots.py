@@ -37,10 +37,14 @@ def py_spy() -> str:
 
 
 @contextmanager
-def record(pid: int, output: Path, *, subprocesses: bool = False) -> Iterator[None]:
+def record(
+    pid: int, output: Path, *, subprocesses: bool = False, gil: bool = False
+) -> Iterator[None]:
     """Record the process's stacks in py-spy's raw (collapsed) format to *output*.
 
     With *subprocesses*, its child processes too (each stack then starts with the process).
+    With *gil*, only the thread holding the GIL is sampled: Python's CPU time, without the
+    threads that wait in system calls (fsync, reads) that py-spy would otherwise count.
     """
     command = [
         py_spy(), "record", "--pid", str(pid), "--rate", str(RATE),
@@ -48,6 +52,8 @@ def record(pid: int, output: Path, *, subprocesses: bool = False) -> Iterator[No
     ]  # fmt: skip
     if subprocesses:
         command.append("--subprocesses")
+    if gil:
+        command.append("--gil")
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         time.sleep(ATTACH_SECONDS)

@@ -378,6 +378,10 @@ class ImageCodec(Protocol):
         ``models.gps_free_format(fmt)``.
         """
 
+    def prepare(self) -> None:
+        """An image is on its way (an upload opened, a body began): get a decoder ready, in
+        the background, so that its check does not wait for one to start. Never raises."""
+
     async def close(self) -> None:
         """Stop the workers."""
 

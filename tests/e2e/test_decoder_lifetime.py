@@ -66,3 +66,27 @@ def test_decoders_start_with_an_image_and_exit_when_idle(tmp_path: Path, photo_j
             assert again.status_code == 201, again.text
     finally:
         server.stop()
+
+
+def test_an_opened_upload_gets_a_decoder_ready(tmp_path: Path) -> None:
+    """Opening a chunked upload starts a decoder in the background, so the upload's check
+    does not wait for one to start when its last chunk comes."""
+    server = ServerProcess(
+        tmp_path,
+        tmp_path / "data",
+        f"sqlite:///{tmp_path / 'pixdrop.db'}",
+        ["--image-worker-idle", "30", "--image-workers", "2", "--no-access-log"],
+    )
+    try:
+        server.wait_healthy()
+        pid = server.process.pid
+        assert wait_for(lambda: children(pid) == [], 10), children(pid)
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            for _ in range(3):  # one is enough: a ready decoder is not started again
+                opened = client.post("/v1/uploads", json={"size": 10_000})
+                assert opened.status_code == 201, opened.text
+        assert wait_for(lambda: len(children(pid)) == 1, 10), children(pid)
+        time.sleep(0.5)
+        assert len(children(pid)) == 1
+    finally:
+        server.stop()

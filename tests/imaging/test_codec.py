@@ -243,3 +243,20 @@ def test_an_idle_worker_exits_and_the_next_job_starts_one() -> None:
             await pool.close()
 
     assert run(body) == (True, 0, "ok", 1)
+
+
+def test_prepare_starts_one_worker_that_the_next_job_uses() -> None:
+    async def body() -> tuple[int, int, str, int]:
+        pool = WorkerPool(2, timeout=30)
+        try:
+            pool.prepare()
+            pool.prepare()  # one on its way is enough
+            reply = await pool.run("capabilities")  # waits for it rather than a second
+            after_job = pool.running
+            pool.prepare()  # one is idle: nothing to do
+            await anyio.sleep(0.5)
+            return after_job, pool.running, reply[0], len(pool._idle)
+        finally:
+            await pool.close()
+
+    assert run(body) == (1, 1, "ok", 1)

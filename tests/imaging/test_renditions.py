@@ -41,6 +41,9 @@ class CountingCodec:
     async def strip_gps(self, source: Any, fmt: str) -> bytes | None:
         return None
 
+    def prepare(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 

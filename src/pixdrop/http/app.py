@@ -163,6 +163,7 @@ def build_runtime(settings: Settings, backends: Backends) -> Runtime:
         hook=_pre_create_hook(settings),
         blobs=store.blobs,
         locks=locks,
+        codec=codec,
     )
     completion = Completion(
         staging=store.staging,

@@ -140,5 +140,8 @@ class VipsCodec:
         assert data is None or isinstance(data, bytes)
         return data
 
+    def prepare(self) -> None:
+        self.pool.prepare()
+
     async def close(self) -> None:
         await self.pool.close()

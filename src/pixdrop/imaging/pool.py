@@ -23,6 +23,7 @@ quarter of a second, paid by the first image after a quiet spell.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import signal
 import time
@@ -107,6 +108,8 @@ class WorkerPool:
         #: Seconds an idle worker lives (``None``: for ever).
         self.idle_timeout = idle_timeout
         self._reaper: asyncio.TimerHandle | None = None
+        #: A worker started by prepare(), on its way.
+        self._starting: asyncio.Future[_Worker] | None = None
         self._context = multiprocessing.get_context("spawn")
         self._limiter = anyio.CapacityLimiter(size)
         self._idle: list[_Worker] = []
@@ -131,6 +134,12 @@ class WorkerPool:
     ) -> tuple[Any, ...]:
         if self._closed:
             raise RuntimeError("the image worker pool is closed")
+        starting = self._starting
+        if not self._idle and starting is not None:
+            # The worker prepare() started is nearly there: wait for it, not for a second.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(starting)
+            self._prepared(starting)  # unless its callback already took it
         worker = self._idle.pop() if self._idle else await self._start()
         metrics.DECODE_RUNNING.inc()
         started = time.perf_counter()
@@ -190,6 +199,32 @@ class WorkerPool:
         worker = await to_thread.run_sync(_Worker, self._context)
         self._all.add(worker)
         return worker
+
+    def prepare(self) -> None:
+        """Start one worker in the background if none is idle and there is room for one: a
+        job is coming (an upload opened), and starting a worker takes about a quarter of a
+        second. Returns at once; must be called on the event loop."""
+        if self._closed or self._idle or self._starting or len(self._all) >= self.size:
+            return
+        loop = asyncio.get_running_loop()
+        self._starting = loop.run_in_executor(None, _Worker, self._context)
+        self._starting.add_done_callback(self._prepared)
+
+    def _prepared(self, started: asyncio.Future[_Worker]) -> None:
+        """Take the worker prepare() started (once: called back, or by a job first)."""
+        if self._starting is not started:
+            return
+        self._starting = None
+        if started.cancelled() or started.exception() is not None:
+            return  # the job that comes starts its own, and reports what goes wrong
+        worker = started.result()
+        if self._closed or len(self._all) >= self.size:
+            asyncio.get_running_loop().run_in_executor(None, worker.stop)
+            return
+        self._all.add(worker)
+        worker.idle_since = time.monotonic()
+        self._idle.append(worker)
+        self._arm_reaper()
 
     async def stop_idle(self) -> None:
         """Stop the idle workers now (the busy ones finish their jobs)."""

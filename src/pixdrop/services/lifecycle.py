@@ -28,7 +28,7 @@ from pixdrop.models import (
     is_valid_id,
     new_id,
 )
-from pixdrop.ports import Blobs, KeptContent, MetadataStore, Staging
+from pixdrop.ports import Blobs, ImageCodec, KeptContent, MetadataStore, Staging
 from pixdrop.protocols import fields
 from pixdrop.services.grants import GRANT_RETENTION, check_open
 from pixdrop.services.locks import LeaseLocks
@@ -75,6 +75,7 @@ class Lifecycle:
         hook: Admission | None = None,
         blobs: Blobs | None = None,
         locks: LeaseLocks | None = None,
+        codec: ImageCodec | None = None,
     ) -> None:
         self.staging = staging
         self.meta = meta
@@ -85,6 +86,8 @@ class Lifecycle:
         #: died between keeping and recording left for it (``_reclaim``).
         self.blobs = blobs
         self.locks = locks
+        #: Told when an upload opens, so a decoder is ready by the time it completes.
+        self.codec = codec
 
     @property
     def max_size(self) -> int:
@@ -169,6 +172,8 @@ class Lifecycle:
         else:
             await self.meta.create_upload(stored, parts=parts, image=image)
         metrics.UPLOADS_OPENED.inc()
+        if self.codec is not None:
+            self.codec.prepare()
         return stored
 
     async def admit(self, upload: Upload, way: str | None = None) -> Upload:

@@ -81,6 +81,7 @@ class OneShot:
                 self.lifecycle.new("native", None, filename=filename), "one-request"
             )
         staging_id = new_id()
+        self.completion.codec.prepare()
         store_token = await self.staging.begin(staging_id, durable=False)
         try:
             stream = Body(
