@@ -121,6 +121,16 @@ class KeptContent(Protocol):
         if it was not kept (or nothing is staged)."""
 
 
+@runtime_checkable
+class KnownDigest(Protocol):
+    """Optional ``Staging`` capability: the sha256 of the object an upload's *parts* make, if
+    it was computed while they arrived (so completion need not read the object to hash it);
+    ``None`` if not known. Never raises for an unknown upload."""
+
+    def known_sha256(self, upload_id: str, parts: Sequence[Part]) -> str | None:
+        """The sha256 (hex) of the object *parts* make, or ``None``."""
+
+
 class Blobs(Protocol):
     """Stored objects, by key: the sha256 of an image's bytes; ``<sha256>/<name>`` for what is
     derived from it (``models.derived_key``: variants, a GPS-free original); and the keys that

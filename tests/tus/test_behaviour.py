@@ -278,6 +278,32 @@ def test_interrupted_patch_with_a_checksum_keeps_nothing(server, client, photo_p
     assert response.status_code == 204, response.text
 
 
+def test_a_refused_patch_sent_again_stores_the_right_bytes(server, client, photo_png) -> None:
+    """Bytes written by a PATCH that is then refused (its checksum does not match) never
+    count in the image's sha256, even though they passed the server's running hash."""
+    path = new_upload(client, len(photo_png))
+    half = len(photo_png) // 2
+    assert patch(client, path, 0, photo_png[:half]).status_code == 204
+    wrong = bytes(len(photo_png) - half)
+    refused = patch(
+        client, path, half, wrong, {"Upload-Checksum": checksum("sha1", photo_png[half:])}
+    )
+    assert refused.status_code == 460, refused.text
+    last = patch(client, path, half, photo_png[half:])
+    assert last.status_code == 204, last.text
+    # fetch_image also checks that the sha256 the image is described with is its bytes'
+    assert fetch_image(client, last.headers["pixdrop-image"]) == photo_png
+
+
+def test_patches_in_order_store_the_image_under_its_sha256(server, client, photo_png) -> None:
+    path = new_upload(client, len(photo_png))
+    step = len(photo_png) // 5 + 1
+    for start in range(0, len(photo_png), step):
+        response = patch(client, path, start, photo_png[start : start + step])
+        assert response.status_code == 204, response.text
+    assert fetch_image(client, response.headers["pixdrop-image"]) == photo_png
+
+
 def test_second_patch_takes_over_a_hung_one(server, client, photo_png) -> None:
     path = new_upload(client, len(photo_png))
     half = len(photo_png) // 2

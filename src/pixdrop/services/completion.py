@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -51,6 +51,7 @@ from pixdrop.ports import (
     DigestsInPlace,
     ImageCodec,
     ImageProber,
+    KnownDigest,
     MetadataStore,
     Staging,
 )
@@ -165,7 +166,10 @@ class Completion:
                 missing_ranges=[list(gap) for gap in gaps],
             )
         key = await self.staging.finish(upload.id, token(upload), parts)
-        return staged_upload(upload, key)
+        staged = staged_upload(upload, key)
+        if isinstance(self.staging, KnownDigest):
+            staged = replace(staged, sha256=self.staging.known_sha256(upload.id, parts))
+        return staged
 
     async def ingest(self, staged: Staged, *, filename: str | None, record: Record) -> StoredImage:
         """Check, keep and record the image in *staged*; ``UnprocessableImage`` if the bytes
@@ -193,6 +197,8 @@ class Completion:
         if grant is not None:
             check_image(grant, staged.size, info.format)
             record = self._claiming(grant, record)
+        if staged.sha256 is not None:
+            self._check_sha256(staged, staged.sha256)  # hashed on the way in
         async with self.blobs.materialize(staged.key) as path:
             # Where the image ends is found beside the decode; the decoder's refusal comes
             # first, so a truncated or corrupt image is refused in its words.
@@ -202,7 +208,6 @@ class Completion:
                 hashing = self._checked_sha256(staged, path)
                 digest, (details, _) = await both(hashing, inspecting)
             else:
-                self._check_sha256(staged, staged.sha256)
                 digest, (details, _) = staged.sha256, await inspecting
         failpoints.reach("completion.decoded")
         delete_token = secrets.token_urlsafe(32)

@@ -25,6 +25,7 @@ from pixdrop.ports import Observer, Staging
 from pixdrop.storage import files
 from pixdrop.storage.files import WRITE_BATCH
 from pixdrop.storage.layout import Layout, staged_key
+from pixdrop.storage.running import RunningDigests
 
 
 def _extent(upload_id: str, parts: Sequence[Part]) -> int:
@@ -49,6 +50,7 @@ class LocalStaging(Staging):
 
     def __init__(self, layout: Layout) -> None:
         self._at = layout
+        self._running = RunningDigests()
 
     async def begin(self, upload_id: str, *, durable: bool = True) -> str:
         path = self._at.staging(upload_id)
@@ -75,17 +77,33 @@ class LocalStaging(Staging):
     ) -> Part:
         if number < 0 or offset < 0:
             raise ValueError(f"bad part number {number} or offset {offset}")
-        hasher = hashlib.sha256()
+        # In order, the bytes also go into the upload's running hash (running.py).
+        extension = self._running.begin(upload_id, offset)
+        hasher = extension.hasher if extension and extension.first else hashlib.sha256()
+        running = extension.hasher if extension and not extension.first else None
 
         def see(batch: Sequence[bytes]) -> None:  # on the writer thread, beside the I/O
             if observe is not None:
                 observe(batch)
             for block in batch:
                 hasher.update(block)
+                if running is not None:
+                    running.update(block)
 
-        with files.room(f"{upload_id}'s bytes at {offset}"):
-            written = await self._write(upload_id, offset, data, see)
-        return Part(offset, offset + written, hasher.hexdigest(), number)
+        try:
+            with files.room(f"{upload_id}'s bytes at {offset}"):
+                written = await self._write(upload_id, offset, data, see)
+        except BaseException:
+            if extension is not None:
+                extension.drop()
+            raise
+        part = Part(offset, offset + written, hasher.hexdigest(), number)
+        if extension is not None:
+            extension.commit(part)
+        return part
+
+    def known_sha256(self, upload_id: str, parts: Sequence[Part]) -> str | None:
+        return self._running.sha256(upload_id, parts)
 
     async def _write(
         self,
@@ -218,6 +236,7 @@ class LocalStaging(Staging):
 
         with files.room(f"the image of {upload_id}"):
             await to_thread.run_sync(link)
+        self._running.forget(upload_id)
 
     async def kept_as(self, upload_id: str, token: str) -> str | None:
         path = self._at.staging(upload_id)
@@ -237,6 +256,7 @@ class LocalStaging(Staging):
         return await to_thread.run_sync(find)
 
     async def abort(self, upload_id: str, token: str) -> None:
+        self._running.forget(upload_id)
         path = self._at.staging(upload_id)
         await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
 
