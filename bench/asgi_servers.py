@@ -154,10 +154,10 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 async def probe_app(scope: Scope, receive: Receive, send: Send) -> None:
     """The checks' ASGI app (``bench.asgi_servers:probe_app``); every answer is JSON.
 
-    ``/healthz``; ``/trailers``: reads the body, says where a trailer field turned up;
-    ``/informational/{asgi,early_hint,pixdrop}``: tries to send a 104 (or a 103 early hint)
-    one way, then answers 200 with what happened; ``/body``: reads the body, answers its size;
-    ``/slow?SECONDS``: reads the body, sleeps, answers.
+    ``/healthz``: the scope's extensions; ``/trailers``: reads the body, says where a trailer
+    field turned up; ``/informational/{asgi,early_hint,pixdrop}``: tries to send a 104 (or a
+    103 early hint) one way, then answers 200 with what happened; ``/body``: reads the body,
+    answers its size; ``/slow?SECONDS``: reads the body, sleeps, answers.
     """
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
@@ -167,7 +167,7 @@ async def probe_app(scope: Scope, receive: Receive, send: Send) -> None:
     path = scope["path"]
     extensions = scope.get("extensions") or {}
     if path == "/healthz":
-        await _answer(send, 200, {"ok": True})
+        await _answer(send, 200, {"ok": True, "extensions": sorted(extensions)})
     elif path == "/trailers":
         size, keys = await _read_body(receive)
         found = extensions.get(PIXDROP_TRAILERS)
@@ -308,7 +308,7 @@ PROBE_FLAGS: dict[str, list[str]] = {
 }  # fmt: skip
 PROBE_KNOBS = {
     "pixdrop": "header_timeout=1, idle_timeout=1, keep_alive_timeout=1, max_header_size=16 KiB, "
-    f"max_connections={PROBE_CAP}, shutdown_timeout=2 (``uvicorn_options``)",
+    f"max_connections={PROBE_CAP}, shutdown_timeout=2, through uvicorn_options",
     **{name: " ".join(flags) for name, flags in PROBE_FLAGS.items()},
 }
 
@@ -698,6 +698,14 @@ def _request(method: str, target: str, headers: Sequence[str] = (), body: bytes 
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def check_extensions(port: int) -> str:
+    reply = exchange(port, _request("GET", "/healthz", ["Connection: close"]))
+    found = reply.json()
+    if reply.status != 200 or not isinstance(found, dict):
+        return reply.describe()
+    return ", ".join(f"`{name}`" for name in found["extensions"]) or "none"
+
+
 def check_trailers(port: int) -> str:
     digest = base64.b64encode(hashlib.sha1(b"hello").digest()).decode()
     request = (
@@ -868,20 +876,26 @@ def check_shutdown(server: Server) -> str:
 #: Checks that wait for a timeout: run side by side.
 WAITING = ("head timeout", "silent connection", "body idle timeout", "slow answer")
 
+#: (name, what is looked at: what pixdrop needs, the check).
 CHECKS: list[tuple[str, str, Callable[[int], str]]] = [
-    ("request trailers", "chunked PUT/PATCH with `Upload-Checksum` as a trailer", check_trailers),
-    ("104 interim response", "`104 Upload Resumption Supported` before the answer",
-     check_informational),
-    ("head timeout", "a head that never ends: 408 after header_timeout", check_head_timeout),
-    ("silent connection", "a connection that sends nothing: closed after header_timeout",
-     check_silent),
-    ("body idle timeout", "10 of 1000 body bytes, then silence: 408 after idle_timeout",
-     check_body_idle),
-    ("head size cap", "431 problem+json beyond max_header_size", check_head_size),
-    ("connection cap", f"503 problem+json beyond max_connections ({PROBE_CAP})",
-     check_connection_cap),
-    ("slow answer", "an answer 2.5 s after the body (a big image's check) is not cut off",
-     check_slow_answer),
+    ("scope extensions", "what the app finds in `scope['extensions']` on HTTP/1.1",
+     check_extensions),
+    ("request trailers", "pixdrop needs: a chunked PUT/PATCH with `Upload-Checksum` as a "
+     "trailer", check_trailers),
+    ("104 interim response", "pixdrop needs: `104 Upload Resumption Supported` before the "
+     "answer", check_informational),
+    ("head timeout", "pixdrop needs: a head that never ends gets 408 after header_timeout",
+     check_head_timeout),
+    ("silent connection", "pixdrop needs: a connection that sends nothing is closed after "
+     "header_timeout", check_silent),
+    ("body idle timeout", "pixdrop needs: 10 of 1000 body bytes, then silence, gets 408 after "
+     "idle_timeout", check_body_idle),
+    ("head size cap", "pixdrop needs: 431 problem+json beyond max_header_size",
+     check_head_size),
+    ("connection cap", "pixdrop needs: 503 problem+json beyond max_connections "
+     f"({PROBE_CAP})", check_connection_cap),
+    ("slow answer", "pixdrop needs: an answer 2.5 s after the body (a big image's check) is "
+     "not cut off", check_slow_answer),
 ]  # fmt: skip
 
 
@@ -934,12 +948,12 @@ def _attempt(check: Callable[[int], str], port: int, row: dict[str, str], what: 
 def render_checks(found: dict[str, dict[str, str]]) -> str:
     what_needed = {what: needed for what, needed, _ in CHECKS}
     what_needed["graceful shutdown"] = (
-        "requests in progress finish; after shutdown_timeout an append's body ends (bytes "
-        "kept, answered)"
+        "pixdrop needs: requests in progress finish; after shutdown_timeout an append's body "
+        "ends (its bytes kept, answered)"
     )
     lines = []
     for what, needed in what_needed.items():
-        lines.append(f"**{what}** (pixdrop needs: {needed})\n")
+        lines.append(f"**{what}** ({needed})\n")
         for name, row in found.items():
             lines.append(f"- {name}: {row.get(what, '-')}")
         lines.append("")
@@ -993,7 +1007,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = [
         "## pixdrop's app under four ASGI servers (`python -m bench.asgi_servers`)\n",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env.versions.items())
-        + f"; hypercorn worker class {args.hypercorn_worker}; "
+        + f"; hypercorn worker class {args.hypercorn_worker}; app fsync "
+        f"{'off' if args.no_fsync else 'on'}; "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}.\n",
     ]  # fmt: skip
     found: dict[str, dict[str, str]] = {}
