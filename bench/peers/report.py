@@ -3,7 +3,7 @@
 Figures: the median over the rounds and the spread (min-max). Ratios against a peer are
 paired by round: each run of a row is divided by the run, in the same round, of that peer's
 best row (the one with the highest median), and the median (min-max) of those quotients is
-given. The targets of issue 6 are judged on the same ratios' medians. The ratio to the floor
+given. The targets of issue 18 are judged on the same ratios' medians. The ratio to the floor
 is a time ratio, paired the same way: the row's time for the scenario's work over the floor's
 time for the same work in the same round (1.25: a quarter slower than the floor).
 
@@ -24,8 +24,6 @@ MiB = 1024 * 1024
 PEERS = {"tus-node": "@tus/server", "tuspyserver": "tuspyserver"}
 PIXDROP_SERVERS = ("pixdrop", "pixdrop-nofsync", "pixdrop-tus")
 #: Scenario 5: at most this much more peak RSS at the largest size than at the smallest.
-FLAT_SLACK = 16 * MiB
-RSS_LIMIT = 150 * MiB
 #: Per scenario (the key's first two letters): what one operation is, which count of a run
 #: says how many it did, and the unit its CPU per operation is shown in.
 OPERATIONS = {
@@ -327,59 +325,128 @@ def _judge(
     return what, measured, "met" if middle >= goal else "missed"
 
 
+def _floor_judge(
+    what: str, scenario: dict[str, Any], row: Row | None, goal: float
+) -> tuple[str, str, str]:
+    """*row*'s time for the scenario's work at most *goal* times the floor's (paired)."""
+    floor = _row(scenario, FLOOR)
+    if row is None or floor is None:
+        return what, "not measured", "-"
+    middle, low, high = paired(floor, row, rate(scenario["unit"]))
+    measured = f"{middle:.2f}x the floor's time ({low:.2f}-{high:.2f}): {row['label']}"
+    return what, measured, "met" if middle <= goal else "missed"
+
+
+def _median_cpu(row: Row | None, key: str) -> float | None:
+    if row is None:
+        return None
+    values = [v for v in (cpu_per_op(r, key) for r in row["runs"]) if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _cpu_judge(
+    what: str, key: str, mine: Row | None, limit: float | None, whose: str
+) -> tuple[str, str, str]:
+    """*mine*'s median server CPU per operation at most *limit* seconds."""
+    cpu = _median_cpu(mine, key)
+    if mine is None or cpu is None or limit is None:
+        return what, "not measured", "-"
+    measured = f"{cpu * 1000:.2f} ms ({mine['label']}) against {limit * 1000:.2f} ms ({whose})"
+    return what, measured, "met" if cpu <= limit else "missed"
+
+
+#: Issue 18's limits: S3 server CPU per photo, the S5 process tree's peak.
+S3_CPU_LIMIT = 0.006
+TREE_LIMIT = 200 * MiB
+
+
 def targets(scenarios: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Issue 18's targets, judged on this run's paired medians."""
     found: list[tuple[str, str, str]] = []
+    for key, mine, tus in (
+        ("s1", ("pixdrop-4", "pixdrop-1"), "pixdrop-tus-js-1"),
+        ("s2", ("pixdrop",), "pixdrop-tus-js"),
+    ):
+        scenario = scenarios.get(key)
+        if scenario is None:
+            continue
+        figure = rate(scenario["unit"])
+        ours = [row for row in (_row(scenario, i) for i in mine) if row is not None]
+        best = max(ours, key=lambda r: median_of(r, figure) or 0.0, default=None)
+        number_ = key[1]
+        found.append(
+            _floor_judge(f"S{number_}: pixdrop's client within 1.25x of the floor", scenario,
+                         best, 1.25)
+        )  # fmt: skip
+        found.append(
+            _floor_judge(
+                f"S{number_}: pixdrop's tus endpoint with tus-js-client within 1.25x of the floor",
+                scenario,
+                _row(scenario, tus),
+                1.25,
+            )
+        )
     s1 = scenarios.get("s1")
     if s1 is not None:
-        figure = rate("MB/s")
-        native = [
-            r
-            for r in s1["rows"]
-            if r["server"] == "pixdrop" and r["client"] == "pixdrop" and r["runs"]
-        ]
-        mine = max(native, key=lambda r: median_of(r, figure) or 0.0, default=None)
         found.append(
             _judge(
-                "S1: pixdrop >= 2x @tus/server (each with its best client)",
-                s1,
-                mine,
-                best_row(s1["rows"], "tus-node", figure),
-                2.0,
-            )
-        )
-        found.append(
-            _judge(
-                "S1: pixdrop >= 1.5x tuspyserver (each with its best client)",
-                s1,
-                mine,
-                best_row(s1["rows"], "tuspyserver", figure),
-                1.5,
-            )
-        )
-        found.append(
-            _judge(
-                "S1: pixdrop's tus endpoint >= 1.5x @tus/server, both with tus-js-client",
+                "S1: pixdrop's tus endpoint >= 1.0x @tus/server, both with tus-js-client",
                 s1,
                 _row(s1, "pixdrop-tus-js-1"),
                 _row(s1, "node-js-1"),
-                1.5,
+                1.0,
             )
         )
-    for key in sorted(k for k in scenarios if k.startswith(("s3", "s4"))):
+    for key in sorted(k for k in scenarios if k.startswith("s3")):
         scenario = scenarios[key]
-        goal = 2.0 if key.startswith("s3") else 3.0
         concurrency = scenario["extra"]["concurrency"]
-        for row_id, how in (("pixdrop", "with fsync"), ("pixdrop-nofsync", "without fsync")):
+        found.append(
+            _cpu_judge(
+                f"S3 (concurrency {concurrency}): server CPU per photo <= 6 ms, decoders included",
+                key,
+                _row(scenario, "pixdrop"),
+                S3_CPU_LIMIT,
+                "the target",
+            )
+        )
+        for row_id, how, goal in (("pixdrop", "with", 0.6), ("pixdrop-nofsync", "without", 0.75)):
             found.append(
                 _judge(
-                    f"S{key[1]} (concurrency {concurrency}): pixdrop {how} >= {goal:g}x "
-                    "@tus/server",
+                    f"S3 (concurrency {concurrency}): pixdrop {how} fsync >= {goal:g}x @tus/server",
                     scenario,
                     _row(scenario, row_id),
                     _row(scenario, "node-js"),
                     goal,
                 )
             )
+    for key in sorted(k for k in scenarios if k.startswith("s4")):
+        scenario = scenarios[key]
+        concurrency = scenario["extra"]["concurrency"]
+        node = _row(scenario, "node-js")
+        found.append(
+            _cpu_judge(
+                f"S4 (concurrency {concurrency}): server CPU per request <= @tus/server's",
+                key,
+                _row(scenario, "pixdrop"),
+                _median_cpu(node, key),
+                "@tus/server",
+            )
+        )
+        if concurrency > 1:
+            for row_id, how, goal in (
+                ("pixdrop", "with", 0.8),
+                ("pixdrop-nofsync", "without", 1.0),
+            ):
+                found.append(
+                    _judge(
+                        f"S4 (concurrency {concurrency}): pixdrop {how} fsync >= {goal:g}x "
+                        "@tus/server",
+                        scenario,
+                        _row(scenario, row_id),
+                        node,
+                        goal,
+                    )
+                )
     s5 = scenarios.get("s5")
     if s5 is not None:
         found += _memory_targets(s5)
@@ -390,25 +457,17 @@ def _memory_targets(s5: dict[str, Any]) -> list[tuple[str, str, str]]:
     sizes = s5["extra"]["sizes"]
     row = _row(s5, "pixdrop")
     what = (
-        f"S5: pixdrop's peak RSS < 150 MiB with four {_size(sizes[-1])} uploads, flat from "
-        f"{_size(sizes[0])} (within {FLAT_SLACK // MiB} MiB)"
+        f"S5: pixdrop's process tree (decoders included) under {TREE_LIMIT // MiB} MiB during "
+        f"{_size(sizes[-1])} uploads"
     )
     if row is None:
         return [(what, "not measured", "-")]
-    found = []
-    for key, whose in (("rss_main", "server process"), ("rss_tree", "with its decoder workers")):
-        peaks = {
-            size: max((r[key] for r in row["runs"] if r.get("size") == size), default=None)
-            for size in sizes
-        }
-        small, large = peaks[sizes[0]], peaks[sizes[-1]]
-        if small is None or large is None:
-            found.append((f"{what}, {whose}", "not measured", "-"))
-            continue
-        measured = f"{mib(small)} at {_size(sizes[0])}, {mib(large)} at {_size(sizes[-1])}"
-        met = large < RSS_LIMIT and large - small <= FLAT_SLACK
-        found.append((f"{what}, {whose}", measured, "met" if met else "missed"))
-    return found
+    peak = max((r["rss_tree"] for r in row["runs"] if r.get("size") == sizes[-1]), default=None)
+    main = max((r["rss_main"] for r in row["runs"] if r.get("size") == sizes[-1]), default=None)
+    if peak is None or main is None:
+        return [(what, "not measured", "-")]
+    measured = f"{mib(peak)} (server process alone {mib(main)})"
+    return [(what, measured, "met" if peak < TREE_LIMIT else "missed")]
 
 
 def runs_per(scenario: dict[str, Any]) -> int:
@@ -437,7 +496,7 @@ def render(results: dict[str, Any], charts: dict[str, str]) -> str:
         "absolute figures move from run to run; every scenario runs its contenders in "
         "interleaved rounds (A B C, B C A, ...), and the ratios are paired by round.",
         "",
-        "## Targets (issue 6)",
+        "## Targets (issue 18)",
         "",
         "| target | measured (median of paired ratios, min-max) | |",
         "|---|---|---|",
