@@ -62,9 +62,14 @@ store's URL, default 4 GiB; 0 turns copies off; a put's own bytes may pass it by
 request); a write that fails (``ENOSPC``, ``EDQUOT``, anything) drops the upload's copy and
 the upload falls back. Copies go when the upload is finished with (``abort``: completed,
 refused, aborted or swept), and any copy untouched for ``MAX_IDLE`` seconds is removed by the
-next prune (each process prunes at most once a minute, when it starts a copy, and the
-sweeper's node on each sweep), so a node that never completes an upload it saw part of does
-not keep it.
+next prune (when a store opens; then at most once a minute per process, when it starts a
+copy; and on the sweeper's node at each sweep), so a node that never completes an upload it
+saw part of, or that died while completing one, does not keep it.
+
+**What it leaves to the bucket.** Without a copy, the object read back was hashed, so a store
+that kept other bytes than it was sent would have been caught there. With one, what the store
+keeps is checked as for any S3 client: each part's body is signed with its sha256 over plain
+HTTP (SigV4; the store verifies it), and TLS protects it over HTTPS.
 """
 
 from __future__ import annotations
@@ -244,8 +249,9 @@ class LocalCopies:
         self.base = scratch / "copies"
         self.root = self.base / (self.boot or "none")
         self._pruned = time.monotonic()
-        if self.enabled:
+        if self.enabled:  # what a crash left: other boots' copies, and idle ones of this boot
             self._forget_other_boots()
+            self.prune(MAX_IDLE)
 
     def _forget_other_boots(self) -> None:
         try:
