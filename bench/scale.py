@@ -302,9 +302,17 @@ def nodes_behind_nginx(work: Path, endpoint: str, photos: int, rounds: int) -> l
         drop()
 
 
-def timed_chunked_upload(url: str, path: Path) -> tuple[float, float]:
-    """Seconds to hash *path* and send it in chunks (4 in flight), and to complete it."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process *pid* has used (its own threads, no children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_chunked_upload(url: str, path: Path, pid: int) -> tuple[float, float, float]:
+    """Seconds to hash *path* and send it in chunks (4 in flight), and to complete it; and the
+    CPU seconds the server process *pid* spent on the chunks."""
     data = path.read_bytes()
+    cpu = cpu_seconds(pid)
     started = time.perf_counter()
     digest = hashlib.sha256(data).hexdigest()
     with httpx.Client(base_url=url, timeout=600) as client:
@@ -325,10 +333,11 @@ def timed_chunked_upload(url: str, path: Path) -> tuple[float, float]:
         with ThreadPoolExecutor(IN_FLIGHT) as pool:
             list(pool.map(put, range(-(-len(data) // PART))))
         sent = time.perf_counter()
+        cpu = cpu_seconds(pid) - cpu
         done = client.post(f"/v1/uploads/{upload}/complete")
         if done.status_code != 201:
             raise RuntimeError(done.text)
-    return sent - started, time.perf_counter() - sent
+    return sent - started, time.perf_counter() - sent, cpu
 
 
 def local_copies(work: Path, endpoint: str, size: int, rounds: int) -> list[str]:
@@ -343,23 +352,26 @@ def local_copies(work: Path, endpoint: str, size: int, rounds: int) -> list[str]
         )
         for name, query in (("copies", ""), ("nocopies", "&local_copies=0"))
     }
-    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in servers}
+    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in servers}
     try:
         for server in servers.values():
             server.wait_healthy(60)
         log("warm-up: one upload to each server (untimed)")
         for server in servers.values():
-            timed_chunked_upload(server.url, payload.path)
+            timed_chunked_upload(server.url, payload.path, server.process.pid)
         for round_ in range(rounds):
             order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
             for name in order:
                 vary(payload, 2 * round_ + order.index(name) + 1)
                 direct = boto3_multipart(endpoint, payload.path)
-                chunks, complete = timed_chunked_upload(servers[name].url, payload.path)
-                runs[name].append((chunks, complete, direct / (chunks + complete)))
+                server = servers[name]
+                chunks, complete, cpu = timed_chunked_upload(
+                    server.url, payload.path, server.process.pid
+                )
+                runs[name].append((chunks, complete, direct / (chunks + complete), cpu))
                 log(
-                    f"round {round_ + 1}, {name}: chunks {chunks:.1f} s, complete "
-                    f"{complete:.1f} s, {runs[name][-1][2]:.2f}x boto3 ({direct:.1f} s)"
+                    f"round {round_ + 1}, {name}: chunks {chunks:.1f} s (server CPU {cpu:.1f} s), "
+                    f"complete {complete:.1f} s, {runs[name][-1][2]:.2f}x boto3 ({direct:.1f} s)"
                 )
     finally:
         for server in servers.values():
@@ -368,11 +380,11 @@ def local_copies(work: Path, endpoint: str, size: int, rounds: int) -> list[str]
     rows = []
     for name, label in (("nocopies", "without node-local copies (`local_copies=0`)"),
                         ("copies", "with node-local copies (the default)")):  # fmt: skip
-        chunks, complete, ratio = ([run[i] for run in runs[name]] for i in range(3))
+        chunks, complete, ratio, cpu = ([run[i] for run in runs[name]] for i in range(4))
         rows.append(
             f"| {size // MiB} MiB chunked through pixdrop to SeaweedFS, {label}: hash and "
-            f"chunks / complete | {spread(chunks)} s / {spread(complete)} s "
-            f"| {spread(ratio)}x boto3 in the same round |"
+            f"chunks (server CPU) / complete | {spread(chunks)} s ({spread(cpu)} s) / "
+            f"{spread(complete)} s | {spread(ratio)}x boto3 in the same round |"
         )
     return rows
 

@@ -98,6 +98,7 @@ def test_a_log_we_did_not_write_is_not_trusted() -> None:
     for bad in (
         good[:-10],  # torn
         good + "x\n",
+        good + "o w9 30 -\n w9 40\n",  # no kind
         good + "c w1 10 " + A + "\n",  # closed twice
         good.replace("c w2 20", "c w2 21"),  # past its limit
         good.replace(f" {B}", " beef"),

@@ -140,7 +140,7 @@ def _writes(text: str) -> list[_Write] | None:
             if kind == "o" and len(rest) == 2 and name not in found:
                 limit = None if rest[1] == "-" else int(rest[1])
                 found[name] = _Write(int(rest[0]), limit, line)
-            elif kind in "ca" and len(rest) == (2 if kind == "c" else 1) and name in found:
+            elif kind in ("c", "a") and len(rest) == (2 if kind == "c" else 1) and name in found:
                 write, end = found[name], int(rest[0])
                 if write.closed is not None or end < write.start:
                     return None
