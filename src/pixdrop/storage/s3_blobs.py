@@ -1,6 +1,10 @@
 """``Blobs`` on S3: ``blobs/<sha256>``, ``derived/<sha256>/<name>`` and ``staging/<upload id>``
 under the store's prefix. Reads stream (ranged GETs, a block at a time); ``materialize``
-streams the object into a temporary file under the scratch directory."""
+streams the object into a temporary file under the scratch directory.
+
+A finished upload (``staging/<upload id>``) whose every byte this node sent to the bucket has
+a sealed node-local copy (``storage.s3_local``): ``materialize`` answers that file itself and
+``open_range`` reads it, so the decoder and the sha256 read no byte back from the bucket."""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from anyio import to_thread
 from botocore.exceptions import ClientError
 
 from pixdrop.ports import Blobs
-from pixdrop.storage.layout import CONTENT_KEY
+from pixdrop.storage import files
+from pixdrop.storage.layout import CONTENT_KEY, STAGED_PREFIX
 from pixdrop.storage.s3_client import (
     READ_BLOCK,
     Bucket,
@@ -25,14 +30,22 @@ from pixdrop.storage.s3_client import (
     is_missing,
     object_name,
 )
+from pixdrop.storage.s3_local import LocalCopies
 
 
 class S3Blobs(Blobs):
     """``Blobs`` as objects in a bucket (see the module docstring)."""
 
-    def __init__(self, bucket: Bucket, scratch: Path) -> None:
+    def __init__(self, bucket: Bucket, scratch: Path, local: LocalCopies | None = None) -> None:
         self.bucket = bucket
         self.scratch = scratch
+        self.local = local if local is not None else LocalCopies(scratch, 0)
+
+    def _local_copy(self, key: str) -> Path | None:
+        """The sealed node-local copy of a staged key, if this node has one."""
+        if not key.startswith(STAGED_PREFIX):
+            return None
+        return self.local.sealed(key[len(STAGED_PREFIX) :])
 
     async def _get(self, name: str, start: int = 0, end: int | None = None) -> Any:
         """The streaming body of bytes ``[start, end)`` of *name* (all of it without *end*),
@@ -55,6 +68,11 @@ class S3Blobs(Blobs):
 
     async def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         name = object_name(key)
+        copy = self._local_copy(key)
+        if copy is not None:
+            async for block in files.read_range(copy, start, end):
+                yield block
+            return
         body = await self._get(name, start, end)
         if body is None:
             return
@@ -87,6 +105,10 @@ class S3Blobs(Blobs):
     @asynccontextmanager
     async def materialize(self, key: str) -> AsyncIterator[Path]:
         name = object_name(key)
+        copy = self._local_copy(key)
+        if copy is not None:
+            yield copy  # the copy itself: no GET (``abort`` removes it with the upload)
+            return
         body = await self._get(name)
 
         def download() -> Path:

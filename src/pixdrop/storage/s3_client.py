@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from pixdrop.models import is_valid_id
 from pixdrop.storage.layout import CONTENT_KEY, DERIVED_KEY, STAGED_PREFIX
+from pixdrop.storage.s3_local import DEFAULT_BUDGET
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
@@ -43,22 +44,24 @@ DEFAULT_PART_SIZE = 8 * MiB
 CONCURRENCY = 32
 READ_BLOCK = 1024 * 1024
 
-_QUERY = {"endpoint_url", "region", "part_size", "max_size"}
+_QUERY = {"endpoint_url", "region", "part_size", "max_size", "local_copies"}
 
 MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 
 
 @dataclass(frozen=True)
 class S3Location:
-    """Where an ``s3://BUCKET/PREFIX?endpoint_url=...&region=...`` URL points, and the part
+    """Where an ``s3://BUCKET/PREFIX?endpoint_url=...&region=...`` URL points, the part
     size appends are cut into (``part_size``, at least 5 MiB, grown so that ``max_size``
-    bytes need at most 10,000 parts)."""
+    bytes need at most 10,000 parts), and how many bytes of node-local copies of uploads a
+    node keeps (``local_copies``, default 4 GiB, 0 for none: ``storage.s3_local``)."""
 
     bucket: str
     prefix: str
     endpoint_url: str | None
     region: str | None
     part_size: int
+    local_copies: int = DEFAULT_BUDGET
 
     @classmethod
     def parse(cls, url: str) -> S3Location:
@@ -95,6 +98,7 @@ class S3Location:
             endpoint_url=query.get("endpoint_url") or None,
             region=query.get("region") or None,
             part_size=part_size,
+            local_copies=_size(query.get("local_copies"), DEFAULT_BUDGET, url),
         )
 
 
@@ -318,5 +322,6 @@ class Spool:
 
 
 def scratch_dir(path: str | os.PathLike[str] | None) -> Path:
-    """Where parts bigger than memory allows and materialized copies are written."""
+    """Where parts bigger than memory allows, materialized copies and node-local copies of
+    uploads are written."""
     return Path(path) if path is not None else Path(tempfile.gettempdir()) / "pixdrop-s3"

@@ -27,6 +27,11 @@ recorded receipts alone, never from ListParts.
   ``finish``, one CopyObject. Tails are named by their end so that bytes an unrecorded put
   wrote never shadow the recorded ones: a put that carries bytes never writes the tail it
   started from.
+
+**Node-local copies** (``storage.s3_local``): every put also writes its bytes at their offsets
+into a local sparse file, from the buffers it sends; ``finish`` seals that copy if it holds
+the whole object, for ``S3Blobs`` to read instead of the object; ``abort`` removes it, and
+``stale`` (the sweeper's node) prunes copies left idle.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from pixdrop.storage.s3_client import (
     upload_key,
 )
 from pixdrop.storage.s3_join import join_uploads
+from pixdrop.storage.s3_local import MAX_IDLE, Copy, LocalCopies
 from pixdrop.storage.s3_multipart import (
     check_upload,
     copy_big,
@@ -91,11 +97,12 @@ class S3Staging(Staging):
     copy_limit = MAX_PART_SIZE
     copy_part_size = 512 * 1024 * 1024
 
-    def __init__(self, bucket: Bucket, scratch: Path) -> None:
+    def __init__(self, bucket: Bucket, scratch: Path, local: LocalCopies | None = None) -> None:
         self.bucket = bucket
         self.scratch = scratch
         self.part_size = bucket.location.part_size
         self.part_memory = MemoryBudget()
+        self.local = local if local is not None else LocalCopies(scratch, 0)
 
     # --- begin, stale, abort
 
@@ -138,6 +145,7 @@ class S3Staging(Staging):
                     tokens.setdefault(upload_id, str(Token(self.part_size, upload["UploadId"])))
 
         await self.bucket.run(multipart)
+        await self.bucket.run(self.local.prune, min(older_than, MAX_IDLE))
         for name, when in await self.bucket.list_keys("staging/"):
             touched(name.removeprefix("staging/"), when)
         for name, when in await self.bucket.list_keys("tails/"):
@@ -146,6 +154,8 @@ class S3Staging(Staging):
 
     async def abort(self, upload_id: str, token: str) -> None:
         key = self.bucket.key(upload_key(upload_id))
+        if self.local.has_any(upload_id):
+            await self.bucket.run(self.local.drop, upload_id)
         try:
             uploads = [Token.parse(token).upload_id]
         except ValueError:  # no token (an orphan the sweeper found): whatever is there
@@ -211,9 +221,12 @@ class S3Staging(Staging):
                 )
         else:
             await check_upload(self.bucket, key, parsed)
+        # A native chunk's size is offset / (number - 1); a part 1's length is not known.
+        limit = offset + offset // (number - 1) if number >= 2 else None
+        copy = self.local.copy(upload_id, offset, limit)
         spool = Spool(parsed.part_size, self.scratch, self.part_memory)
         try:
-            sha256 = await self._drain(data, observe, spool.add_all)
+            sha256 = await self._drain(data, observe, spool.add_all, copy)
             if spool.size > MAX_PART_SIZE:
                 raise ValueError(f"a part of {spool.size} bytes is past S3's 5 GiB")
             if number == 1:  # kept as a tail: finish makes part 1 of it (module docstring)
@@ -233,30 +246,42 @@ class S3Staging(Staging):
         data: AsyncIterable[bytes],
         observe: Observer | None,
         sink: Callable[[Sequence[bytes]], None],
+        copy: Copy | None = None,
     ) -> str:
-        """Feed *data* to *sink* on worker threads, a batch at a time, beside the observer
-        and the sha256; return the sha256 (hex)."""
+        """Feed *data* to *sink* on worker threads, a batch at a time, beside the observer,
+        the sha256 and the node-local *copy* (the same buffers, at their offsets; closed with
+        the sha256 in the last hop, abandoned if *data* or *sink* fails); return the sha256
+        (hex)."""
         hasher = hashlib.sha256()
 
-        def see(batch: list[bytes]) -> None:
+        def see(batch: list[bytes], last: bool = False) -> None:
             if observe is not None:
                 observe(batch)
             for block in batch:
                 hasher.update(block)
+            if copy is not None:
+                copy.write(batch)
             sink(batch)
+            if last and copy is not None:
+                copy.close(hasher.hexdigest())
 
         batch: list[bytes] = []
         pending = 0
-        async for block in data:
-            if not block:
-                continue
-            batch.append(block)
-            pending += len(block)
-            if pending >= BATCH:
-                await self.bucket.run(see, batch)
-                batch, pending = [], 0
-        if batch:
-            await self.bucket.run(see, batch)
+        try:
+            async for block in data:
+                if not block:
+                    continue
+                batch.append(block)
+                pending += len(block)
+                if pending >= BATCH:
+                    await self.bucket.run(see, batch)
+                    batch, pending = [], 0
+            if batch or (copy is not None and copy.open):
+                await self.bucket.run(see, batch, True)
+        except BaseException:
+            if copy is not None:
+                copy.abandon()  # two small writes and closes: inline, whatever the cancel
+            raise
         return hasher.hexdigest()
 
     # --- appends
@@ -295,7 +320,9 @@ class S3Staging(Staging):
                 )
         grid = Grid(self.bucket, self.bucket.key(key), token, line, head)
         try:
-            sha256 = await self._drain(data, observe, grid.feed)
+            sha256 = await self._drain(
+                data, observe, grid.feed, self.local.copy(upload_id, offset, None)
+            )
         except ClientError as exc:
             if is_missing(exc):
                 raise FileNotFoundError(f"no staged upload {key}") from exc
@@ -312,6 +339,12 @@ class S3Staging(Staging):
         return Part(offset, end, sha256, 0, encode_etags(etags + grid.etags))
 
     async def finish(self, upload_id: str, token: str, parts: Sequence[Part]) -> str:
+        key = await self._finish(upload_id, token, parts)
+        if self.local.has_live(upload_id):  # this node wrote bytes of it: do they make it?
+            await self.bucket.run(self.local.seal, upload_id, parts)
+        return key
+
+    async def _finish(self, upload_id: str, token: str, parts: Sequence[Part]) -> str:
         key = upload_key(upload_id)
         ordered = extent(upload_id, parts)
         parsed = Token.parse(token)
