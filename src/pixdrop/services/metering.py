@@ -110,6 +110,8 @@ class Body:
         self._too_long = too_long
         self.expected = expected or ExpectedDigests()
         self._digests = self.expected.hashers()
+        #: The store's receipt gives the body's sha256 (see ``store_hashes_sha256``).
+        self._sha256_by_store = False
         self._checks = {name: new_hasher(name) for name in checksums}
         self._head_size = head_size
         self._head = bytearray()
@@ -184,9 +186,22 @@ class Body:
     def head(self) -> bytes:
         return bytes(self._head)
 
-    def verify_digests(self, what: str) -> None:
-        """Raise ``DigestMismatch`` if the bytes do not match the client's RFC 9530 digests."""
-        verify(self.expected, {n: h.digest() for n, h in self._digests.items()}, what)
+    def store_hashes_sha256(self) -> None:
+        """The store the whole body goes to computes its sha256 anyway (a part's receipt):
+        a client's ``sha-256`` digest is then checked against that, not hashed twice.
+        :meth:`verify_digests` must be given the store's sha256."""
+        if self._digests.pop("sha256", None) is not None:
+            self._sha256_by_store = True
+
+    def verify_digests(self, what: str, sha256: str | None = None) -> None:
+        """Raise ``DigestMismatch`` if the bytes do not match the client's RFC 9530 digests.
+        *sha256*: the store's sha256 of the whole body, after ``store_hashes_sha256``."""
+        computed = {n: h.digest() for n, h in self._digests.items()}
+        if self._sha256_by_store:
+            if sha256 is None:
+                raise RuntimeError("the body's sha256 was left to the store: pass it")
+            computed["sha256"] = bytes.fromhex(sha256)
+        verify(self.expected, computed, what)
 
     def kept(
         self,

@@ -91,10 +91,11 @@ class OneShot:
                 expected=expected,
                 head_size=self.completion.prober.head_size,
             )
+            stream.store_hashes_sha256()  # the part's receipt is the body's sha256
             part = await self.staging.put_part(
                 staging_id, store_token, number=0, offset=0, data=stream, observe=stream.observe
             )
-            stream.verify_digests("request body")
+            stream.verify_digests("request body", sha256=part.sha256)
             if part.length == 0:
                 raise UnprocessableImage(
                     "The request body is empty; send the image's bytes.", reason="empty"

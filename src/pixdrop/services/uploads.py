@@ -257,6 +257,7 @@ class UploadService:
     async def _write_chunk(self, upload: Upload, index: int, stream: Body) -> ChunkReceipt:
         start, end = upload.chunk_range(index)
         try:
+            stream.store_hashes_sha256()  # the part's receipt is the chunk's sha256
             part = await self.staging.put_part(
                 upload.id,
                 token(upload),
@@ -269,7 +270,7 @@ class UploadService:
             raise UploadNotFound(f"Upload {upload.id} was deleted.") from None
         if part.length != end - start:
             raise self._wrong_length(index, end - start, part.length)
-        stream.verify_digests(f"chunk {index}")
+        stream.verify_digests(f"chunk {index}", sha256=part.sha256)
         await self.meta.add_part(upload.id, part)
         return ChunkReceipt(upload.id, index, part, created=True)
 
