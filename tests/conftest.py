@@ -95,13 +95,15 @@ TESTS = Path(__file__).resolve().parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the ``s3`` variant only for the tests of ``S3_SUITES`` that start a server (see
     ``backend``) and are not marked ``local_disk`` (they look at the data directory's files,
-    or send chunks under S3's 5 MiB part minimum)."""
+    or send chunks under S3's 5 MiB part minimum) or ``storage_agnostic``."""
     kept, dropped = [], []
     for item in items:
         params = getattr(item, "callspec", None)
         is_s3 = params is not None and params.params.get("backend") == "s3"
         uses_server = "server_factory" in getattr(item, "fixturenames", ())
-        local_only = item.get_closest_marker("local_disk") is not None
+        local_only = any(
+            item.get_closest_marker(mark) is not None for mark in ("local_disk", "storage_agnostic")
+        )
         suite = Path(str(item.path)).relative_to(TESTS).parts[0]
         wanted = uses_server and not local_only and suite in S3_SUITES
         (dropped if is_s3 and not wanted else kept).append(item)

@@ -21,6 +21,10 @@ import pytest
 
 from tests.http.helpers import assert_problem, poll, post_image, send_cut, tiny_image
 
+#: The HTTP layer against hostile input, on SQLite and PostgreSQL as said above; storing and
+#: serving on S3 are covered by the S3 variant of the other HTTP suites.
+pytestmark = pytest.mark.storage_agnostic
+
 
 @pytest.fixture
 def client(server) -> Iterator[httpx.Client]:
