@@ -45,16 +45,22 @@ def loopback(data: bytes) -> None:
         raise RuntimeError(f"loopback sink got {received[0]} of {len(data)} bytes")
 
 
-def disk(data: bytes, path: Path) -> None:
-    """Write *data* to a new file at *path* in 1 MiB writes, then fsync it (the caller deletes)."""
+def disk(
+    data: bytes | memoryview, path: Path, block: int = BLOCK, *, fsync_each: bool = False
+) -> None:
+    """Write *data* to a new file at *path* in writes of *block* bytes (1 MiB), then fsync it;
+    with *fsync_each*, after every write instead (the caller deletes)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(data)
-        for start in range(0, len(data), BLOCK):
-            block = view[start : start + BLOCK]
-            while block:
-                block = block[os.write(fd, block) :]
-        os.fsync(fd)
+        for start in range(0, len(view), block):
+            part = view[start : start + block]
+            while part:
+                part = part[os.write(fd, part) :]
+            if fsync_each:
+                os.fsync(fd)
+        if not fsync_each:
+            os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -29,7 +29,6 @@ fsync) and decoding, summed over the operations.
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import threading
@@ -39,7 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-BLOCK = 1024 * 1024
+from bench import baselines
+
+BLOCK = baselines.BLOCK
 _cache_off = False
 
 
@@ -55,30 +56,12 @@ def _pyvips() -> Any:
 
 def write_fsync(data: bytes | memoryview, path: Path, block: int = BLOCK) -> None:
     """*data* into a new file at *path* in writes of *block* bytes, then one fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        for start in range(0, len(view), block):
-            part = view[start : start + block]
-            while part:
-                part = part[os.write(fd, part) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    baselines.disk(data, path, block)
 
 
 def append_fsync(data: bytes, path: Path, chunk: int) -> None:
     """*data* into a new file at *path*, one ``write`` and one ``fsync`` per *chunk* bytes."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        for start in range(0, len(view), chunk):
-            part = view[start : start + chunk]
-            while part:
-                part = part[os.write(fd, part) :]
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+    baselines.disk(data, path, chunk, fsync_each=True)
 
 
 def decode(data: bytes) -> float:
