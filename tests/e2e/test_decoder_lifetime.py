@@ -21,17 +21,11 @@ pytestmark = pytest.mark.skipif(
 
 
 def children(pid: int) -> list[int]:
-    """The decoder processes whose parent is *pid* (not multiprocessing's resource tracker,
-    which lives as long as the server)."""
+    """The child processes of *pid*: its decoders, and nothing else (no helper process such
+    as multiprocessing's resource tracker lives beside them)."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                command = Path(f"/proc/{child}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue  # it just exited
-            if b"resource_tracker" not in command:
-                found.append(int(child))
+        found.extend(int(child) for child in (task / "children").read_text().split())
     return found
 
 
@@ -59,7 +53,13 @@ def test_decoders_start_with_an_image_and_exit_when_idle(tmp_path: Path, photo_j
         with httpx.Client(base_url=server.url, timeout=60) as client:
             first = client.post("/v1/images", content=photo_jpeg)
             assert first.status_code == 201, first.text
-            assert len(children(pid)) == 1  # the decoder that checked it, idle now
+            (decoder,) = children(pid)  # the decoder that checked it, idle now
+            assert b"pixdrop.imaging.worker" in Path(f"/proc/{decoder}/cmdline").read_bytes()
+            # It loaded libvips and none of the server (FastAPI's pydantic, SQLAlchemy).
+            mapped = Path(f"/proc/{decoder}/maps").read_text()
+            assert "libvips" in mapped
+            assert "pydantic_core" not in mapped
+            assert "sqlalchemy" not in mapped
             assert wait_for(lambda: children(pid) == [], 10), children(pid)
             client.delete(f"/v1/images/{first.json()['id']}")
             again = client.post("/v1/images", content=photo_jpeg)

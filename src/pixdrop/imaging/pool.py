@@ -11,24 +11,30 @@ Why processes, rather than threads or libvips' own kill flag:
   worker, not the server.
 
 A worker that misses its deadline is killed (SIGKILL); the next job starts a fresh one. At
-most ``size`` jobs run at once; more wait their turn. Workers are started with ``spawn``:
-forking a server that runs threads (and maybe libvips) is unsafe.
+most ``size`` jobs run at once; more wait their turn. A worker is a fresh interpreter running
+``python -m pixdrop.imaging.worker`` (``worker.py``), which imports the jobs and libvips and
+nothing of the server: forking a server that runs threads (and maybe libvips) is unsafe, and
+``multiprocessing``'s ``spawn`` would re-import the server's ``__main__`` in every worker.
+Jobs and replies travel pickled over a socket pair (a ``multiprocessing`` connection).
 
 Workers start on demand and a worker left idle for ``idle_timeout`` seconds is stopped: a
 server that is not decoding holds no decoder memory (each worker is a Python process with
-libvips, about 45 MiB at rest, more after a wide image). Starting one again costs about a
+libvips, about 38 MiB at rest, more after a wide image). Starting one again costs about a
 quarter of a second, paid by the first image after a quiet spell.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
-import multiprocessing
-import signal
+import os
+import socket
+import subprocess
+import sys
 import time
+import weakref
 from multiprocessing.connection import Connection
-from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
 import anyio
@@ -47,41 +53,44 @@ class WorkerCrashed(Exception):
     """The worker died during the job (a codec crash or the out-of-memory killer)."""
 
 
-def _serve(conn: Connection) -> None:
-    """The worker's loop: one job at a time, until the server closes the pipe."""
-    from pixdrop.imaging import jobs  # imported here: only workers load libvips
+#: Every worker still running, killed when the server's interpreter exits (as daemonic
+#: ``multiprocessing`` children are), whichever way it gets there.
+_LIVE: weakref.WeakSet[_Worker] = weakref.WeakSet()
 
-    # Ctrl-C reaches the whole process group; the server decides when workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    jobs.setup_worker()
-    while True:
-        try:
-            name, args = conn.recv()
-        except EOFError:
-            return
-        reply: tuple[Any, ...]
-        try:
-            reply = ("ok", jobs.JOBS[name](*args))
-        except jobs.Refusal as exc:
-            reply = ("refused", exc.detail, exc.fields)
-        except Exception as exc:  # reported to the server, which logs it; the worker lives on
-            reply = ("failed", f"{type(exc).__name__}: {exc}")
-        conn.send(reply)
+
+@atexit.register
+def _kill_all() -> None:
+    for worker in list(_LIVE):
+        worker.stop()
+
+
+def _child_environment() -> dict[str, str]:
+    """The server's environment, with its import path: a worker imports pixdrop from where the
+    server did (a source tree, a benchmark's copy), not only from site-packages."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    return env
 
 
 class _Worker:
-    def __init__(self, context: SpawnContext) -> None:
+    def __init__(self) -> None:
         #: When it last finished a job (``time.monotonic()``): the idle reaper's clock.
         self.idle_since = time.monotonic()
-        self.conn, child = context.Pipe()
-        # Daemonic, so an exiting server never waits for it, unless the server is itself a
-        # daemonic process, which may have no children of that kind.
-        daemon = not multiprocessing.current_process().daemon
-        self.process: SpawnProcess = context.Process(
-            target=_serve, args=(child,), name="pixdrop-imaging", daemon=daemon
-        )
-        self.process.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pixdrop.imaging.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=_child_environment(),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        _LIVE.add(self)
 
     def call(self, name: str, args: tuple[Any, ...], timeout: float) -> tuple[Any, ...]:
         try:
@@ -94,8 +103,11 @@ class _Worker:
         return reply
 
     def stop(self) -> None:
-        self.process.kill()
-        self.process.join(5)
+        _LIVE.discard(self)
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
         self.conn.close()
 
 
@@ -110,7 +122,6 @@ class WorkerPool:
         self._reaper: asyncio.TimerHandle | None = None
         #: A worker started by prepare(), on its way.
         self._starting: asyncio.Future[_Worker] | None = None
-        self._context = multiprocessing.get_context("spawn")
         self._limiter = anyio.CapacityLimiter(size)
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
@@ -196,7 +207,7 @@ class WorkerPool:
         self._arm_reaper()
 
     async def _start(self) -> _Worker:
-        worker = await to_thread.run_sync(_Worker, self._context)
+        worker = await to_thread.run_sync(_Worker)
         self._all.add(worker)
         return worker
 
@@ -207,7 +218,7 @@ class WorkerPool:
         if self._closed or self._idle or self._starting or len(self._all) >= self.size:
             return
         loop = asyncio.get_running_loop()
-        self._starting = loop.run_in_executor(None, _Worker, self._context)
+        self._starting = loop.run_in_executor(None, _Worker)
         self._starting.add_done_callback(self._prepared)
 
     def _prepared(self, started: asyncio.Future[_Worker]) -> None:
