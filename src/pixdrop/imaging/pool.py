@@ -78,7 +78,7 @@ class _Worker:
         self.idle_since = time.monotonic()
         ours, theirs = socket.socketpair()
         try:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # noqa: S603 (our interpreter, fixed arguments)
                 [sys.executable, "-m", "pixdrop.imaging.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
