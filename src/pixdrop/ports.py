@@ -93,8 +93,9 @@ class Staging(Protocol):
         ``(upload id, token, parts)``, in order (tus concatenation); return the key as
         ``finish`` does. The target must have been begun; the sources stay until aborted."""
 
-    async def keep(self, upload_id: str, token: str, key: str) -> None:
-        """Store the finished object of *upload_id* as content blob *key* (its sha256).
+    async def keep(self, upload_id: str, token: str, key: str) -> bool:
+        """Store the finished object of *upload_id* as content blob *key* (its sha256);
+        ``True`` if this call stored it, ``False`` if blob *key* was there already.
 
         No byte is copied where the store can avoid it (a hard link on disk). Idempotent: if
         blob *key* already exists (same content), nothing changes. The staged object stays

@@ -366,18 +366,21 @@ def test_keep_is_idempotent_and_shares_identical_content(store: BlobStore) -> No
     data = b"same bytes"
     key = sha(data)
 
-    async def go() -> None:
+    async def go() -> list[bool]:
+        stored = []  # whether each keep stored the blob: only the very first
         for _ in range(2):
             upload_id, token, _ = await finished(store, data)
-            await store.staging.keep(upload_id, token, key)
-            await store.staging.keep(upload_id, token, key)  # a retried completion
+            stored.append(await store.staging.keep(upload_id, token, key))
+            stored.append(await store.staging.keep(upload_id, token, key))  # a retried completion
             await store.staging.abort(upload_id, token)
-            await store.staging.keep(upload_id, token, key)  # staging gone, blob there
+            # staging gone, blob there
+            stored.append(await store.staging.keep(upload_id, token, key))
         assert await store.blobs.size(key) == len(data)
         assert await collect(store.blobs.open_range(key, 0, len(data))) == data
         assert await collect(store.blobs.open_range(key, 5, 7)) == b"by"
+        return stored
 
-    run(go)
+    assert run(go) == [True, False, False, False, False, False]
 
 
 def test_abort_then_put_part_raises(store: BlobStore) -> None:

@@ -50,7 +50,8 @@ _TYPE_SIZES: Final = {
 }
 #: Formats whose XMP packets are searched for in the whole file, not found by their structure.
 XMP_ANYWHERE: Final = frozenset(f.name for f in FORMATS if f.xmp_anywhere)
-_XMP_GPS: Final = re.compile(rb"GPS(?:Latitude|Longitude|Altitude|DestLatitude|DestLongitude)")
+#: An XMP GPS property's name (``exif:GPSLatitude``...), wherever it is.
+XMP_GPS: Final = re.compile(rb"GPS(?:Latitude|Longitude|Altitude|DestLatitude|DestLongitude)")
 _XMP_JPEG: Final = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
 _EXIF: Final = b"Exif\x00\x00"
 
@@ -141,9 +142,7 @@ def _jpeg(data: Data) -> list[Edit]:
         if marker == 0xE1 and payload.startswith(_EXIF):
             edits += tiff_edits(data, pos + 10, end)
         elif (
-            marker == 0xE1
-            and payload.startswith(_XMP_JPEG)
-            and _XMP_GPS.search(data[pos + 4 : end])
+            marker == 0xE1 and payload.startswith(_XMP_JPEG) and XMP_GPS.search(data[pos + 4 : end])
         ):
             edits.append((pos, end, b""))
         pos = end
@@ -162,8 +161,8 @@ def _png_text_has_gps(kind: bytes, body: bytes) -> bool:
         return False
     if kind == b"iTXt" and rest[:1] == b"\x01":  # compressed iTXt
         text = rest[2:].split(b"\x00", 2)[-1]
-        return bool(_XMP_GPS.search(zlib.decompressobj().decompress(text, 16 << 20)))
-    return bool(_XMP_GPS.search(rest))
+        return bool(XMP_GPS.search(zlib.decompressobj().decompress(text, 16 << 20)))
+    return bool(XMP_GPS.search(rest))
 
 
 def _png(data: Data) -> list[Edit]:
@@ -198,7 +197,7 @@ def _webp(data: Data) -> list[Edit]:
         if kind == b"EXIF":
             start = pos + 8 + (6 if data[pos + 8 : pos + 14] == _EXIF else 0)
             edits += tiff_edits(data, start, min(pos + 8 + size, len(data)))
-        elif kind == b"XMP " and _XMP_GPS.search(data[pos + 8 : end]):
+        elif kind == b"XMP " and XMP_GPS.search(data[pos + 8 : end]):
             edits.append((pos, end, b""))
             dropped += end - pos
         pos = end
@@ -234,7 +233,7 @@ def find_edits(data: Data, fmt: str, *, xmp_gps: bool | None = None) -> list[Edi
 
     Raise ``GpsLayoutError`` if there is a location these edits cannot remove. For GIF,
     AVIF, HEIC and TIFF that includes XMP GPS properties anywhere in the file; a caller that
-    has already searched the whole file (``xmp_search``) passes what it found as *xmp_gps*.
+    has already searched the whole file (``markup.search``) passes what it found as *xmp_gps*.
     """
     known = BY_NAME.get(fmt)
     editor = _EDITORS.get(known.container) if known else None
@@ -243,15 +242,10 @@ def find_edits(data: Data, fmt: str, *, xmp_gps: bool | None = None) -> list[Edi
     except (struct.error, zlib.error, IndexError) as exc:
         raise GpsLayoutError(f"metadata does not parse: {exc}") from None
     if xmp_gps is None and fmt in XMP_ANYWHERE:
-        xmp_gps = _XMP_GPS.search(data) is not None
+        xmp_gps = XMP_GPS.search(data) is not None
     if xmp_gps and fmt in XMP_ANYWHERE:
         raise GpsLayoutError(f"{fmt} XMP with a location cannot be removed in place")
     return edits
-
-
-def xmp_search(window: Data | memoryview) -> bool:
-    """Whether *window* names an XMP GPS property (for scans that read a file in windows)."""
-    return _XMP_GPS.search(window) is not None
 
 
 def apply(data: Data, edits: list[Edit]) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,42 +16,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from pixdrop.formats import BY_NAME
-from pixdrop.imaging import gps, placeholder, vips
+from pixdrop.imaging import gps, markup, placeholder, vips
 from pixdrop.models import Fit, ImageDetails, ImageLimits, VariantSpec, gps_free_format
 
 #: Side of the image the placeholder is computed from (ThumbHash keeps at most 7 x 7 terms).
 PREVIEW_SIZE: Final = 32
 
 
-def _anycase(word: bytes) -> bytes:
-    """A pattern matching *word* in any case, written out (``[sS][cC]...``): unlike
-    ``re.IGNORECASE`` it keeps the pattern's fast scan for its leading literal."""
-    return b"".join(
-        b"[%s%s]" % (bytes([c]).lower(), bytes([c]).upper()) if chr(c).isalpha() else bytes([c])
-        for c in word
-    )
-
-
-#: Markup that makes a file a polyglot: bytes a browser would run if it ever took the file
-#: for HTML or SVG. No image needs these; ``nosniff`` already stops the browser, this is the
-#: second lock on the same door.
-_MARKUP_TAG: Final = re.compile(
-    b"<(?:"
-    + b"|".join(_anycase(w) for w in (b"script", b"html", b"body", b"iframe", b"object", b"embed"))
-    + b")[\\s>/]|<"
-    + _anycase(b"meta")
-    + b"\\s{1,512}"
-    + _anycase(b"http-equiv")
-    + b"[\\s>/]"
-    # a bare "<svg" is only 4 bytes, common enough in megabytes of compressed data
-    + b"|<"
-    + _anycase(b"svg")
-    + b"\\s[^>]{0,200}"
-    + _anycase(b"xmlns")
-)
-#: Anchored on its colon (a literal, so the scan is fast) and looking back for the scheme.
-_MARKUP_URL: Final = re.compile(b":(?<=" + _anycase(b"javascript:") + b")")
-#: Windows overlap by more than the longest possible match, so no match straddles unseen.
+#: Windows overlap by more than the longest possible match (``markup.LONGEST``), so no match
+#: straddles unseen.
 _SCAN_WINDOW: Final = 8 * 1024 * 1024
 _SCAN_OVERLAP: Final = 1024
 
@@ -88,16 +60,6 @@ def _check_limits(header: vips.Header, fmt: str, limits: ImageLimits) -> None:
         )
 
 
-def _first_markup(window: bytes | memoryview) -> tuple[int, bytes] | None:
-    tag = _MARKUP_TAG.search(window)
-    url = _MARKUP_URL.search(window)
-    if url is not None:
-        start = url.end() - len(b"javascript:")
-        if tag is None or start < tag.start():
-            return start, bytes(window[start : url.end()])
-    return None if tag is None else (tag.start(), bytes(tag.group()))
-
-
 @dataclass(frozen=True, slots=True)
 class _Scan:
     """What one pass over the whole file found."""
@@ -113,7 +75,7 @@ def _scan(source: Path | bytes, *, xmp: bool = True) -> _Scan:
     time (plain reads into one buffer: memory stays flat, and no mapped page counts as RSS).
     The patterns search the buffer itself, not a copy of each window."""
     if isinstance(source, bytes):
-        return _Scan(_first_markup(source), xmp and gps.xmp_search(source))
+        return _Scan(*markup.search(source, xmp))
     xmp_gps = False
     with open(source, "rb", buffering=0) as file:
         # A small file needs a buffer of its own size, not of a whole window.
@@ -126,8 +88,8 @@ def _scan(source: Path | bytes, *, xmp: bool = True) -> _Scan:
                 return _Scan(None, xmp_gps)
             filled = kept + got
             window = view[:filled]
-            xmp_gps = xmp_gps or (xmp and gps.xmp_search(window))
-            found = _first_markup(window)
+            found, named = markup.search(window, xmp and not xmp_gps)
+            xmp_gps = xmp_gps or named
             if found is not None:
                 return _Scan((base + found[0], found[1]), xmp_gps)
             kept = min(_SCAN_OVERLAP, filled)

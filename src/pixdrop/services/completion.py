@@ -216,8 +216,7 @@ class Completion:
             # Under the blob's lease every image of these bytes is recorded or deleted: a
             # blob that is not there now is named by no image, so if recording fails (the
             # upload vanished: aborted, swept), the blob kept for it must go again.
-            kept_here = not await self._blob_exists(image.blob_key)
-            await self.staging.keep(staged.upload_id, staged.token, digest)
+            kept_here = await self.staging.keep(staged.upload_id, staged.token, digest)
             failpoints.reach("completion.kept")
             try:
                 await record(image)
@@ -275,13 +274,6 @@ class Completion:
                 raise
 
         return claim_then_record
-
-    async def _blob_exists(self, key: str) -> bool:
-        try:
-            await self.blobs.size(key)
-        except FileNotFoundError:
-            return False
-        return True
 
     async def _head(self, staged: Staged) -> bytes:
         want = min(self.prober.head_size, staged.size)

@@ -420,14 +420,14 @@ class S3Staging(Staging):
     ) -> str:
         return await join_uploads(self, upload_id, token, sources)
 
-    async def keep(self, upload_id: str, token: str, key: str) -> None:
+    async def keep(self, upload_id: str, token: str, key: str) -> bool:
         staged, blob = upload_key(upload_id), content_name(key)
         if await self.bucket.head(blob) is not None:
-            return  # identical content stored already
+            return False  # identical content stored already
         size = await self.bucket.head(staged)
         if size is None:
             if await self.bucket.head(blob) is not None:
-                return
+                return False
             raise FileNotFoundError(f"nothing staged for upload {upload_id}")
         # Said before it is done, so that a completion killed before it records the image
         # leaves a trace for ``kept_as`` (``abort`` removes it with the rest).
@@ -439,5 +439,6 @@ class S3Staging(Staging):
             await self.bucket.call(
                 self.bucket.client.copy_object, Key=self.bucket.key(blob), CopySource=source
             )
-            return
+            return True
         await copy_big(self.bucket, staged, blob, size, self.copy_part_size)
+        return True

@@ -215,28 +215,30 @@ class LocalStaging(Staging):
         with files.room(f"the joined upload {upload_id}"):
             await to_thread.run_sync(concat)
 
-    async def keep(self, upload_id: str, token: str, key: str) -> None:
+    async def keep(self, upload_id: str, token: str, key: str) -> bool:
         staging, blob = self._at.staging(upload_id), self._at.content(key)
 
-        def link() -> None:
+        def link() -> bool:
             files.make_dirs(blob.parent, self._at.fsync_dir)
             try:
                 os.chmod(staging, 0o444)  # before the link: the blob is never writable
                 os.link(staging, blob)
             except FileExistsError:
-                return  # identical content already stored (content address)
+                return False  # identical content already stored (content address)
             except FileNotFoundError:
                 if blob.exists():
-                    return  # kept, then aborted: a completion run again
+                    return False  # kept, then aborted: a completion run again
                 raise
             except OSError:
                 os.chmod(staging, 0o600)  # not kept (a full disk): writable as before
                 raise
             self._at.fsync_dir(blob.parent)
+            return True
 
         with files.room(f"the image of {upload_id}"):
-            await to_thread.run_sync(link)
+            stored = await to_thread.run_sync(link)
         self._running.forget(upload_id)
+        return stored
 
     async def kept_as(self, upload_id: str, token: str) -> str | None:
         path = self._at.staging(upload_id)
@@ -258,6 +260,15 @@ class LocalStaging(Staging):
     async def abort(self, upload_id: str, token: str) -> None:
         self._running.forget(upload_id)
         path = self._at.staging(upload_id)
+        try:
+            kept = os.stat(path).st_nlink > 1
+        except FileNotFoundError:
+            return
+        if kept:
+            # The usual end of a completion: the file is a link of its blob, so the unlink
+            # frees no block; inline, like finish's stat, it saves a thread hop per image.
+            path.unlink(missing_ok=True)
+            return
         await to_thread.run_sync(lambda: path.unlink(missing_ok=True))
 
     async def stale(self, older_than: float) -> list[tuple[str, str]]:
