@@ -15,7 +15,7 @@ from contextlib import suppress
 
 from fastapi import Request, Response
 
-from pixdrop.errors import ClientGone
+from pixdrop.errors import BodyEnded, ClientGone
 from pixdrop.http.direct import opener_of
 from pixdrop.http.resumable import image_header, service, upload_url
 from pixdrop.http.wire import body, content_length
@@ -67,8 +67,19 @@ async def check_abandoned(request: Request, result: AppendResult) -> None:
     """An append cut short because its client went away keeps what arrived, but nobody is
     left to read an answer: raise ``ClientGone``, so that the access log says 499 (as for a
     native chunk cut short) and not the success that was never delivered. An append that
-    stopped for idleness, or for a newer request, is answered as usual."""
-    if result.interrupted and await request.is_disconnected():
+    stopped for idleness, or for a newer request, is answered as usual.
+
+    The body's own idle deadline (``metering.Body``) and the connection guard's
+    (``http/connections.py``) are equal; when the body's fires first, the guard ends the body
+    a moment later, and the first ``receive`` after that raises ``BodyEnded``: the client is
+    idle, not gone."""
+    if not result.interrupted:
+        return
+    try:
+        gone = await request.is_disconnected()
+    except BodyEnded:
+        gone = False
+    if gone:
         raise ClientGone
 
 
