@@ -20,7 +20,7 @@ Jobs and replies travel pickled over a socket pair (a ``multiprocessing`` connec
 Workers start on demand and a worker left idle for ``idle_timeout`` seconds is stopped: a
 server that is not decoding holds no decoder memory (each worker is a Python process with
 libvips, about 38 MiB at rest, more after a wide image). Starting one again costs about a
-quarter of a second, paid by the first image after a quiet spell.
+fifth of a second, paid by the first image after a quiet spell.
 """
 
 from __future__ import annotations
