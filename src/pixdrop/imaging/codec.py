@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from pixdrop.errors import UnprocessableImage
-from pixdrop.imaging.gps import XMP_ANYWHERE
 from pixdrop.imaging.pool import JobTimeout, WorkerCrashed, WorkerPool
 from pixdrop.models import ImageDetails, ImageLimits, VariantSpec
 from pixdrop.ports import ImageSource
-from pixdrop.tasks import settle
 
-__all__ = ["SPLIT_BYTES", "VipsCodec"]
+__all__ = ["LARGE_BYTES", "VipsCodec"]
 
-#: From this size on, the markup scan and the decode of one image run in two workers at once
-#: (below it, the second job's round trip costs more than it saves).
-SPLIT_BYTES = 8 * 1024 * 1024
-#: The refusal reason of an image over the pixel limits (jobs._check_limits).
-LIMIT_EXCEEDED = "limit-exceeded"
+#: Files of this size or more are checked one at a time: libvips holds hundreds of rows of a
+#: wide image while it decodes (about 95 MiB for a 1 GiB TIFF 8,191 pixels wide), so two at
+#: once would double the decoders' peak, while either takes a fraction of its upload's time.
+LARGE_BYTES = 64 * 1024 * 1024
 
 log = logging.getLogger("pixdrop.imaging")
 
@@ -49,6 +47,8 @@ class VipsCodec:
         self, pool: WorkerPool, decodes: tuple[str, ...], encodes: tuple[str, ...], version: str
     ) -> None:
         self.pool = pool
+        #: One large file at a time (``LARGE_BYTES``); smaller ones take the other workers.
+        self._large = anyio.Lock()
         self.decodes = decodes
         self.encodes = encodes
         self.version = version
@@ -104,31 +104,13 @@ class VipsCodec:
         raise RuntimeError(f"image worker failed in {job}: {reply[1]}")
 
     async def inspect(self, source: ImageSource, fmt: str, limits: ImageLimits) -> ImageDetails:
-        if not self._split(source):
+        if isinstance(source, Path) and _size(source) >= LARGE_BYTES:
+            async with self._large:
+                details = await self._value(self.pool, "inspect", source, fmt, limits)
+        else:
             details = await self._value(self.pool, "inspect", source, fmt, limits)
-            assert isinstance(details, ImageDetails)
-            return details
-        # A large file: the markup scan in one worker while another decodes, instead of one
-        # after the other in the same worker. Refusals keep the order of a single job's:
-        # header limits, then markup, then decoding.
-        decoded, scanned = await settle(
-            self._value(self.pool, "inspect", source, fmt, limits, False),
-            self._value(self.pool, "scan", source, fmt),
-        )
-        error = decoded.error
-        if isinstance(error, UnprocessableImage) and error.extra.get("reason") == LIMIT_EXCEEDED:
-            raise error
-        xmp_gps = scanned.unwrap()
-        details = decoded.unwrap()
         assert isinstance(details, ImageDetails)
-        if xmp_gps and fmt in XMP_ANYWHERE and not details.has_gps:
-            details = replace(details, has_gps=True)  # as find_edits would have said
         return details
-
-    def _split(self, source: ImageSource) -> bool:
-        """Whether to scan and decode *source* in two workers: a file of SPLIT_BYTES or more,
-        with two workers to spare."""
-        return self.pool.size > 1 and isinstance(source, Path) and _size(source) >= SPLIT_BYTES
 
     async def render(self, source: ImageSource, fmt: str, spec: VariantSpec) -> bytes:
         data = await self._value(self.pool, "render", source, fmt, spec)

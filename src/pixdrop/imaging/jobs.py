@@ -10,6 +10,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,28 +110,72 @@ def _refuse_markup(found: tuple[int, bytes] | None, fmt: str) -> None:
         )
 
 
-def inspect(source: Path | bytes, fmt: str, limits: ImageLimits, scan: bool = True) -> ImageDetails:
+def inspect(source: Path | bytes, fmt: str, limits: ImageLimits) -> ImageDetails:
     """Header limits first (cheap), then the markup scan, the full decode and the placeholder.
 
-    Without *scan*, the caller runs :func:`scan` alongside (in another worker) and adds what
-    it found about XMP GPS to ``has_gps``.
+    A file of :data:`OVERLAP_BYTES` or more is scanned on a thread while libvips decodes it
+    (both let go of the GIL: a 1 GiB TIFF takes the longer of the two, not their sum), in this
+    process, so a large image holds one worker, not two. Refusals keep the order of doing one
+    after the other: header limits, then markup, then decoding.
     """
     try:
         header = vips.header(source, fmt)
     except vips.VipsFailure as exc:
         raise _corrupt(fmt, vips.without_paths(str(exc), source)) from None
     _check_limits(header, fmt, limits)
-    xmp_gps = scan_markup(source, fmt) if scan else False
+    if not _overlaps(source):
+        xmp_gps = scan_markup(source, fmt)
+        has_gps = _has_gps(source, fmt, header, xmp_gps)
+        return _details(header, has_gps, _preview(source, fmt, header))
+    scanning = _scanner().submit(scan_markup, source, fmt)
+    try:
+        preview: vips.Preview | Refusal = _preview(source, fmt, header)
+    except Refusal as refusal:
+        preview = refusal  # the scan's refusal, if any, comes first
+    xmp_gps = scanning.result()
+    if isinstance(preview, Refusal):
+        raise preview
+    return _details(header, _has_gps(source, fmt, header, xmp_gps), preview)
+
+
+#: From this size on, :func:`inspect` scans a file for markup while it decodes it (below it,
+#: handing the scan to a thread costs more than it saves).
+OVERLAP_BYTES = 8 * 1024 * 1024
+_scan_thread: ThreadPoolExecutor | None = None
+
+
+def _overlaps(source: Path | bytes) -> bool:
+    if not isinstance(source, Path):
+        return False
+    try:
+        return os.stat(source).st_size >= OVERLAP_BYTES
+    except OSError:
+        return False  # not for us to report: the reads that follow will
+
+
+def _scanner() -> ThreadPoolExecutor:
+    global _scan_thread
+    if _scan_thread is None:
+        _scan_thread = ThreadPoolExecutor(1, thread_name_prefix="pixdrop-scan")
+    return _scan_thread
+
+
+def _has_gps(source: Path | bytes, fmt: str, header: vips.Header, xmp_gps: bool) -> bool:
     with _bytes_of(source) as data:
         try:
-            edits = gps.find_edits(data, fmt, xmp_gps=xmp_gps)
-            has_gps = bool(edits) or header.has_exif_gps
+            return bool(gps.find_edits(data, fmt, xmp_gps=xmp_gps)) or header.has_exif_gps
         except gps.GpsLayoutError:
-            has_gps = True  # a location we cannot cut out: served re-encoded, never as is
+            return True  # a location we cannot cut out: served re-encoded, never as is
+
+
+def _preview(source: Path | bytes, fmt: str, header: vips.Header) -> vips.Preview:
     try:
-        preview = vips.decode_and_preview(source, fmt, header, PREVIEW_SIZE)
+        return vips.decode_and_preview(source, fmt, header, PREVIEW_SIZE)
     except vips.VipsFailure as exc:
         raise _corrupt(fmt, vips.without_paths(str(exc), source)) from None
+
+
+def _details(header: vips.Header, has_gps: bool, preview: vips.Preview) -> ImageDetails:
     return ImageDetails(
         width=header.width,
         height=header.height,
@@ -191,7 +236,6 @@ def setup_worker() -> None:
 
 JOBS: Final[dict[str, Callable[..., Any]]] = {
     "inspect": inspect,
-    "scan": scan_markup,
     "render": render,
     "strip_gps": strip_gps,
     "capabilities": lambda: (vips.decodes(), vips.encodes(), vips.version()),
