@@ -1,6 +1,7 @@
 """Where pixdrop spends its time in one workload of the comparison, sampled with py-spy.
 
     python -m bench.peers.profile big      # one 512 MiB file, 8 MiB chunks, 4 in parallel
+    python -m bench.peers.profile one      # the same file in one request (POST /v1/images)
     python -m bench.peers.profile photos   # 300 photos of ~100 KiB, one request each, 32 at once
     python -m bench.peers.profile photos1  # the same, one at a time
     python -m bench.peers.profile tiny     # 16 photos of ~32 KiB in 1 KiB chunks, one at a time
@@ -31,6 +32,7 @@ from bench.peers.servers import start_pixdrop
 MiB = 1024 * 1024
 WORKLOADS = {
     "big": {"chunk_size": 8 * MiB, "parallel": 4, "concurrency": 1},
+    "one": {"chunk_size": None, "parallel": 1, "concurrency": 1},
     "photos": {"chunk_size": None, "parallel": 1, "concurrency": 32},
     "photos1": {"chunk_size": None, "parallel": 1, "concurrency": 1},
     "tiny": {"chunk_size": 1024, "parallel": 1, "concurrency": 1},
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         src = export_rev(args.pixdrop_rev, work)[0] if args.pixdrop_rev else None
         env = {"PYTHONPATH": str(src)} if src else {}
-        if args.workload == "big":
+        if args.workload in ("big", "one"):
             files = [write_tiff(work / "payload.tif", 512 * MiB).path]
         elif args.workload.startswith("photos"):
             photos = data.photos(cache, 2000, 100 * 1024)[:300]

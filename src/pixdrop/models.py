@@ -176,6 +176,9 @@ class ImageDetails:
     placeholder: str | None
     #: Whether the file carries a GPS location (EXIF GPS IFD or XMP GPS properties).
     has_gps: bool
+    #: Where the image's own bytes end in the file (``imaging.ends``); ``None`` where its
+    #: structure does not say (TIFF). Bytes after it are trailing data.
+    end: int | None = None
 
 
 class Fit(StrEnum):

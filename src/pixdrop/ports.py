@@ -377,7 +377,8 @@ class ImageCodec(Protocol):
     encodes: tuple[str, ...]
 
     async def inspect(self, source: ImageSource, fmt: str, limits: ImageLimits) -> ImageDetails:
-        """Check *limits* from the header, then prove the whole image decodes; describe it."""
+        """Check *limits* from the header, then prove the whole image decodes; describe it,
+        with where the image's own bytes end in *source* (``ImageDetails.end``)."""
 
     async def render(self, source: ImageSource, fmt: str, spec: VariantSpec) -> bytes:
         """The variant *spec* of the image: upright (EXIF orientation), metadata stripped."""

@@ -22,12 +22,16 @@ from urllib.parse import quote
 import anyio
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from pixdrop.errors import ImageNotFound, UploadNotFound
 from pixdrop.metadata import (
+    HEAD_REVISION,
+    MIGRATIONS,
     SqlMetadataStore,
     database_url,
     migrate,
@@ -39,8 +43,6 @@ from pixdrop.models import Image, Part, Upload, UploadState, new_id
 
 T = TypeVar("T")
 
-#: The newest migration: a fresh database ends there.
-HEAD_REVISION = "0008"
 
 RECEIVING, COMPLETING, COMPLETED = UploadState
 
@@ -573,6 +575,31 @@ def test_migrate_twice_is_a_no_op(fresh_database_url: str) -> None:
         assert [v for (v,) in versions] == [HEAD_REVISION]
     finally:
         run(store.close)
+
+
+def test_head_revision_is_alembics_head() -> None:
+    # A new migration must move HEAD_REVISION too, or servers would skip it.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
+
+
+def test_a_migrated_database_is_opened_without_alembic(fresh_database_url: str) -> None:
+    # Alembic is imported only where there is something to migrate: a server started on a
+    # migrated database does without its memory and import time.
+    script = (
+        "import sys; from pixdrop.metadata import open_metadata_store; "
+        "open_metadata_store(sys.argv[1]).engine.dispose(); print('alembic' in sys.modules)"
+    )
+
+    def opened() -> str:
+        command = [sys.executable, "-c", script, fresh_database_url]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+        return done.stdout.strip()
+
+    assert opened() == "True"  # a new database: migrated
+    assert opened() == "False"  # at head: Alembic not needed
+    assert_schema_usable(fresh_database_url)
 
 
 def assert_schema_usable(url: str) -> None:

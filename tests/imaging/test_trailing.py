@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pixdrop.imaging.ends import end_of
+from pixdrop.imaging.ends import end_in, end_of
 from pixdrop.services.completion import TRAILING_SLACK
 from tests.conftest import LiveServer
 from tests.http.helpers import assert_problem
@@ -71,9 +71,12 @@ BUILDERS: dict[str, tuple[str, Callable[[], bytes]]] = {
 
 
 def measure(tmp_path: Path, fmt: str, data: bytes) -> int | None:
+    """Where the image ends, read from a file; the same answer from the bytes in memory."""
     path = tmp_path / "image"
     path.write_bytes(data)
-    return end_of(path, fmt, len(data))
+    found = end_of(path, fmt, len(data))
+    assert end_in(data, fmt) == found
+    return found
 
 
 @pytest.mark.parametrize("name", BUILDERS)

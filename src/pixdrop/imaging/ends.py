@@ -32,7 +32,7 @@ from typing import Final
 
 from pixdrop.formats import BY_NAME
 
-__all__ = ["Ends", "end_of", "parser"]
+__all__ = ["Ends", "end_in", "end_of", "parser"]
 
 #: What a parser yields, is sent, and returns.
 Ends = Generator[tuple[int, int], bytes, int]
@@ -205,12 +205,25 @@ def end_of(path: Path, fmt: str, size: int) -> int | None:
         return None
     fd = os.open(path, os.O_RDONLY)
     try:
+        return _drive(ends, size, lambda offset, length: os.pread(fd, length, offset))
+    finally:
+        os.close(fd)
+
+
+def end_in(data: bytes, fmt: str) -> int | None:
+    """Where the *fmt* image held whole in *data* ends; ``None`` if its structure does not say."""
+    ends = parser(fmt, len(data))
+    if ends is None:
+        return None
+    return _drive(ends, len(data), lambda offset, length: data[offset : offset + length])
+
+
+def _drive(ends: Ends, size: int, read: Callable[[int, int], bytes]) -> int:
+    """Run the parser *ends*, answering each of its reads with *read* (offset, length)."""
+    try:
         offset, length = next(ends)
         while True:
-            length = max(0, min(length, size - offset))
-            offset, length = ends.send(os.pread(fd, length, offset))
+            offset, length = ends.send(read(offset, max(0, min(length, size - offset))))
     except StopIteration as stop:
         end: int = stop.value
         return end
-    finally:
-        os.close(fd)

