@@ -50,6 +50,12 @@ class Layout:
         if self.sync:
             os.fdatasync(fd)
 
+    def start_writeback(self, fd: int, offset: int, length: int) -> None:
+        """Start writing a range just written to the disk (``files.start_writeback``), for
+        the ``datasync`` that comes after it."""
+        if self.sync:
+            files.start_writeback(fd, offset, length)
+
     def fsync_dir(self, path: Path) -> None:
         if self.sync:
             files.fsync_dir(path)

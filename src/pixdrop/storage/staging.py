@@ -130,6 +130,8 @@ class LocalStaging(Staging):
             if last:
                 # Durable before the caller records the part (DESIGN.md, durability rule 1).
                 self._at.datasync(fd)
+            else:
+                self._at.start_writeback(fd, position, written)
             return written
 
         # One thread hop per WRITE_BATCH bytes; a small body (open, write, sync) takes one.
