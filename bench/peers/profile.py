@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pixdrop-rev", metavar="REV")
     parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks here")
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL (Python's CPU, not threads in syscalls)",
+    )
     args = parser.parse_args(argv)
     cache = envs.default_cache()
     with tempfile.TemporaryDirectory(prefix="pixdrop-bench-profile-") as tmp:
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = Runner({"pixdrop": server}, work, pixdrop_src=src)
         contender = Contender("p", "pixdrop", "pixdrop", "pixdrop", WORKLOADS[args.workload])
         try:
-            with hotspots.record(server.pid, raw, subprocesses=True):
+            with hotspots.record(server.pid, raw, subprocesses=True, gil=args.gil):
                 run = runner.run(contender, files)
         finally:
             server.stop()
