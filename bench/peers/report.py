@@ -374,49 +374,63 @@ WHAT_IS_LEFT: tuple[tuple[str, str], ...] = (
         "floor syncs once); after the last chunk the server decodes the image (the floor's "
         "own decode, not overlapped with the transfer) and, for chunks sent in parallel, "
         "hashes the file; the bytes cross loopback and the HTTP stack, and the client (which "
-        "hashes every byte too) shares the two cores. Fifth round: server CPU 2.6-2.8 s per "
-        "512 MiB against the floor's 1.2-1.4 s.",
+        "hashes every byte too) shares the two cores. Sixth round: server CPU 1.8 s per "
+        "512 MiB against the floor's 1.3 s; the floor's own time moved 2x between rounds.",
     ),
     (
         "S2: pixdrop's client",
         "Not the floor. The decode starts after the last byte (not while the bytes arrive), "
         "the body crosses loopback and the HTTP stack, and the client hashes it too, on the "
-        "same two cores. Fifth round: server CPU 1.8 s per 512 MiB against the floor's "
-        "1.2-1.3 s (the sha-256 is 0.37 s of it).",
+        "same two cores. Sixth round: met (1.05x), with server CPU 1.25 s per 512 MiB; "
+        "the floor's own time moved 3x between rounds, so the median sits on noise.",
     ),
-    *(
-        (
-            f"S{number}: pixdrop's tus endpoint with tus-js-client",
-            "As with pixdrop's client, plus tus-js-client's PATCH loop: one PATCH at a time, "
-            "each synced before the next is sent.",
-        )
-        for number in (1, 2)
+    (
+        "S1: pixdrop's tus endpoint with tus-js-client",
+        "As with pixdrop's client, plus tus-js-client's PATCH loop: one PATCH at a time, "
+        "each synced before the next is sent.",
+    ),
+    (
+        "S2: pixdrop's tus endpoint with tus-js-client",
+        "The work of POST /v1/images (1.05x in this run) through one tus PATCH: server CPU "
+        "1.69 s per 512 MiB against 1.25 s (the append's receipt, lease and checksum path; "
+        "not profiled this round), and tus-js-client under Node.js on the same two cores.",
     ),
 )
 #: The same, for the targets of scenarios 3-5 (matched on "S3 (", "S4 (" and "S5:").
 WHAT_IS_LEFT_BY_SCENARIO: dict[tuple[str, str], str] = {
     ("S3", "CPU"): (
-        "Not the floor (the floor row's CPU: 4-5 ms). The server process spends about 10 ms "
-        "per photo: uvloop, httptools and the ASGI stack (~30 % of its samples), thread "
-        "hand-offs (6 hops per photo, ~20 %), the group commit and its fsync (~15 %), staging "
-        "file and directory operations (~15 %); the decoder 4-5 ms (the decode 30 %, the "
-        "ThumbHash in pure Python 17 %, the pipe 14 %)."
+        "Not the floor (the floor row's CPU: 2.5 ms in this run). Sixth round, py-spy --gil at "
+        "32 at once: the server process holds the GIL about 4.7 ms per photo (uvicorn "
+        "writing the answer 11 %, the event loop 9 %, thread hand-offs 10 %, SQLAlchemy "
+        "setting up statements 7 %, the five ASGI layers and FastAPI the rest of the request "
+        "path), plus the fsyncs of the staging file, the blob's new directories and the "
+        "SQLite commit; a decoder's Python about 2.8 ms per photo (the ThumbHash in pure "
+        "Python 35 %, about 1 ms; the preview's sampling 12 %) beside libvips' 1/8-scale "
+        "decode, the floor's own."
     ),
     ("S3", "rate"): (
         "Follows from the CPU row: client and server share two cores, and @tus/server "
         "neither decodes, nor syncs a directory, nor records a row."
     ),
     ("S4", "CPU"): (
-        "A 1 KiB chunk PUT: the chunk's lookup (25 % of samples), its group-committed receipt "
-        "(24 %), the write with fdatasync (21 %), uvicorn writing the answer (20 %), FastAPI's "
-        "dependency solving (8 %); @tus/server does no lookup, receipt or check."
+        "A 1 KiB chunk PUT (python -m bench.chunk_rate --profile, 16 connections, sixth "
+        "round): the five ASGI layers and FastAPI about 12 % of the server's GIL time, the "
+        "chunk's lookup 11 %, its group-committed receipt 13 %, the write with fdatasync 6 %, "
+        "uvicorn writing the answer 5 %; @tus/server does no lookup, receipt or check. "
+        "pixdrop's client, on the same two cores, spends about 1.6 ms of CPU per request "
+        "besides (httpx and anyio)."
     ),
     ("S4", "rate"): "Follows from the CPU row (both sides share two cores with the client).",
     ("S5", ""): (
-        "libvips decoding the 1 GiB TIFF (32-bit RGBA, 8,191 px wide) holds 90-95 MiB of "
-        "buffers (134 MiB peak in a bare process; 115 MiB with VIPS_CONCURRENCY=1), the "
-        "markup scan's worker about 44 MiB, the server process 108-112 MiB (Python with "
-        "FastAPI, SQLAlchemy and uvicorn). One 1 GiB upload alone peaks at 291 MiB."
+        "The floor of this design, measured: the server process at rest is about 100 MiB "
+        "(importing FastAPI, Starlette, pydantic, SQLAlchemy, uvicorn and httpx alone takes "
+        "62 MiB, pixdrop's modules 17 MiB more, Alembic 9 MiB when the server migrated its "
+        "database at start), and one decoder holds 36 MiB at rest plus the 90-95 MiB libvips "
+        "keeps while it decodes this TIFF (32-bit RGBA, 8,191 px wide: about 730 rows of "
+        "128 KiB; VIPS_CONCURRENCY=1 and region-by-region reads do not lower it). Sixth "
+        "round: the markup scan runs on a thread of that decoder (no second worker) and "
+        "files of 64 MiB or more are checked one at a time, so four uploads at once cost "
+        "one decoder, not two."
     ),
 }
 
