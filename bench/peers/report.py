@@ -399,14 +399,13 @@ WHAT_IS_LEFT: tuple[tuple[str, str], ...] = (
 #: The same, for the targets of scenarios 3-5 (matched on "S3 (", "S4 (" and "S5:").
 WHAT_IS_LEFT_BY_SCENARIO: dict[tuple[str, str], str] = {
     ("S3", "CPU"): (
-        "Not the floor (the floor row's CPU: 2.5 ms in this run). Sixth round, py-spy --gil at "
-        "32 at once: the server process holds the GIL about 4.7 ms per photo (uvicorn "
-        "writing the answer 11 %, the event loop 9 %, thread hand-offs 10 %, SQLAlchemy "
-        "setting up statements 7 %, the five ASGI layers and FastAPI the rest of the request "
-        "path), plus the fsyncs of the staging file, the blob's new directories and the "
-        "SQLite commit; a decoder's Python about 2.8 ms per photo (the ThumbHash in pure "
-        "Python 35 %, about 1 ms; the preview's sampling 12 %) beside libvips' 1/8-scale "
-        "decode, the floor's own."
+        "Not the floor (the floor row's CPU: 2.5 ms in this run), nor the HTTP stack: a bare "
+        "ASGI app storing each photo with fdatasync costs 0.57 ms per photo, as a FastAPI "
+        "route 0.63 (python -m bench.stack_floor). Sixth round: pixdrop's server process "
+        "4.5-5.0 ms per photo (5 thread hand-offs, 12 cancel scopes, 70 current_task calls, "
+        "FastAPI's dependency solving about a tenth: many small costs, no single one), its "
+        "decoder 4.3-4.8 ms (the 1/8-scale decode 2.5-2.9, the ThumbHash in pure Python "
+        "0.8-1.0, header, GPS, end and scan 0.5, the rest the pipe and the worker's loop)."
     ),
     ("S3", "rate"): (
         "Follows from the CPU row: client and server share two cores, and @tus/server "
