@@ -99,6 +99,78 @@ def test_a_job_over_its_deadline_is_killed_and_the_pool_recovers() -> None:
     assert run(body) == (JobTimeout, "ok")
 
 
+def big_png_file(folder: Path) -> Path:
+    path = folder / "big.png"
+    path.write_bytes(bytes(photo(3000, 3000).pngsave_buffer(compression=1)))
+    return path
+
+
+def test_a_job_answered_on_the_loop_keeps_its_deadline(tmp_path: Path) -> None:
+    # An inspect job of a file goes out and comes back on the event loop (no thread): its
+    # deadline still kills the worker, and the next job gets a fresh one.
+    path = big_png_file(tmp_path)
+
+    async def body() -> tuple[type[BaseException], Any, str]:
+        pool = WorkerPool(1, timeout=30)
+        try:
+            await pool.run("capabilities")
+            (worker,) = pool._all
+            with pytest.raises(JobTimeout) as caught:
+                await pool.run("inspect", path, "png", LIMITS, deadline=0.001)
+            assert worker.process.wait(5) is not None
+            reply = await pool.run("inspect", path, "png", LIMITS)
+            return caught.type, reply[0], reply[1].width
+        finally:
+            await pool.close()
+
+    assert run(body) == (JobTimeout, "ok", 3000)
+
+
+def test_a_worker_that_dies_during_a_job_on_the_loop_is_reported(tmp_path: Path) -> None:
+    path = big_png_file(tmp_path)
+
+    async def body() -> str:
+        pool = WorkerPool(1, timeout=30)
+        try:
+            await pool.run("capabilities")
+            (worker,) = pool._all
+
+            async def kill_soon() -> None:
+                await anyio.sleep(0.01)  # the job is under way
+                os.kill(worker.process.pid, signal.SIGKILL)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(kill_soon)
+                with pytest.raises(WorkerCrashed):
+                    await pool.run("inspect", path, "png", LIMITS)
+            return str((await pool.run("inspect", path, "png", LIMITS))[0])
+        finally:
+            await pool.close()
+
+    assert run(body) == "ok"
+
+
+def test_a_cancelled_job_on_the_loop_stops_its_worker(tmp_path: Path) -> None:
+    # Its reply would otherwise be read as the next job's answer.
+    path, small = big_png_file(tmp_path), tmp_path / "small.png"
+    small.write_bytes(bytes(photo(40, 30).pngsave_buffer()))
+
+    async def body() -> tuple[bool, int]:
+        pool = WorkerPool(1, timeout=30)
+        try:
+            await pool.run("capabilities")
+            (worker,) = pool._all
+            with anyio.move_on_after(0.01):
+                await pool.run("inspect", path, "png", LIMITS)
+            stopped = worker.process.wait(5) is not None
+            reply = await pool.run("inspect", small, "png", LIMITS)
+            return stopped, reply[1].width
+        finally:
+            await pool.close()
+
+    assert run(body) == (True, 40)
+
+
 def test_a_crashed_worker_is_reported_and_replaced() -> None:
     async def body() -> str:
         pool = WorkerPool(1, timeout=30)

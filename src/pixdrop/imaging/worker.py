@@ -23,8 +23,8 @@ def serve(conn: Connection) -> None:
     while True:
         try:
             name, args = conn.recv()
-        except EOFError:
-            return
+        except (EOFError, ConnectionResetError):
+            return  # the server closed its end (it stopped this worker, or went away)
         reply: tuple[Any, ...]
         try:
             reply = ("ok", jobs.JOBS[name](*args))
