@@ -171,6 +171,27 @@ def test_a_cancelled_job_on_the_loop_stops_its_worker(tmp_path: Path) -> None:
     assert run(body) == (True, 40)
 
 
+def test_a_worker_serves_the_loop_and_a_thread_in_turn_under_uvloop(tmp_path: Path) -> None:
+    # uvloop makes a socket it watches non-blocking; the thread that waits for the next job's
+    # reply (a variant's bytes) reads the same socket and needs it blocking again.
+    path = big_png_file(tmp_path)
+    spec = VariantSpec(3000, None, Fit.CONTAIN, "png", 80)  # megabytes of reply
+
+    async def body() -> tuple[str, bool, str, str]:
+        pool = WorkerPool(1, timeout=30)
+        try:
+            inspected = await pool.run("inspect", path, "png", LIMITS)  # on the loop
+            (worker,) = pool._all
+            blocking = os.get_blocking(worker.conn.fileno())
+            rendered = await pool.run("render", path, "png", spec)  # on a thread
+            again = await pool.run("inspect", path, "png", LIMITS)
+            return inspected[0], blocking, rendered[0], again[0]
+        finally:
+            await pool.close()
+
+    assert anyio.run(body, backend_options={"use_uvloop": True}) == ("ok", True, "ok", "ok")
+
+
 def test_a_crashed_worker_is_reported_and_replaced() -> None:
     async def body() -> str:
         pool = WorkerPool(1, timeout=30)

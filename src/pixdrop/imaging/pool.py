@@ -132,6 +132,9 @@ class _Worker:
                     await ready
             finally:
                 loop.remove_reader(fd)
+                # uvloop leaves a socket it watched non-blocking; recv here and a thread's
+                # recv of a later job's reply both need it blocking.
+                os.set_blocking(fd, True)
             if waiting.cancelled_caught:
                 raise JobTimeout(name)
             reply: tuple[Any, ...] = self.conn.recv()
