@@ -7,6 +7,7 @@ the per-image deadline, and what comes back is plain data. Refusals become
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -104,10 +105,8 @@ class VipsCodec:
         raise RuntimeError(f"image worker failed in {job}: {reply[1]}")
 
     async def inspect(self, source: ImageSource, fmt: str, limits: ImageLimits) -> ImageDetails:
-        if isinstance(source, Path) and _size(source) >= LARGE_BYTES:
-            async with self._large:
-                details = await self._value(self.pool, "inspect", source, fmt, limits)
-        else:
+        large = isinstance(source, Path) and _size(source) >= LARGE_BYTES
+        async with self._large if large else contextlib.nullcontext():
             details = await self._value(self.pool, "inspect", source, fmt, limits)
         assert isinstance(details, ImageDetails)
         return details
