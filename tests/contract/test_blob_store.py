@@ -787,6 +787,44 @@ def test_begin_not_durable_skips_the_directory_sync(
     assert calls == []
 
 
+def test_begin_not_durable_leaves_the_file_to_the_first_write(tmp_path: Path) -> None:
+    """A volatile begin creates nothing (the first write does, in the hop that writes); an
+    abort before any write leaves nothing to resurrect; a durable begin creates the file."""
+    store = LocalStore(tmp_path)
+    staging = tmp_path / "staging"
+
+    async def go() -> None:
+        first = new_id()
+        await store.staging.begin(first, durable=False)
+        assert not (staging / first).exists()
+        part = await store.staging.put_part(first, "", number=0, offset=0, data=stream(b"abc"))
+        assert (staging / first).read_bytes() == b"abc"
+        assert await store.staging.finish(first, "", [part]) == f"staging/{first}"
+
+        empty = new_id()  # an empty body: the last write still creates the file
+        await store.staging.begin(empty, durable=False)
+        part = await store.staging.put_part(empty, "", number=0, offset=0, data=stream(b""))
+        assert part.length == 0
+        assert (staging / empty).exists()
+
+        gone = new_id()
+        await store.staging.begin(gone, durable=False)
+        await store.staging.abort(gone, "")
+        with pytest.raises(FileNotFoundError):
+            await store.staging.put_part(gone, "", number=0, offset=0, data=stream(b"late"))
+        assert not (staging / gone).exists()
+
+        kept = new_id()  # a body cut short is kept after all: begun again, durably
+        await store.staging.begin(kept, durable=False)
+        await store.staging.begin(kept)
+        assert (staging / kept).exists()
+        await store.staging.abort(kept, "")
+        with pytest.raises(FileNotFoundError):
+            await store.staging.put_part(kept, "", number=0, offset=0, data=stream(b"late"))
+
+    run(go)
+
+
 def test_urls(tmp_path: Path) -> None:
     weird = tmp_path / "a dir with spaces & ü"
     url = default_blob_store_url(weird)

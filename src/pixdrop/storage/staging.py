@@ -6,6 +6,8 @@ before ``put_part`` returns. ``finish`` answers the staging file itself (key
 (no byte is copied; a crash before the caller records the image leaves the staging file
 intact, so the completion can simply run again; ``kept_as`` finds the blob from the second
 link) and ``abort`` removes the staging name.
+``begin`` without *durable* (a one-request body) creates nothing: the first write creates
+the file, in the thread hop that writes the bytes (one hop less per one-request image).
 The token of a local upload is the empty string.
 
 A full file system (``ENOSPC``, ``EDQUOT``) is ``InsufficientStorage`` from every method that
@@ -51,9 +53,14 @@ class LocalStaging(Staging):
     def __init__(self, layout: Layout) -> None:
         self._at = layout
         self._running = RunningDigests()
+        #: Uploads begun without *durable* whose file the first write creates (O_CREAT).
+        self._unborn: set[str] = set()
 
     async def begin(self, upload_id: str, *, durable: bool = True) -> str:
         path = self._at.staging(upload_id)
+        if not durable:
+            self._unborn.add(upload_id)  # nothing to make durable: the first write creates it
+            return ""
 
         def create() -> None:
             # Read-only open: creating works, and so does an idempotent call on a kept file.
@@ -63,6 +70,7 @@ class LocalStaging(Staging):
 
         with files.room("a new upload"):
             await to_thread.run_sync(create)
+        self._unborn.discard(upload_id)
         return ""
 
     async def put_part(
@@ -120,8 +128,11 @@ class LocalStaging(Staging):
         def write(batch: list[bytes], position: int, last: bool) -> int:
             nonlocal fd
             if fd is None:
-                # No O_CREAT: a part for an upload aborted meanwhile must not resurrect it.
-                fd = os.open(path, os.O_WRONLY)
+                # O_CREAT only for an unborn upload's first write: a part for an upload
+                # aborted meanwhile must not resurrect it.
+                unborn = upload_id in self._unborn
+                fd = os.open(path, os.O_WRONLY | (os.O_CREAT if unborn else 0), 0o600)
+                self._unborn.discard(upload_id)
                 if os.fstat(fd).st_nlink > 1:
                     raise PermissionError(f"upload {upload_id} is kept: its bytes are a blob's")
             if observe is not None:
@@ -260,6 +271,7 @@ class LocalStaging(Staging):
         return await to_thread.run_sync(find)
 
     async def abort(self, upload_id: str, token: str) -> None:
+        self._unborn.discard(upload_id)
         self._running.forget(upload_id)
         path = self._at.staging(upload_id)
         try:
