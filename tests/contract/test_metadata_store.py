@@ -25,7 +25,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from pixdrop.errors import ImageNotFound, UploadNotFound
@@ -841,3 +841,30 @@ def test_concurrent_writes_keep_their_own_outcomes(store: SqlMetadataStore) -> N
     assert isinstance(outcomes.pop("taken id"), IntegrityError)
     assert outcomes == {f"part {part.start}": True for part in good}
     assert run(store.list_parts, upload.id) == [first, *good]
+
+
+def test_sqlite_lookups_keep_their_connection_and_close_gives_all_back(tmp_path: Path) -> None:
+    """A thread's lookups share one connection (no pool checkout each), seeing each commit;
+    close() gives back the lookup connections and the group commit's."""
+    opened = open_metadata_store(f"sqlite:///{tmp_path / 'held.db'}")
+    lookups, engine = opened._lookups, opened.engine
+    assert lookups is not None
+    checkouts: list[int] = []
+    event.listen(lookups, "checkout", lambda *args: checkouts.append(1))
+
+    async def go() -> None:
+        for _ in range(3):
+            upload = make_upload()
+            await opened.create_upload(upload)
+            assert (await opened.get_upload(upload.id)).id == upload.id  # the write is seen
+        with pytest.raises(UploadNotFound):
+            await opened.get_upload("u" * 26)
+        assert (await opened.chunk_slot(upload.id, 0))[0].id == upload.id
+        assert len(checkouts) == 1
+        held = list(opened._held)
+        await opened.close()
+        assert len(held) == 1
+        assert held[0].closed
+
+    run(go)
+    assert engine.pool.checkedout() == 0

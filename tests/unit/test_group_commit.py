@@ -79,3 +79,31 @@ def test_a_failed_commit_fails_every_write_of_its_batch(engine) -> None:
     event.remove(engine, "commit", fail_commit)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+
+
+def test_batches_share_one_held_connection_until_one_fails(engine) -> None:
+    """Commits one after the other take one connection from the pool, not one each; a failed
+    lone write gives it back (rolled back), and the next write works on a fresh one."""
+    checkouts: list[int] = []
+    event.listen(engine, "checkout", lambda *args: checkouts.append(1))
+    group = GroupCommit(engine)
+
+    def insert(key: int):
+        return lambda conn: conn.execute(text("INSERT INTO t VALUES (:k)"), {"k": key})
+
+    async def main() -> None:
+        for key in range(5):
+            await group.run(insert(key))
+        assert len(checkouts) == 1
+        with pytest.raises(Exception, match="UNIQUE"):
+            await group.run(insert(0))  # taken: the lone write fails, its connection goes back
+        assert group._conn is None
+        await group.run(insert(5))
+        assert len(checkouts) == 2
+
+    anyio.run(main)
+    group.close()
+    assert engine.pool.checkedout() == 0
+    with engine.connect() as conn:
+        keys = [row.k for row in conn.execute(text("SELECT k FROM t ORDER BY k"))]
+    assert keys == list(range(6))
