@@ -540,3 +540,98 @@ def test_the_limited_classes_survive_pickling_for_worker_processes(impl: Any) ->
     again = pickle.loads(pickle.dumps(made))
     assert again.func is http_protocol_class(impl)  # type: ignore[attr-defined]
     assert again.keywords == {"limits": SHORT}  # type: ignore[attr-defined]
+
+
+# --- the response head leaves with the body (_coalesce_head) ---------------------------------
+
+
+class RecordingTransport(asyncio.Transport):
+    """What the protocol writes, call by call (the socket would see one send() each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def answering(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``/stream`` awaits between the head and the body; ``/big`` answers 100 KiB."""
+    if scope["type"] != "http":
+        return
+    body = b"x" * (100 * 1024) if scope["path"] == "/big" else b"ok"
+    start = {"type": "http.response.start", "status": 200}
+    start["headers"] = [(b"content-length", b"%d" % len(body))]
+    await send(start)
+    if scope["path"] == "/stream":
+        await asyncio.sleep(0.01)
+    await send({"type": "http.response.body", "body": body})
+
+
+def written(impl: str, request: bytes) -> RecordingTransport:
+    async def go() -> RecordingTransport:
+        config = uvicorn.Config(app=answering, lifespan="off", log_level="warning")
+        config.load()
+        loop = asyncio.get_running_loop()
+        protocol: Any = http_protocol_class(impl)(
+            config=config, server_state=uvicorn.server.ServerState(), app_state={}, _loop=loop
+        )
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(request)
+        await asyncio.sleep(0.1)
+        return transport
+
+    return asyncio.run(go())
+
+
+def responses(transport: RecordingTransport) -> list[bytes]:
+    return [data for data in transport.writes if data]  # h11 writes an empty end of message
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_a_small_response_leaves_in_one_write(impl: str) -> None:
+    transport = written(impl, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+    assert len(responses(transport)) == 2  # one per response, not a head and then a body
+    for data in responses(transport):
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert data.endswith(b"\r\n\r\nok")
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_a_head_response_still_sends_its_head(impl: str) -> None:
+    transport = written(impl, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    (data,) = responses(transport)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"\r\n\r\n")
+    assert transport.closed  # after the head, not before it
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("path", ["/stream", "/big"])
+def test_a_late_or_large_body_follows_its_head(impl: str, path: str) -> None:
+    """An app that awaits between head and body gets its head out at once; a large body is
+    written after its head rather than copied into one buffer with it."""
+    transport = written(impl, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head, body = responses(transport)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.endswith(b"\r\n\r\n")
+    assert body in (b"ok", b"x" * (100 * 1024))
