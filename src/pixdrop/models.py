@@ -115,6 +115,10 @@ class Part:
 
     ``number`` is the store's part number (1-based: native chunk *i* is part *i + 1*; appends
     are numbered in order), ``etag`` what the store said of it (``None`` on local disk).
+    ``sha256`` is the sha256 of the part's bytes, except for an append (number 0) that the
+    local store hashed in order into its upload's running hash: then it is the sha256 of the
+    upload's bytes ``[0, end)`` (a *prefix receipt*: one pass over the bytes instead of two;
+    ``storage/running.py``). Either way it names what was written, and is only compared.
     """
 
     start: int

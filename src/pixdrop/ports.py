@@ -65,7 +65,8 @@ class Staging(Protocol):
         observe: Observer | None = None,
     ) -> Part:
         """Store *data* as part *number* of the upload, at byte *offset*; return its receipt
-        (range, sha256 of the bytes, the store's etag).
+        (range, sha256 of the bytes, the store's etag; an append's may be a prefix receipt,
+        see ``models.Part``).
 
         *number* is 1-based where the caller knows the part's place (native chunk *i* is part
         *i + 1*); 0 for a body of unknown length that appends to the upload (tus, IETF, and a

@@ -787,6 +787,52 @@ def test_begin_not_durable_skips_the_directory_sync(
     assert calls == []
 
 
+def test_appends_in_order_get_prefix_receipts_chunks_their_own(tmp_path: Path) -> None:
+    """On local disk an append that continues the upload's bytes in order is hashed once: its
+    receipt is the sha256 of the upload's bytes up to its end. A chunk keeps the sha256 of
+    its own bytes (its client is told it), and the whole hash is known either way."""
+    store = LocalStore(tmp_path)
+    data = os.urandom(3000)
+
+    async def go() -> None:
+        appended = new_id()
+        token = await store.staging.begin(appended)
+        parts = []
+        for start in range(0, 3000, 1000):
+            parts.append(
+                await store.staging.put_part(
+                    appended, token, number=0, offset=start, data=stream(data[start : start + 1000])
+                )
+            )
+        assert [p.sha256 for p in parts] == [sha(data[:end]) for end in (1000, 2000, 3000)]
+        assert store.staging.known_sha256(appended, parts) == sha(data)
+
+        chunked = new_id()
+        token = await store.staging.begin(chunked)
+        parts = []
+        for number, start in enumerate(range(0, 3000, 1000), start=1):
+            parts.append(
+                await store.staging.put_part(
+                    chunked,
+                    token,
+                    number=number,
+                    offset=start,
+                    data=stream(data[start : start + 1000]),
+                )
+            )
+        assert [p.sha256 for p in parts] == [sha(data[s : s + 1000]) for s in (0, 1000, 2000)]
+        assert store.staging.known_sha256(chunked, parts) == sha(data)
+
+        gap = new_id()  # not in order: no running hash to continue, the part's own sha256
+        token = await store.staging.begin(gap)
+        late = await store.staging.put_part(
+            gap, token, number=0, offset=1000, data=stream(data[1000:2000])
+        )
+        assert late.sha256 == sha(data[1000:2000])
+
+    run(go)
+
+
 def test_begin_not_durable_leaves_the_file_to_the_first_write(tmp_path: Path) -> None:
     """A volatile begin creates nothing (the first write does, in the hop that writes); an
     abort before any write leaves nothing to resurrect; a durable begin creates the file."""

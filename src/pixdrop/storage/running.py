@@ -9,9 +9,12 @@ when the part is written. Parts out of order (parallel chunks) are not waited fo
 running hash stops at the first gap, and completion hashes the file as before.
 
 The state is trusted only if it covers exactly the parts the upload recorded, receipt for
-receipt (start, end and the part's own sha256, computed from the same blocks): a part that
-was written but then refused (a checksum mismatch) or re-sent with other bytes makes the
-lists differ, and the file is hashed. It lives in this process only (``--workers``, other
+receipt (start, end and the part's sha256, computed from the same blocks): a part that was
+written but then refused (a checksum mismatch) or re-sent with other bytes makes the lists
+differ, and the file is hashed. A chunk's receipt is its own sha256 (hashed twice: its client
+is answered it), an append's is the running state's digest at its end (a prefix receipt,
+``models.Part``), so an append's bytes are hashed once: 0.5 s of CPU less per 512 MiB tus
+PATCH recorded every 8 MiB. It lives in this process only (``--workers``, other
 nodes and restarts just hash at completion) and is bounded: the oldest uploads are forgotten
 past ``LIMIT``.
 """

@@ -85,10 +85,14 @@ class LocalStaging(Staging):
     ) -> Part:
         if number < 0 or offset < 0:
             raise ValueError(f"bad part number {number} or offset {offset}")
-        # In order, the bytes also go into the upload's running hash (running.py).
+        # In order, the bytes also go into the upload's running hash (running.py). An append
+        # (number 0) that continues it gets a prefix receipt, the running hash itself (one
+        # pass over its bytes, not two); a chunk (number >= 1) keeps its own sha256, which
+        # its client is answered and may have announced.
         extension = self._running.begin(upload_id, offset)
-        hasher = extension.hasher if extension and extension.first else hashlib.sha256()
-        running = extension.hasher if extension and not extension.first else None
+        prefix = extension is not None and (extension.first or number == 0)
+        hasher = extension.hasher if extension and prefix else hashlib.sha256()
+        running = extension.hasher if extension and not prefix else None
 
         def see(batch: Sequence[bytes]) -> None:  # on the writer thread, beside the I/O
             if observe is not None:
