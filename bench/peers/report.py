@@ -360,13 +360,15 @@ S3_CPU_LIMIT = 0.006
 TREE_LIMIT = 200 * MiB
 
 #: What stands between each target and its figure, from the profiles of the change log (the
-#: fourth and fifth rounds): kept by hand, matched on the start of the target's text.
+#: fourth to seventh rounds): kept by hand, matched on the start of the target's text.
 WHAT_IS_LEFT: tuple[tuple[str, str], ...] = (
     (
         "S1: pixdrop's tus endpoint >=",
         "@tus/server writes the bytes and nothing else. pixdrop's tus endpoint hashes every "
         "byte, syncs each PATCH and commits its receipt, and decodes and checks the image "
-        "before the last PATCH is answered.",
+        "before the last PATCH is answered. Seventh round: an append's bytes are hashed once, "
+        "not twice (prefix receipts; python -m bench.staging_cpu: 1.01 -> 0.72 s of CPU per "
+        "512 MiB of appends); server CPU 1.54 s per upload against @tus/server's 1.19.",
     ),
     (
         "S1: pixdrop's client",
@@ -374,15 +376,18 @@ WHAT_IS_LEFT: tuple[tuple[str, str], ...] = (
         "floor syncs once); after the last chunk the server decodes the image (the floor's "
         "own decode, not overlapped with the transfer) and, for chunks sent in parallel, "
         "hashes the file; the bytes cross loopback and the HTTP stack, and the client (which "
-        "hashes every byte too) shares the two cores. Sixth round: server CPU 1.8 s per "
-        "512 MiB against the floor's 1.3 s; the floor's own time moved 2x between rounds.",
+        "hashes every byte too) shares the two cores. Seventh round: server CPU 1.8 s per "
+        "512 MiB against the floor's 1.5 s. Hashing chunks sent past a gap once the gap "
+        "closes, so that completion need not hash the file, was measured and not kept: "
+        "0.4 s more CPU per upload, no faster.",
     ),
     (
         "S2: pixdrop's client",
         "Not the floor. The decode starts after the last byte (not while the bytes arrive), "
         "the body crosses loopback and the HTTP stack, and the client hashes it too, on the "
-        "same two cores. Sixth round: met (1.05x), with server CPU 1.25 s per 512 MiB; "
-        "the floor's own time moved 3x between rounds, so the median sits on noise.",
+        "same two cores. Met in the sixth round (1.05x), missed in the seventh (server CPU "
+        "1.17 s per 512 MiB): the floor's own time moved 3x between rounds (0.69-2.03 s), "
+        "so this median sits on noise.",
     ),
     (
         "S1: pixdrop's tus endpoint with tus-js-client",
@@ -391,9 +396,9 @@ WHAT_IS_LEFT: tuple[tuple[str, str], ...] = (
     ),
     (
         "S2: pixdrop's tus endpoint with tus-js-client",
-        "The work of POST /v1/images (1.05x in this run) through one tus PATCH: server CPU "
-        "1.69 s per 512 MiB against 1.25 s (the append's receipt, lease and checksum path; "
-        "not profiled this round), and tus-js-client under Node.js on the same two cores.",
+        "The work of POST /v1/images through one tus PATCH, and tus-js-client under Node.js "
+        "on the same two cores. Seventh round: met; an append's bytes are hashed once (prefix "
+        "receipts), server CPU 1.69 -> 1.28 s per 512 MiB, against 1.17 s for POST.",
     ),
 )
 #: The same, for the targets of scenarios 3-5 (matched on "S3 (", "S4 (" and "S5:").
@@ -401,23 +406,26 @@ WHAT_IS_LEFT_BY_SCENARIO: dict[tuple[str, str], str] = {
     ("S3", "CPU"): (
         "Not the floor (the floor row's CPU: 2.5 ms in this run), nor the HTTP stack: a bare "
         "ASGI app storing each photo with fdatasync costs 0.57 ms per photo, as a FastAPI "
-        "route 0.63 (python -m bench.stack_floor). Sixth round: pixdrop's server process "
-        "4.5-5.0 ms per photo (5 thread hand-offs, 12 cancel scopes, 70 current_task calls, "
-        "FastAPI's dependency solving about a tenth: many small costs, no single one), its "
-        "decoder 4.3-4.8 ms (the 1/8-scale decode 2.5-2.9, the ThumbHash in pure Python "
-        "0.8-1.0, header, GPS, end and scan 0.5, the rest the pipe and the worker's loop)."
+        "route 0.63 (python -m bench.stack_floor). Seventh round (python -m bench.ab, perf): "
+        "the server process 4.4 ms per photo, 40 % of it in the kernel (creating the staging "
+        "file's inode and, in a young store, the blobs/ab/cd/ directory: 21 %; fsync 10 %), "
+        "the rest many small Python costs (3 thread hand-offs, the event loop, SQLAlchemy); "
+        "the decoder 3.6-3.8 ms (the 1/8-scale decode 2.5-2.9, the ThumbHash now 0.1-0.2). "
+        "This run's machine was slower than the sixth's: @tus/server's CPU per photo rose "
+        "2.77 -> 4.57 ms, pixdrop's 7.77 -> 8.93 ms."
     ),
     ("S3", "rate"): (
         "Follows from the CPU row: client and server share two cores, and @tus/server "
         "neither decodes, nor syncs a directory, nor records a row."
     ),
     ("S4", "CPU"): (
-        "A 1 KiB chunk PUT (python -m bench.chunk_rate --profile, 16 connections, sixth "
-        "round): the five ASGI layers and FastAPI about 12 % of the server's GIL time, the "
-        "chunk's lookup 11 %, its group-committed receipt 13 %, the write with fdatasync 6 %, "
-        "uvicorn writing the answer 5 %; @tus/server does no lookup, receipt or check. "
-        "pixdrop's client, on the same two cores, spends about 1.6 ms of CPU per request "
-        "besides (httpx and anyio)."
+        "A 1 KiB chunk PUT: a lookup, a write with fdatasync and a group-committed receipt, "
+        "which @tus/server does not do. Seventh round: the lookup and the receipt keep their "
+        "SQLite connections (python -m bench.metadata_tx: 77 -> 42 us and 316 -> 270 us of "
+        "CPU; python -m bench.ab: 1.68 -> 1.47 ms per request) and the answer leaves in one "
+        "write; what is left (py-spy --gil) is waking the two worker threads (a tenth), "
+        "uvicorn and the ASGI layers. pixdrop's client, on the same two cores, spends about "
+        "1.6 ms of CPU per request besides (httpx and anyio)."
     ),
     ("S4", "rate"): "Follows from the CPU row (both sides share two cores with the client).",
     ("S5", ""): (
@@ -429,7 +437,8 @@ WHAT_IS_LEFT_BY_SCENARIO: dict[tuple[str, str], str] = {
         "128 KiB; VIPS_CONCURRENCY=1 and region-by-region reads do not lower it). Sixth "
         "round: the markup scan runs on a thread of that decoder (no second worker) and "
         "files of 64 MiB or more are checked one at a time, so four uploads at once cost "
-        "one decoder, not two."
+        "one decoder, not two. Measured, not built: httpx in the server (5 MiB, imported by "
+        "the command line and the webhook sender) and Alembic on a new database (10 MiB)."
     ),
 }
 
