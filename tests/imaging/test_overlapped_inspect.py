@@ -102,6 +102,29 @@ def test_the_scan_runs_beside_the_decode(tmp_path: Path, monkeypatch: pytest.Mon
     assert seen[0].startswith("pixdrop-scan")
 
 
+def test_a_small_file_is_read_once_a_large_one_streamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under OVERLAP_BYTES every step works on the file's bytes, read once; over it, on the
+    path (the file streams through libvips and the scan's window)."""
+    small = tmp_path / "small.tif"
+    pyvips.Image.black(64, 48, bands=3).copy(interpretation="srgb").tiffsave(str(small))
+    large = big_tiff(tmp_path / "big.tif")
+    given: list[type] = []
+    header = vips.header
+
+    def watched(source: Path | bytes, fmt: str) -> vips.Header:
+        given.append(type(source))
+        return header(source, fmt)
+
+    monkeypatch.setattr(vips, "header", watched)
+    vips.setup()
+    assert jobs.inspect(small, "tiff", LIMITS) == jobs.inspect(small.read_bytes(), "tiff", LIMITS)
+    jobs.inspect(large, "tiff", LIMITS)
+    assert given[0] is bytes
+    assert issubclass(given[-1], Path)
+
+
 def test_overlapped_and_sequential_describe_a_large_image_alike(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

