@@ -52,7 +52,8 @@ those tests before raising the cap):
 Both classes also send a response's head in the same write as its first body bytes
 (:func:`_coalesce_head`): uvicorn writes the head as soon as ``http.response.start`` comes,
 and the body with the next event, two ``send()`` calls and two wake-ups of the client for a
-small response, a tenth of the server's CPU on a 1 KiB chunk's PUT (py-spy ``--gil``). The
+small response (the head's write was 8 % of the server's GIL time on a 1 KiB chunk's PUT,
+py-spy ``--gil``; the server's CPU per request did not move measurably). The
 head waits for the body only within the loop turn that started the response: if the app
 awaits between the two (a streamed response), the head leaves at the end of that turn. A
 body over :data:`COALESCE_MAX` bytes is written after the head, not copied into one buffer.

@@ -385,6 +385,11 @@ def _fast_fields(width: int, height: int, rgba: bytes, has_alpha: bool) -> list[
     return out
 
 
+def _dots(cos_x: list[list[float]], values: Sequence[float], count: int) -> list[float]:
+    """The dot products of *values* with the first *count* horizontal cosines."""
+    return [sum(map(mul, cos_x[cx], values)) for cx in range(count)]
+
+
 def _opaque_terms(
     width: int, height: int, rgba: bytes, l_counts: tuple[int, ...], grey: bool, bits: int
 ) -> list[list[float]]:
@@ -408,12 +413,12 @@ def _opaque_terms(
         red = total + lift
         green, blue = red >> 64, red >> 128  # lane 3x of each: the pixel's G, B sums
         lum = _floats(red + green + blue + l_bias, size, 0, 3)
-        l_f += [sum(map(mul, cos_x[cx], lum)) for cx in range(l_counts[cy])]
+        l_f += _dots(cos_x, lum, l_counts[cy])
         if cy < 3 and not grey:
             p = _floats(red + green - (blue << 1) + bias, size, 0, 3)
             q = _floats(red - green + bias, size, 0, 3)
-            p_f += [sum(map(mul, cos_x[cx], p)) for cx in range(3 - cy)]
-            q_f += [sum(map(mul, cos_x[cx], q)) for cx in range(3 - cy)]
+            p_f += _dots(cos_x, p, 3 - cy)
+            q_f += _dots(cos_x, q, 3 - cy)
     scale = count << bits
     return [
         [f / (765 * scale) for f in l_f],
@@ -454,16 +459,16 @@ def _alpha_terms(
     for cy, total in enumerate(_vertical(lanes, row_lanes, height, 5, bits)):
         red = total + lift
         a = _floats(red + a_bias, size, 3, 4)
-        a_dots.append([sum(map(mul, cos_x[cx], a)) for cx in range(5 - cy)])
+        a_dots.append(_dots(cos_x, a, 5 - cy))
         green, blue = red >> 64, red >> 128
         if cy < len(l_counts):
             lum = _floats(red + green + blue + l_bias, size, 0, 4)
-            l_dots += [sum(map(mul, cos_x[cx], lum)) for cx in range(l_counts[cy])]
+            l_dots += _dots(cos_x, lum, l_counts[cy])
         if cy < 3 and not grey:
             p = _floats(red + green - (blue << 1) + bias, size, 0, 4)
             q = _floats(red - green + bias, size, 0, 4)
-            p_dots += [sum(map(mul, cos_x[cx], p)) for cx in range(3 - cy)]
-            q_dots += [sum(map(mul, cos_x[cx], q)) for cx in range(3 - cy)]
+            p_dots += _dots(cos_x, p, 3 - cy)
+            q_dots += _dots(cos_x, q, 3 - cy)
     scale = count << bits
     a_terms = [[f / (255 * scale) for f in row] for row in a_dots]
     a_f = [f for row in a_terms for f in row]
