@@ -20,12 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import uvicorn
 
 from pixdrop.config import Settings
 from pixdrop.http.app import create_app, uvicorn_options
 from pixdrop.metadata import open_metadata_store
+
+# No test is timed (benchmarks are, in bench/): hypothesis' per-example deadline of 200 ms
+# would fail an example for the load of a shared machine, not for what it found.
+hypothesis.settings.register_profile("pixdrop", deadline=None)
+hypothesis.settings.load_profile("pixdrop")
 
 DATA = Path(__file__).parent / "data"
 PG_ADMIN_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
