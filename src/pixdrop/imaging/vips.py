@@ -19,6 +19,7 @@ from typing import Any, Final
 import pyvips  # type: ignore[import-untyped]
 
 from pixdrop.formats import BY_NAME, DEFAULT_NAMES, FORMATS, VARIANT_FORMATS
+from pixdrop.imaging import tiles
 from pixdrop.models import Fit, VariantSpec
 
 #: The loader operations left unblocked (``Format.loader``).
@@ -56,11 +57,13 @@ class Preview:
 
 
 def setup() -> None:
-    """Block untrusted and unexpected loaders, and turn off the operation cache.
+    """Block untrusted and unexpected loaders, turn off the operation cache, and lower the
+    tile height (``tiles``: less memory for wide images).
 
     The cache would keep decoded images and open files of blobs that may be deleted; every
     job here reads its file once.
     """
+    tiles.set_tile_height()  # False where this libvips cannot be told: its default stays
     pyvips.block_untrusted_set(True)
     pyvips.operation_block_set("VipsForeignLoad", True)
     for nickname in _LOADER_OPERATIONS:  # blocking works on class names, not nicknames
