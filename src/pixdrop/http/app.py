@@ -30,6 +30,7 @@ from pixdrop.http import (
     chunks,
     direct,
     errors,
+    fastpath,
     keys,
     limits,
     listing,
@@ -442,6 +443,17 @@ def create_app(settings: Settings) -> FastAPI:
     # Innermost first: the pre-create hook reads the scope the routes see (RequestScope);
     # method override and tus versioning see the request before routing;
     # CORS answers preflights before anything else; the request log wraps it all.
+    # The chunk PUT goes to its endpoint without the router (fastpath.py); the route, its
+    # scope check and the exception handlers are the app's own.
+    put_chunk = fastpath.find_route(app.routes, chunks.put_chunk)
+    if put_chunk is None:  # the routers above always have it
+        raise RuntimeError("the chunk PUT route is missing")
+    app.add_middleware(
+        fastpath.DirectRoute,
+        route=put_chunk,
+        checks=(upload[0].dependency,),
+        handlers=app.exception_handlers,
+    )
     app.add_middleware(RequestScope)
     app.add_middleware(tus.TusMiddleware, mount=settings.tus_path)
     if settings.rate_limit is not None:
