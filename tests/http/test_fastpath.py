@@ -1,6 +1,6 @@
-"""The chunk PUT is answered without FastAPI's router (``http/fastpath.py``), and as the route
-would answer it: its status, its problems, its scope check (``tests/auth/test_matrix.py``) and
-what the request log and the metrics record of it."""
+"""The chunk PUT and the tus PATCH and creation are answered without FastAPI's router
+(``http/fastpath.py``), and as their routes would answer them: their statuses, their problems,
+their scope check (``tests/auth/test_matrix.py``) and what the metrics record of them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from tests.http.helpers import assert_problem
 
 CHUNK_ROUTE = "/v1/uploads/{upload_id}/chunks/{index}"
+TUS = {"Tus-Resumable": "1.0.0"}
 
 
 @pytest.fixture
@@ -51,6 +52,21 @@ def test_a_chunk_put_skips_the_router(
     assert client.get(f"/v1/uploads/{upload}").status_code == 200
     assert "/v1/uploads/{upload_id}" in routed  # the spy sees what the router serves
     assert CHUNK_ROUTE not in routed
+
+
+def test_tus_creation_and_patch_skip_the_router(
+    client: httpx.Client, routed: list[str], photo_jpeg: bytes
+) -> None:
+    size = str(len(photo_jpeg))
+    created = client.post("/files/", headers={**TUS, "Upload-Length": size})
+    assert created.status_code == 201, created.text
+    location = created.headers["Location"]
+    headers = {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    patched = client.patch(location, headers=headers, content=photo_jpeg)
+    assert patched.status_code == 204, patched.text
+    assert patched.headers["Upload-Offset"] == size
+    assert client.head(location, headers=TUS).headers["Upload-Offset"] == size
+    assert routed == ["/files/{upload_id}"]  # the HEAD only
 
 
 def test_its_errors_are_the_apps_problems(client: httpx.Client, routed: list[str]) -> None:

@@ -443,15 +443,16 @@ def create_app(settings: Settings) -> FastAPI:
     # Innermost first: the pre-create hook reads the scope the routes see (RequestScope);
     # method override and tus versioning see the request before routing;
     # CORS answers preflights before anything else; the request log wraps it all.
-    # The chunk PUT goes to its endpoint without the router (fastpath.py); the route, its
-    # scope check and the exception handlers are the app's own.
-    put_chunk = fastpath.find_route(app.routes, chunks.put_chunk)
-    if put_chunk is None:  # the routers above always have it
-        raise RuntimeError("the chunk PUT route is missing")
+    # The chunk PUT and the tus PATCH and creation go to their endpoints without the router
+    # (fastpath.py); the routes, their scope check and the exception handlers are the app's.
+    hot = [
+        route
+        for endpoint in (chunks.put_chunk, tus.patch, tus.create)
+        for route in fastpath.find_routes(app.routes, endpoint)
+    ]
     app.add_middleware(
-        fastpath.DirectRoute,
-        route=put_chunk,
-        checks=(upload[0].dependency,),
+        fastpath.DirectRoutes,
+        routes=tuple((route, (upload[0].dependency,)) for route in hot),
         handlers=app.exception_handlers,
     )
     app.add_middleware(RequestScope)

@@ -1,12 +1,13 @@
-"""The chunk PUT, the most frequent small request, handed to its endpoint directly.
+"""The most frequent small requests, handed to their endpoints directly: the chunk PUT, the
+tus PATCH and the tus (and IETF) creation.
 
 A 1 KiB chunk's PUT spent about an eighth of the server's CPU in FastAPI's routing and request
 handling (matching the path against every route, building the endpoint's arguments, the
-exception and exit-stack layers) for an endpoint that takes the request and two path strings.
-This layer, the innermost middleware, matches that one route itself (the route's own
-``matches``, so the path means what it means to the router) and awaits the route's endpoint.
+exception and exit-stack layers) for an endpoint that takes the request and a path string or
+two. This layer, the innermost middleware, matches those few routes itself (each route's own
+``matches``, so a path means what it means to the router) and awaits the route's endpoint.
 Everything else a request meets stays: the middlewares outside this one (request log,
-authentication, rate limit, tus, request scope), the scope check the route declares
+authentication, rate limit, tus, request scope), the scope check the routes declare
 (``require("upload")``, also in the OpenAPI document), and the app's exception handlers, so an
 answer is the same as through the router. Any other request goes on to the router.
 
@@ -31,47 +32,59 @@ Check = Callable[[HTTPConnection], Awaitable[object]]
 Handlers = Mapping[Any, Callable[..., Any]]
 
 
-def find_route(routes: Iterable[object], endpoint: Callable[..., Any]) -> APIRoute | None:
-    """The route of *endpoint*, looking into included routers (which recent FastAPI keeps
+def find_routes(routes: Iterable[object], endpoint: Callable[..., Any]) -> list[APIRoute]:
+    """The routes of *endpoint*, looking into included routers (which recent FastAPI keeps
     whole, older versions flattened)."""
+    found: list[APIRoute] = []
     for candidate in routes:
         included = getattr(getattr(candidate, "original_router", None), "routes", None)
         if included is not None:
-            found = find_route(included, endpoint)
-            if found is not None:
-                return found
+            found += find_routes(included, endpoint)
         elif isinstance(candidate, APIRoute) and candidate.endpoint is endpoint:
-            return candidate
-    return None
+            found.append(candidate)
+    return found
 
 
-class DirectRoute:
-    """ASGI middleware: requests that fully match *route* go to its endpoint (called with the
-    request and the path parameters) after *checks*; errors go to *handlers* (the app's
-    ``exception_handlers``, looked up along the exception's classes)."""
+class DirectRoutes:
+    """ASGI middleware: a request that fully matches one of *routes* goes to that route's
+    endpoint (called with the request and the path parameters) after the route's checks;
+    errors go to *handlers* (the app's ``exception_handlers``, looked up along the
+    exception's classes). Each endpoint takes the request and its path parameters only."""
 
     def __init__(
-        self, app: ASGIApp, *, route: APIRoute, checks: tuple[Check, ...], handlers: Handlers
+        self,
+        app: ASGIApp,
+        *,
+        routes: tuple[tuple[APIRoute, tuple[Check, ...]], ...],
+        handlers: Handlers,
     ) -> None:
         self.app = app
-        self.route = route
-        self.checks = checks
+        self.routes = routes
         self.handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        match, child = self.route.matches(scope)
-        if match is not Match.FULL:
-            await self.app(scope, receive, send)
-            return
-        scope.update(child)  # as the router does: the request log reads the route and ids
+        if scope["type"] == "http":
+            for route, checks in self.routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child)  # as the router does: the request log reads these
+                    await self._answer(route, checks, scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(
+        self,
+        route: APIRoute,
+        checks: tuple[Check, ...],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         request = Request(scope, receive, send)
         try:
-            for check in self.checks:
+            for check in checks:
                 await check(request)
-            response: Response = await self.route.endpoint(request, **scope["path_params"])
+            response: Response = await route.endpoint(request, **scope["path_params"])
         except Exception as exc:
             handler = self._handler(exc)
             if handler is None:
