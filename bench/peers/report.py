@@ -360,7 +360,7 @@ S3_CPU_LIMIT = 0.006
 TREE_LIMIT = 200 * MiB
 
 #: What stands between each target and its figure, from the profiles of the change log (the
-#: fourth to seventh rounds): kept by hand, matched on the start of the target's text.
+#: fourth to eighth rounds): kept by hand, matched on the start of the target's text.
 WHAT_IS_LEFT: tuple[tuple[str, str], ...] = (
     (
         "S1: pixdrop's tus endpoint >=",
@@ -406,13 +406,15 @@ WHAT_IS_LEFT_BY_SCENARIO: dict[tuple[str, str], str] = {
     ("S3", "CPU"): (
         "Not the floor (the floor row's CPU: 2.5 ms in this run), nor the HTTP stack: a bare "
         "ASGI app storing each photo with fdatasync costs 0.57 ms per photo, as a FastAPI "
-        "route 0.63 (python -m bench.stack_floor). Seventh round (python -m bench.ab, perf): "
-        "the server process 4.4 ms per photo, 40 % of it in the kernel (creating the staging "
-        "file's inode and, in a young store, the blobs/ab/cd/ directory: 21 %; fsync 10 %), "
-        "the rest many small Python costs (3 thread hand-offs, the event loop, SQLAlchemy); "
-        "the decoder 3.6-3.8 ms (the 1/8-scale decode 2.5-2.9, the ThumbHash now 0.1-0.2). "
-        "This run's machine was slower than the sixth's: @tus/server's CPU per photo rose "
-        "2.77 -> 4.57 ms, pixdrop's 7.77 -> 8.93 ms."
+        "route 0.63 (python -m bench.stack_floor). Eighth round, per thread (/proc, 300-400 "
+        "photos one at a time, four runs): the event loop 2.0-2.4 ms of user CPU per photo, "
+        "the worker threads 0.9 ms of user CPU and 0.6-0.8 ms in the kernel (file creation, "
+        "fsync), the decoder 3.7-3.9 ms (its 1/8-scale JPEG decode through libvips 2.2-2.3 ms "
+        "in-process, where Pillow takes 1.4: measured, not adopted, a second JPEG decoder with "
+        "other strictness). In the loop (py-spy): FastAPI's routing and request handling "
+        "about a sixth, the decoder's job round trip a seventh, uvloop's own C code a fifth, "
+        "the rest many small Python costs. A one-level blob layout (no blobs/ab/cd/ mkdir) "
+        "was measured and changed nothing (kernel CPU 0.95-1.00 -> 0.93-0.97 ms)."
     ),
     ("S3", "rate"): (
         "Follows from the CPU row: client and server share two cores, and @tus/server "
@@ -420,25 +422,27 @@ WHAT_IS_LEFT_BY_SCENARIO: dict[tuple[str, str], str] = {
     ),
     ("S4", "CPU"): (
         "A 1 KiB chunk PUT: a lookup, a write with fdatasync and a group-committed receipt, "
-        "which @tus/server does not do. Seventh round: the lookup and the receipt keep their "
-        "SQLite connections (python -m bench.metadata_tx: 77 -> 42 us and 316 -> 270 us of "
-        "CPU; python -m bench.ab: 1.68 -> 1.47 ms per request) and the answer leaves in one "
-        "write; what is left (py-spy --gil) is waking the two worker threads (a tenth), "
-        "uvicorn and the ASGI layers. pixdrop's client, on the same two cores, spends about "
-        "1.6 ms of CPU per request besides (httpx and anyio)."
+        "which @tus/server does not do. Eighth round: the PUT goes to its endpoint without "
+        "FastAPI's router (http/fastpath.py; python -m bench.ab: 2.38 -> 2.06 ms per request, "
+        "paired 0.87). What is left, per thread: the event loop about 1.1 ms (uvicorn, the "
+        "ASGI middlewares, the lookup, the lease, two thread hand-offs), the worker threads "
+        "0.7 ms, half of it in the kernel (fdatasync of the chunk, the SQLite commit). "
+        "pixdrop's client, on the same two cores, spends about 1.6 ms of CPU per request "
+        "besides (httpx and anyio)."
     ),
     ("S4", "rate"): "Follows from the CPU row (both sides share two cores with the client).",
     ("S5", ""): (
-        "The floor of this design, measured: the server process at rest is about 100 MiB "
-        "(importing FastAPI, Starlette, pydantic, SQLAlchemy, uvicorn and httpx alone takes "
-        "62 MiB, pixdrop's modules 17 MiB more, Alembic 9 MiB when the server migrated its "
-        "database at start), and one decoder holds 36 MiB at rest plus the 90-95 MiB libvips "
-        "keeps while it decodes this TIFF (32-bit RGBA, 8,191 px wide: about 730 rows of "
-        "128 KiB; VIPS_CONCURRENCY=1 and region-by-region reads do not lower it). Sixth "
-        "round: the markup scan runs on a thread of that decoder (no second worker) and "
-        "files of 64 MiB or more are checked one at a time, so four uploads at once cost "
-        "one decoder, not two. Measured, not built: httpx in the server (5 MiB, imported by "
-        "the command line and the webhook sender) and Alembic on a new database (10 MiB)."
+        "Eighth round: the decoders lower libvips' tile height to 32 rows (imaging/tiles.py), "
+        "which shrinks the line cache libvips keeps in front of a sequential loader (4 x 128 "
+        "rows by default: 64 MiB for this TIFF's 128 KiB rows); this row went 254-256 -> "
+        "208-209 MiB (--scenarios 5 --no-peers, two runs each). What is left: the server "
+        "process 112 MiB (95 at rest on an existing database, 102 after migrating a new one: "
+        "importing FastAPI, Starlette, pydantic, SQLAlchemy, uvicorn and httpx alone takes 62 "
+        "MiB, pixdrop's modules 17 more, Alembic 7 when it migrated), one decoder 40 MiB at "
+        "rest (26 of them libvips' and Python's mapped code) plus 56 while it checks this TIFF "
+        "(libvips' decode 22 at the lower tile height, the markup scan's 8 MiB window, the "
+        "preview's shrink). Not built: a new database made from tables.py and stamped "
+        "instead of migrated (7 MiB, still not under 200 with the rest)."
     ),
 }
 
