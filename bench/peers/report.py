@@ -379,33 +379,39 @@ WHAT_IS_LEFT: tuple[tuple[str, str], ...] = (
         "hashes every byte too) shares the two cores. Seventh round: server CPU 1.8 s per "
         "512 MiB against the floor's 1.5 s. Hashing chunks sent past a gap once the gap "
         "closes, so that completion need not hash the file, was measured and not kept: "
-        "0.4 s more CPU per upload, no faster.",
+        "0.4 s more CPU per upload, no faster. Eighth round, three full runs: 1.35x, 2.61x "
+        "and 2.30x the floor, while pixdrop's own rate moved less (210, 197, 190 MB/s) than "
+        "the floor's (277, 512, 436 MB/s): the floor's time is the noisy side of this ratio.",
     ),
     (
         "S2: pixdrop's client",
         "Not the floor. The decode starts after the last byte (not while the bytes arrive), "
         "the body crosses loopback and the HTTP stack, and the client hashes it too, on the "
-        "same two cores. Met in the sixth round (1.05x), missed in the seventh (server CPU "
-        "1.17 s per 512 MiB): the floor's own time moved 3x between rounds (0.69-2.03 s), "
-        "so this median sits on noise.",
+        "same two cores. Met in the sixth round (1.05x), missed in the seventh (1.50x); in "
+        "the eighth round's three full runs 0.73x (met), 1.90x and 1.83x, with the floor at "
+        "277, 512 and 436 MB/s in scenario 1: this ratio follows the floor's own time.",
     ),
     (
         "S1: pixdrop's tus endpoint with tus-js-client",
         "As with pixdrop's client, plus tus-js-client's PATCH loop: one PATCH at a time, "
-        "each synced before the next is sent.",
+        "each synced before the next is sent. Eighth round: met in the first of three full "
+        "runs (1.10x), missed in the two where the floor ran faster (2.40x, 2.18x).",
     ),
     (
         "S2: pixdrop's tus endpoint with tus-js-client",
         "The work of POST /v1/images through one tus PATCH, and tus-js-client under Node.js "
         "on the same two cores. Seventh round: met; an append's bytes are hashed once (prefix "
-        "receipts), server CPU 1.69 -> 1.28 s per 512 MiB, against 1.17 s for POST.",
+        "receipts), server CPU 1.69 -> 1.28 s per 512 MiB, against 1.17 s for POST. Eighth "
+        "round: met in the first of three full runs (0.79x), missed in the two where the "
+        "floor ran faster (2.12x, 1.94x).",
     ),
 )
 #: The same, for the targets of scenarios 3-5 (matched on "S3 (", "S4 (" and "S5:").
 WHAT_IS_LEFT_BY_SCENARIO: dict[tuple[str, str], str] = {
     ("S3", "CPU"): (
-        "Not the floor (the floor row's CPU: 2.5 ms in this run), nor the HTTP stack: a bare "
-        "ASGI app storing each photo with fdatasync costs 0.57 ms per photo, as a FastAPI "
+        "Not the floor (the floor row's CPU, the harness's own write, fsync and decode of each "
+        "photo: 2.5 ms in the seventh round's run, 3.6 in the eighth's), nor the HTTP stack: "
+        "a bare ASGI app storing each photo with fdatasync costs 0.57 ms per photo, as a FastAPI "
         "route 0.63 (python -m bench.stack_floor). Eighth round, per thread (/proc, 300-400 "
         "photos one at a time, four runs): the event loop 2.0-2.4 ms of user CPU per photo, "
         "the worker threads 0.9 ms of user CPU and 0.6-0.8 ms in the kernel (file creation, "
