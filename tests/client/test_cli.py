@@ -60,14 +60,23 @@ def run_cli(state_dir: Path, server: str | None, *args: Any) -> subprocess.Compl
 
 
 def start_cli(state_dir: Path, server: str, *args: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        pixdrop_command(*map(str, args)),
-        env=cli_env(state_dir, server),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    """The command line, started as from a terminal: with SIGINT at its default even when
+    this test run inherited it ignored (started in the background without job control). An
+    ignored signal stays ignored across exec, and Python then sets up no KeyboardInterrupt;
+    a handled one is reset to the default. So SIGINT is handled here while the child starts
+    (this runs on the main thread, the only one that may set handlers)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            pixdrop_command(*map(str, args)),
+            env=cli_env(state_dir, server),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def json_lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
