@@ -61,9 +61,11 @@ class DirectRoutes:
         self.app = app
         self.routes = routes
         self.handlers = handlers
+        #: Every other request (a GET of an image...) passes without a path match.
+        self.methods = frozenset(m for route, _ in routes for m in route.methods or ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["method"] in self.methods:
             for route, checks in self.routes:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
